@@ -1,0 +1,5 @@
+"""``python -m opsrail`` is the ``opsrail`` command."""
+
+from opsrail.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+import opsrail
+from opsrail.api import _dead_letters, _events, _operations, _problems, _schemas
+from opsrail.api._metrics import LatencyMiddleware, Metrics
+from opsrail.wiring import Container, DatabaseError, translate_errors
+
+log = logging.getLogger("opsrail.api")
+
+
+def create_app(container: Container) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        container.ingestion.writer.start()
+        log.info("opsrail api ready", extra={"database": container.engine.url.render_as_string(hide_password=True)})
+        try:
+            yield
+        finally:
+            container.ingestion.writer.stop()
+
+    app = FastAPI(
+        title="Opsrail",
+        version=opsrail.__version__,
+        description="Governed AI operations for SaaS service delivery and escalations.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    metrics = Metrics()
+    app.state.metrics = metrics
+    _problems.install(app)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DatabaseError)
+        log.error("database error", exc_info=exc)
+        return _problems.from_error(translate_errors(exc), request.url.path)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
+        return _problems.problem_response(
+            500,
+            "Internal error",
+            "an unexpected error occurred; it was logged",
+            code="internal",
+            instance=request.url.path,
+        )
+
+    app.add_exception_handler(DatabaseError, database_error)
+    app.add_exception_handler(Exception, unexpected)
+    for module in (_operations, _events, _dead_letters, _schemas):
+        app.include_router(module.router)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    return app

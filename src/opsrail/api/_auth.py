@@ -1,0 +1,41 @@
+"""Bearer-token authentication for every route but the health probes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from opsrail.model import Forbidden
+from opsrail.services import ApiToken
+from opsrail.wiring import Container
+
+bearer = HTTPBearer(auto_error=False, description="An API token from `opsrail tokens create`")
+
+# Roles that may only read; everything else may send events. Full policies come with governance.
+READ_ONLY_ROLES = frozenset({"auditor"})
+
+
+def container_of(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> ApiToken:
+    secret = credentials.credentials if credentials is not None else None
+    return container_of(request).tokens.authenticate(secret)
+
+
+def sender(token: Annotated[ApiToken, Depends(principal)]) -> ApiToken:
+    if token.role in READ_ONLY_ROLES:
+        raise Forbidden(
+            f"the role {token.role!r} may not send events", hint="use a token with role operator or service"
+        )
+    return token
+
+
+Principal = Annotated[ApiToken, Depends(principal)]
+Sender = Annotated[ApiToken, Depends(sender)]

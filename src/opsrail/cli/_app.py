@@ -1,0 +1,324 @@
+"""The ``opsrail`` command line (Typer). Commands work on the configured store directly."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from pydantic import ValidationError
+
+import opsrail
+from opsrail.cli._output import emit_json, fail, table
+from opsrail.cli._serve import serve
+from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, OpsrailError, json_schema
+from opsrail.services import ROLES, EventQuery
+from opsrail.settings import Settings
+from opsrail.wiring import (
+    Container,
+    DatabaseError,
+    build,
+    require_current_schema,
+    translate_errors,
+    upgrade_database,
+)
+
+app = typer.Typer(
+    help="Opsrail: governed AI operations for SaaS service delivery and escalations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+events_app = typer.Typer(help="Events and dead letters.", no_args_is_help=True)
+schema_app = typer.Typer(help="Canonical JSON Schemas.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(events_app, name="events")
+app.add_typer(schema_app, name="schema")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def handled(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn Opsrail and configuration errors into one clear line and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except OpsrailError as exc:
+            fail(exc.detail, exc.hint)
+            for error in exc.errors[:20]:
+                fail(f"{error.path}: {error.message}")
+            if "dead_letter_id" in exc.extra:
+                fail(f"kept as dead letter {exc.extra['dead_letter_id']}")
+            raise typer.Exit(exc.exit_code) from None
+        except ValidationError as exc:
+            fail(f"invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", "check OPSRAIL_* variables")
+            raise typer.Exit(2) from None
+        except DatabaseError as exc:
+            unavailable = translate_errors(exc)
+            fail(unavailable.detail, unavailable.hint)
+            raise typer.Exit(unavailable.exit_code) from None
+
+    return wrapper
+
+
+@contextmanager
+def opened(migrate: bool = False) -> Iterator[Container]:
+    container = build(Settings(), migrate=migrate)
+    try:
+        if not migrate:
+            require_current_schema(container)
+        yield container
+    finally:
+        container.close()
+
+
+@app.command()
+@handled
+def up(
+    host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: 8080]")] = None,
+) -> None:
+    """Start the API server (migrating the database first)."""
+    settings = Settings()
+    serve(settings, host or settings.host, port or settings.port)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(opsrail.__version__)
+
+
+@db_app.command("upgrade")
+@handled
+def db_upgrade(json: JsonFlag = False) -> None:
+    """Apply the database migrations (safe to run again)."""
+    container = build(Settings())
+    try:
+        before, after = upgrade_database(container)
+    finally:
+        container.close()
+    if json:
+        emit_json({"from": before, "to": after})
+    else:
+        typer.echo(f"database at revision {after} (was {before or 'empty'})")
+
+
+@tokens_app.command("create")
+@handled
+def tokens_create(
+    role: Annotated[str, typer.Option(help=f"one of: {', '.join(ROLES)}")],
+    name: Annotated[str | None, typer.Option(help="a name to recognise it by")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Create an API token; its secret is printed once and never stored."""
+    with opened() as container:
+        record, secret = container.tokens.create(role, name)
+    if json:
+        emit_json({"token": secret, **record.as_dict()})
+    else:
+        typer.echo(secret)
+        typer.echo(
+            f"# token {record.id} ({record.name}, role {record.role}); store it now, it is not shown again", err=True
+        )
+
+
+@tokens_app.command("list")
+@handled
+def tokens_list(json: JsonFlag = False) -> None:
+    """List API tokens (never their secrets)."""
+    with opened() as container:
+        items = container.tokens.all()
+    if json:
+        emit_json([t.as_dict() for t in items])
+        return
+    table(
+        "API tokens",
+        ["id", "name", "role", "created", "revoked"],
+        [(t.id, t.name, t.role, t.created_at.isoformat(timespec="seconds"), t.revoked_at) for t in items],
+    )
+
+
+@tokens_app.command("revoke")
+@handled
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token by id."""
+    with opened() as container:
+        container.tokens.revoke(token_id)
+    typer.echo(f"revoked {token_id}")
+
+
+def _read_input(file: str) -> bytes:
+    if file == "-":
+        return sys.stdin.buffer.read()
+    path = Path(file)
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {file}", hint="give a path, or - to read standard input")
+    return path.read_bytes()
+
+
+def _is_batch(body: bytes) -> bool:
+    stripped = body.strip()
+    if stripped.startswith(b"["):
+        return True
+    lines = [line for line in stripped.splitlines() if line.strip()]
+    return len(lines) > 1 and all(line.lstrip().startswith(b"{") for line in lines)
+
+
+@events_app.command("send")
+@handled
+def events_send(
+    file: Annotated[str, typer.Argument(help="a JSON or NDJSON file, or - for standard input")],
+    source: Annotated[
+        str | None, typer.Option(help="a vendor payload to map: jira, servicenow, zendesk, stripe, alertmanager")
+    ] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Send events from a file: one CloudEvent, a batch (array or NDJSON), or a vendor payload."""
+    body = _read_input(file)
+    with opened() as container:
+        service = container.ingestion
+        if source:
+            receipts = service.ingest_vendor(source, body, "application/json", {})
+            result: dict[str, Any] = {"events": [{**r.as_dict(), "status": r.status} for r in receipts]}
+        elif _is_batch(body):
+            kind = "application/cloudevents-batch+json" if body.strip().startswith(b"[") else "application/x-ndjson"
+            result = service.ingest_batch(body, kind).as_dict()
+        else:
+            receipt = service.ingest_single(body, "application/json")
+            result = {"events": [{**receipt.as_dict(), "status": receipt.status}]}
+    if json:
+        emit_json(result)
+        return
+    rows = result.get("results") or result["events"]
+    for row in rows:
+        if row["status"] == "rejected":
+            typer.echo(
+                f"rejected  #{row['index']}  dead letter {row['dead_letter_id']}: "
+                f"{'; '.join(e['path'] + ' ' + e['message'] for e in row['errors'][:3])}"
+            )
+        else:
+            typer.echo(f"{row['status']:<9} {row['source']} {row['id']}")
+    if any(row["status"] == "rejected" for row in rows):
+        raise typer.Exit(2)
+
+
+@events_app.command("list")
+@handled
+def events_list(
+    type: Annotated[str | None, typer.Option(help="exact event type")] = None,
+    kind: Annotated[str | None, typer.Option(help="canonical kind, e.g. incident")] = None,
+    source: Annotated[str | None, typer.Option()] = None,
+    object_id: Annotated[str | None, typer.Option("--object", help="canonical object id")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    json: JsonFlag = False,
+) -> None:
+    """List stored events, newest first."""
+    with opened() as container:
+        items = container.ingestion.events.find(
+            EventQuery(type=type, kind=kind, source=source, object_id=object_id, limit=limit)
+        )
+    if json:
+        emit_json([e.as_dict() for e in items])
+        return
+    table(
+        "Events (newest first)",
+        ["seq", "received", "type", "source", "object", "summary"],
+        [
+            (e.seq, e.received_at.isoformat(timespec="seconds"), e.type, e.source, e.object_id, _summary(e.data))
+            for e in items
+        ],
+    )
+
+
+def _summary(data: Any) -> str:
+    if not isinstance(data, dict):
+        return ""
+    parts = [str(data[k]) for k in ("title", "name", "status") if data.get(k) is not None]
+    if data.get("severity") is not None:
+        parts.insert(0, f"sev{data['severity']}")
+    return " · ".join(parts)[:80]
+
+
+@events_app.command("dead-letters")
+@handled
+def events_dead_letters(
+    dead_letter_id: Annotated[str | None, typer.Argument(help="show this one in full, body included")] = None,
+    status: Annotated[str | None, typer.Option(help="pending or replayed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    json: JsonFlag = False,
+) -> None:
+    """List rejected payloads with their reasons, or show one."""
+    with opened() as container:
+        store = container.ingestion.dead_letters
+        if dead_letter_id:
+            letter = store.get(dead_letter_id)
+            if letter is None:
+                raise NotFound(
+                    f"no dead letter {dead_letter_id!r}", hint="list them with `opsrail events dead-letters`"
+                )
+            if json:
+                emit_json(letter.as_dict())
+            else:
+                typer.echo(orjson.dumps(letter.as_dict(), option=orjson.OPT_INDENT_2).decode())
+            return
+        items = store.find(status, limit, None)
+    if json:
+        emit_json([d.as_dict() for d in items])
+        return
+    table(
+        "Dead letters (newest first)",
+        ["id", "received", "channel", "status", "reason", "first error"],
+        [
+            (
+                d.id,
+                d.received_at.isoformat(timespec="seconds"),
+                d.channel + (f":{d.source}" if d.source else ""),
+                d.status,
+                d.reason,
+                (f"{d.errors[0]['path']}: {d.errors[0]['message']}" if d.errors else ""),
+            )
+            for d in items
+        ],
+    )
+
+
+@events_app.command("replay")
+@handled
+def events_replay(dead_letter_id: str, json: JsonFlag = False) -> None:
+    """Run a dead letter through today's validation and mappings again."""
+    with opened() as container:
+        receipts = container.ingestion.replay(dead_letter_id)
+    if json:
+        emit_json({"dead_letter_id": dead_letter_id, "events": [{**r.as_dict(), "status": r.status} for r in receipts]})
+        return
+    for r in receipts:
+        typer.echo(f"{r.status:<9} {r.source} {r.id}")
+
+
+@schema_app.command("export")
+@handled
+def schema_export(directory: Path, json: JsonFlag = False) -> None:
+    """Write every canonical JSON Schema into DIRECTORY as <name>.schema.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SCHEMA_NAMES:
+        path = directory / f"{name}.schema.json"
+        path.write_bytes(orjson.dumps(json_schema(name), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        written.append(str(path))
+    if json:
+        emit_json({"version": SCHEMA_VERSION, "files": written})
+    else:
+        typer.echo(f"wrote {len(written)} schemas (version {SCHEMA_VERSION}) to {directory}")

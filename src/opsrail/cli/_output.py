@@ -1,0 +1,34 @@
+"""Printing for the CLI: JSON for scripts, Rich tables for people, one-line errors on stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    out = Table(title=title, show_lines=False)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    for row in rows:
+        out.add_row(*["" if v is None else str(v) for v in row])
+    console.print(out)
+
+
+def fail(message: str, hint: str | None = None) -> None:
+    text = f"error: {message}"
+    if hint:
+        text += f"\n  hint: {hint}"
+    errors.print(text, highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,1 @@
+"""Source mappers: pure functions from vendor payloads to CloudEvents carrying canonical objects."""

@@ -1,0 +1,24 @@
+"""Use cases: they validate, call the pure layers and the storage ports, and own transactions."""
+
+from opsrail.services._group_commit import GroupCommitter
+from opsrail.services._ingestion import BatchOutcome, IngestionService, ItemResult, ParsedBatch, assemble_batch
+from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
+from opsrail.services._tokens import ROLES, TokenService, hash_token
+
+__all__ = [
+    "ROLES",
+    "ApiToken",
+    "BatchOutcome",
+    "DeadLetterStore",
+    "EventQuery",
+    "EventStore",
+    "GroupCommitter",
+    "Health",
+    "IngestionService",
+    "ItemResult",
+    "ParsedBatch",
+    "TokenService",
+    "TokenStore",
+    "assemble_batch",
+    "hash_token",
+]

@@ -1,0 +1,49 @@
+"""The one settings object. Built once at start (``Settings()``) and passed in; never read at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob Opsrail has, read from ``OPSRAIL_*`` environment variables (or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="OPSRAIL_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".opsrail"), description="folder for the embedded SQLite store and local files")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means SQLite in OPSRAIL_HOME. PostgreSQL: postgresql+psycopg://user@host/db",
+    )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = Field(
+        default="NORMAL",
+        description="SQLite synchronous pragma; NORMAL in WAL mode survives process crashes, FULL also power loss",
+    )
+    pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL connection pool size per process")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="largest request body accepted")
+    ingest_batch_limit: int = Field(default=10_000, ge=1, description="most events in one batch request")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    access_log: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("OPSRAIL_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        return value or None
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'opsrail.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")

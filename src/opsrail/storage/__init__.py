@@ -1,0 +1,23 @@
+"""Storage adapters: SQLAlchemy Core tables, Alembic migrations, repositories for SQLite and PostgreSQL."""
+
+from opsrail.storage._dead_letters import SqlDeadLetterStore
+from opsrail.storage._engine import create_engine, translate_errors, write_transaction
+from opsrail.storage._events import SqlEventStore
+from opsrail.storage._health import SqlHealth
+from opsrail.storage._migrate import current_revision, head_revision, upgrade
+from opsrail.storage._tables import metadata
+from opsrail.storage._tokens import SqlTokenStore
+
+__all__ = [
+    "SqlDeadLetterStore",
+    "SqlEventStore",
+    "SqlHealth",
+    "SqlTokenStore",
+    "create_engine",
+    "current_revision",
+    "head_revision",
+    "metadata",
+    "translate_errors",
+    "upgrade",
+    "write_transaction",
+]

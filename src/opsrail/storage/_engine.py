@@ -1,0 +1,89 @@
+"""Creating the database engine: SQLite in WAL mode with a busy timeout, or PostgreSQL with a pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from opsrail.model import Unavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+IMMEDIATE_OPTION = "opsrail_immediate"
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 10) -> sa.Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, decide when transactions begin, so BEGIN IMMEDIATE works.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            # Writers take the lock up front: a deferred transaction that later writes can fail with
+            # SQLITE_BUSY at once, an immediate one waits out the busy timeout instead. Readers stay
+            # deferred so they never wait for a writer (WAL readers see the last commit).
+            if conn.get_execution_options().get(IMMEDIATE_OPTION):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(
+            parsed,
+            json_serializer=_json_dumps,
+            json_deserializer=lambda v: v if not isinstance(v, (str, bytes)) else orjson.loads(v),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+        )
+    raise Unavailable(f"unsupported database {parsed.get_backend_name()!r}", hint="use SQLite or PostgreSQL")
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that will write: on SQLite it holds the write lock from its first statement."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{IMMEDIATE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+def translate_errors(exc: sa.exc.SQLAlchemyError) -> Unavailable:
+    return Unavailable(
+        f"the database is not available: {type(getattr(exc, 'orig', None) or exc).__name__}",
+        hint="check OPSRAIL_DATABASE_URL and that the server runs; run `opsrail db upgrade` on a new database",
+    )

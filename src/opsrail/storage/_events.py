@@ -1,0 +1,138 @@
+"""The event store: append-only, deduplicated on (source, id), in one transaction per group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from opsrail.ingest import Arrival, Receipt, StoredEvent
+from opsrail.services import EventQuery
+from opsrail.storage._engine import write_transaction
+from opsrail.storage._tables import as_utc, events
+
+_KEY_CHUNK = 400  # (source, id) pairs per IN (...) lookup; well under SQLite's 32,766 variables
+
+
+class SqlEventStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+        self._insert = (
+            dialect.insert(events)
+            .on_conflict_do_nothing(index_elements=["source", "event_id"])
+            .returning(events.c.source, events.c.event_id, events.c.seq)
+        )
+
+    def append(self, arrivals: Sequence[Arrival]) -> list[Receipt]:
+        if not arrivals:
+            return []
+        # Within the group, the first arrival of a key wins; later ones are duplicates of it.
+        first_index: dict[tuple[str, str], int] = {}
+        rows: list[dict[str, Any]] = []
+        for index, arrival in enumerate(arrivals):
+            key = (arrival.event.source, arrival.event.id)
+            if key in first_index:
+                continue
+            first_index[key] = index
+            rows.append(_row(arrival))
+        with write_transaction(self.engine) as conn:
+            inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, rows)}
+            missing = [k for k in first_index if k not in inserted]
+            earlier = self._receipts_of(conn, missing) if missing else {}
+        receipts: list[Receipt] = []
+        for index, arrival in enumerate(arrivals):
+            key = (arrival.event.source, arrival.event.id)
+            if key in inserted and first_index[key] == index:
+                receipts.append(Receipt(key[1], key[0], arrival.received_at, "accepted", inserted[key]))
+            elif key in earlier:
+                seq, received_at = earlier[key]
+                receipts.append(Receipt(key[1], key[0], received_at, "duplicate", seq))
+            else:
+                first = arrivals[first_index[key]]
+                receipts.append(Receipt(key[1], key[0], first.received_at, "duplicate", inserted.get(key)))
+        return receipts
+
+    def _receipts_of(
+        self, conn: sa.Connection, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, datetime]]:
+        found: dict[tuple[str, str], tuple[int, datetime]] = {}
+        for start in range(0, len(keys), _KEY_CHUNK):
+            chunk = keys[start : start + _KEY_CHUNK]
+            query = sa.select(events.c.source, events.c.event_id, events.c.seq, events.c.received_at).where(
+                sa.tuple_(events.c.source, events.c.event_id).in_(chunk)
+            )
+            for source, event_id, seq, received_at in conn.execute(query):
+                found[(source, event_id)] = (seq, as_utc(received_at) or received_at)
+        return found
+
+    def find(self, query: EventQuery) -> list[StoredEvent]:
+        stmt = sa.select(events).order_by(events.c.seq.desc()).limit(query.limit)
+        if query.type:
+            stmt = stmt.where(events.c.type == query.type)
+        if query.kind:
+            stmt = stmt.where(events.c.kind == query.kind)
+        if query.source:
+            stmt = stmt.where(events.c.source == query.source)
+        if query.object_id:
+            stmt = stmt.where(events.c.object_id == query.object_id)
+        if query.since:
+            stmt = stmt.where(events.c.received_at >= query.since)
+        if query.before_seq:
+            stmt = stmt.where(events.c.seq < query.before_seq)
+        with self.engine.connect() as conn:
+            return [_stored(row) for row in conn.execute(stmt).mappings()]
+
+    def get(self, source: str, id: str) -> StoredEvent | None:
+        stmt = sa.select(events).where(events.c.source == source, events.c.event_id == id)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return _stored(row) if row else None
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+
+
+def _row(arrival: Arrival) -> dict[str, Any]:
+    event = arrival.event.event
+    attributes: dict[str, Any] = dict(event.__pydantic_extra__ or {})
+    if event.datacontenttype is not None:
+        attributes["datacontenttype"] = event.datacontenttype
+    if event.dataschema is not None:
+        attributes["dataschema"] = event.dataschema
+    if event.data_base64 is not None:
+        attributes["data_base64"] = event.data_base64
+    return {
+        "source": event.source,
+        "event_id": event.id,
+        "type": event.type,
+        "subject": event.subject,
+        "time": event.time.astimezone(UTC) if event.time else None,
+        "received_at": arrival.received_at,
+        "kind": arrival.event.kind,
+        "object_id": arrival.event.object_id,
+        "channel": arrival.channel,
+        "attributes": attributes,
+        "data": arrival.event.data,
+    }
+
+
+def _stored(row: sa.RowMapping) -> StoredEvent:
+    return StoredEvent(
+        seq=row["seq"],
+        id=row["event_id"],
+        source=row["source"],
+        type=row["type"],
+        subject=row["subject"],
+        time=as_utc(row["time"]),
+        received_at=as_utc(row["received_at"]) or row["received_at"],
+        kind=row["kind"],
+        object_id=row["object_id"],
+        channel=row["channel"],
+        data=row["data"],
+        attributes=row["attributes"] or {},
+    )

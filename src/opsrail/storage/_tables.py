@@ -1,0 +1,85 @@
+"""SQLAlchemy Core tables. Alembic migrations under ``migrations/`` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# JSONB on PostgreSQL (indexable, compact); JSON text elsewhere.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
+SeqInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Timestamp = sa.DateTime(timezone=True)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", SeqInt, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(512), nullable=False),
+    sa.Column("event_id", sa.String(512), nullable=False),
+    sa.Column("type", sa.String(256), nullable=False),
+    sa.Column("subject", sa.String(512)),
+    sa.Column("time", Timestamp),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("kind", sa.String(64)),
+    sa.Column("object_id", sa.String(256)),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("attributes", Json, nullable=False),
+    sa.Column("data", Json),
+    sa.UniqueConstraint("source", "event_id"),
+    sa.Index(None, "type", "seq"),
+    sa.Index(None, "kind", "object_id"),
+    sa.Index(None, "received_at"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(64)),
+    sa.Column("content_type", sa.String(256)),
+    sa.Column("headers", Json, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("body_bytes", sa.Integer, nullable=False),
+    sa.Column("truncated", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("errors", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("replayed_at", Timestamp),
+    sa.Column("replay_receipts", Json),
+    sa.Index(None, "status", "id"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; everything Opsrail stores is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

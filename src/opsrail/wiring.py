@@ -1,0 +1,111 @@
+"""The one place that picks adapters from settings and assembles the services."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from opsrail.ingest import builtin_mappers
+from opsrail.model import Clock, IdFactory, Unavailable
+from opsrail.services import IngestionService, TokenService
+from opsrail.settings import Settings
+from opsrail.storage import (
+    SqlDeadLetterStore,
+    SqlEventStore,
+    SqlHealth,
+    SqlTokenStore,
+    create_engine,
+    translate_errors,
+    upgrade,
+)
+
+DatabaseError = sa.exc.SQLAlchemyError
+
+__all__ = [
+    "Container",
+    "DatabaseError",
+    "RandomIds",
+    "SystemClock",
+    "build",
+    "require_current_schema",
+    "translate_errors",
+    "upgrade_database",
+]
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class RandomIds:
+    """Ids like ``dl_0193a2b4c5d6e7f8a9b0c1d2`` : 48-bit milliseconds then 48 random bits, so they sort by time."""
+
+    def new(self, prefix: str) -> str:
+        return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: sa.Engine
+    health: SqlHealth
+    ingestion: IngestionService
+    tokens: TokenService
+
+    def close(self) -> None:
+        self.ingestion.writer.stop()
+        self.engine.dispose()
+
+
+def build(
+    settings: Settings, *, migrate: bool = False, clock: Clock | None = None, ids: IdFactory | None = None
+) -> Container:
+    """Assemble Opsrail from settings. With ``migrate``, bring the database schema up to date first."""
+    url = settings.resolved_database_url()
+    engine = create_engine(url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.pool_size)
+    if migrate:
+        try:
+            upgrade(engine)
+        except sa.exc.SQLAlchemyError as exc:
+            engine.dispose()
+            raise translate_errors(exc) from None
+    clock = clock or SystemClock()
+    ids = ids or RandomIds()
+    health = SqlHealth(engine)
+    ingestion = IngestionService(
+        SqlEventStore(engine),
+        SqlDeadLetterStore(engine),
+        clock,
+        ids,
+        builtin_mappers(),
+        max_batch=settings.ingest_batch_limit,
+    )
+    return Container(
+        settings=settings,
+        engine=engine,
+        health=health,
+        ingestion=ingestion,
+        tokens=TokenService(SqlTokenStore(engine), clock, ids),
+    )
+
+
+def upgrade_database(container: Container) -> tuple[str | None, str]:
+    """Apply the migrations; returns the revisions before and after."""
+    try:
+        return upgrade(container.engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate_errors(exc) from None
+
+
+def require_current_schema(container: Container) -> None:
+    try:
+        current = container.health.schema_is_current()
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate_errors(exc) from None
+    if not current:
+        raise Unavailable("the database schema is not up to date", hint="run `opsrail db upgrade`")

@@ -1,0 +1,48 @@
+"""Test doubles for the injected ports, and helpers shared by the suites."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+class FakeClock:
+    """A clock tests move by hand; it never reads the wall clock."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.current += timedelta(**kwargs)
+        return self.current
+
+
+class SequentialIds:
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+
+    def new(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._counter):012d}"
+
+
+def cloudevent(
+    id: str = "evt-1",
+    source: str = "test/suite",
+    type: str = "com.example.thing.happened",
+    data: Any = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {"specversion": "1.0", "id": id, "source": source, "type": type}
+    if data is not None:
+        event["data"] = data
+    event.update(extra)
+    return event
+
+
+def incident_event(id: str = "evt-inc-1", severity: int = 1, **data: Any) -> dict[str, Any]:
+    body = {"id": "acme:INC-1", "title": "Checkout down for EU tenants", "severity": severity, **data}
+    return cloudevent(id=id, source="monitoring/acme", type="com.opsrail.incident.opened", data=body)
