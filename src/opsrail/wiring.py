@@ -17,6 +17,7 @@ from opsrail.storage import (
     SqlDeadLetterStore,
     SqlEventStore,
     SqlHealth,
+    SqliteCheckpointer,
     SqlTokenStore,
     create_engine,
     translate_errors,
@@ -57,8 +58,19 @@ class Container:
     ingestion: IngestionService
     tokens: TokenService
 
+    checkpointer: SqliteCheckpointer | None = None
+
+    def start(self) -> None:
+        """Start the background work a long-running process needs (the API server)."""
+        self.ingestion.writer.start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+
     def close(self) -> None:
         self.ingestion.writer.stop()
+        self.ingestion.events.close()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
 
@@ -78,19 +90,22 @@ def build(
     ids = ids or RandomIds()
     health = SqlHealth(engine)
     ingestion = IngestionService(
-        SqlEventStore(engine),
+        SqlEventStore(engine, sqlite_synchronous=settings.sqlite_synchronous),
         SqlDeadLetterStore(engine),
         clock,
         ids,
         builtin_mappers(),
         max_batch=settings.ingest_batch_limit,
+        inline_commit=settings.is_sqlite and settings.sqlite_synchronous in ("OFF", "NORMAL"),
     )
+    database = engine.url.database
     return Container(
         settings=settings,
         engine=engine,
         health=health,
         ingestion=ingestion,
         tokens=TokenService(SqlTokenStore(engine), clock, ids),
+        checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )
 
 

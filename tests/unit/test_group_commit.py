@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -8,45 +8,65 @@ import pytest
 from opsrail.services import GroupCommitter
 
 
-def test_concurrent_submissions_share_a_write_and_get_their_own_results() -> None:
+@pytest.mark.parametrize("inline", [True, False])
+def test_concurrent_submissions_share_a_write_and_get_their_own_results(inline: bool) -> None:
     calls: list[list[int]] = []
-    gate = threading.Event()
 
     def write(items: Sequence[int]) -> list[int]:
-        gate.wait(5)
         calls.append(list(items))
         return [i * 10 for i in items]
 
-    committer: GroupCommitter[int, int] = GroupCommitter(write)
+    committer: GroupCommitter[int, int] = GroupCommitter(write, inline=inline)
     committer.start()
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(committer.submit([n, n + 1]) for n in range(0, 20, 2)))
+
     try:
-        first = committer.submit([1])
-        # The writer is blocked on the first write; these queue up and must be written together.
-        rest = [committer.submit([n, n + 1]) for n in (2, 4, 6)]
-        gate.set()
-        assert first.result(5) == [10]
-        assert [f.result(5) for f in rest] == [[20, 30], [40, 50], [60, 70]]
+        results = asyncio.run(main())
     finally:
         committer.stop()
+    assert results == [[n * 10, (n + 1) * 10] for n in range(0, 20, 2)]
+    # Ten concurrent submitters, far fewer transactions: the first alone, then the rest together.
     assert len(calls) <= 2
-    assert sorted(i for call in calls for i in call) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(i for call in calls for i in call) == list(range(20))
 
 
-def test_a_failed_write_fails_every_waiter() -> None:
+def test_groups_respect_the_size_limit() -> None:
+    calls: list[int] = []
+
+    def write(items: Sequence[int]) -> list[int]:
+        calls.append(len(items))
+        return list(items)
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, inline=True, max_items=4)
+
+    async def main() -> None:
+        await asyncio.gather(*(committer.submit([1, 2]) for _ in range(5)))
+
+    asyncio.run(main())
+    assert calls == [4, 4, 2]
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_failed_write_fails_every_waiter_of_its_group(inline: bool) -> None:
     def write(items: Sequence[int]) -> list[int]:
         raise RuntimeError("disk full")
 
-    committer: GroupCommitter[int, int] = GroupCommitter(write)
+    committer: GroupCommitter[int, int] = GroupCommitter(write, inline=inline)
     committer.start()
+
+    async def main() -> list[int | BaseException]:
+        return await asyncio.gather(committer.submit([1]), committer.submit([2]), return_exceptions=True)
+
     try:
-        future = committer.submit([1])
-        with pytest.raises(RuntimeError, match="disk full"):
-            future.result(5)
+        outcomes = asyncio.run(main())
     finally:
         committer.stop()
+    assert all(isinstance(o, RuntimeError) and str(o) == "disk full" for o in outcomes)
 
 
-def test_submitting_to_a_stopped_writer_fails_clearly() -> None:
-    committer: GroupCommitter[int, int] = GroupCommitter(lambda items: list(items))
+def test_submitting_to_a_stopped_threaded_writer_fails_clearly() -> None:
+    committer: GroupCommitter[int, int] = GroupCommitter(lambda items: list(items), inline=False)
     with pytest.raises(RuntimeError, match="not running"):
-        committer.submit([1]).result(1)
+        asyncio.run(committer.submit([1]))

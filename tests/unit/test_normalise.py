@@ -13,7 +13,7 @@ def test_a_canonical_event_is_validated_and_normalised() -> None:
     assert normalised.object_id == "acme:INC-1"
     assert normalised.data["severity"] == 2
     assert normalised.data["status"] == "new"  # the model's default is filled in
-    assert normalised.event.subject == "acme:INC-1"  # subject defaults to the object id
+    assert normalised.subject == "acme:INC-1"  # subject defaults to the object id
 
 
 def test_errors_name_the_json_path_of_each_field() -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 import opsrail
@@ -20,12 +21,14 @@ log = logging.getLogger("opsrail.api")
 def create_app(container: Container) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        container.ingestion.writer.start()
+        container.start()
         log.info("opsrail api ready", extra={"database": container.engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
             container.ingestion.writer.stop()
+            if container.checkpointer is not None:
+                container.checkpointer.stop()
 
     app = FastAPI(
         title="Opsrail",
@@ -43,6 +46,11 @@ def create_app(container: Container) -> FastAPI:
         log.error("database error", exc_info=exc)
         return _problems.from_error(translate_errors(exc), request.url.path)
 
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        # The client hung up before sending its whole body: nothing was received, nobody is listening.
+        log.debug("client disconnected", extra={"path": request.url.path})
+        return Response(status_code=400)
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
         return _problems.problem_response(
@@ -54,6 +62,7 @@ def create_app(container: Container) -> FastAPI:
         )
 
     app.add_exception_handler(DatabaseError, database_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
     for module in (_operations, _events, _dead_letters, _schemas):
         app.include_router(module.router)

@@ -22,14 +22,14 @@ def container_of(request: Request) -> Container:
     return container
 
 
-def principal(
+async def principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> ApiToken:
     secret = credentials.credentials if credentials is not None else None
     return container_of(request).tokens.authenticate(secret)
 
 
-def sender(token: Annotated[ApiToken, Depends(principal)]) -> ApiToken:
+async def sender(token: Annotated[ApiToken, Depends(principal)]) -> ApiToken:
     if token.role in READ_ONLY_ROLES:
         raise Forbidden(
             f"the role {token.role!r} may not send events", hint="use a token with role operator or service"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -98,7 +97,7 @@ async def post_event(request: Request, _token: Sender) -> Response:
     except (InvalidInput, UnsupportedMediaType) as exc:
         await _reject(request, "api", body, exc)
         raise
-    receipt = (await asyncio.wrap_future(service.store([event], "api")))[0]
+    receipt = (await service.store_grouped([event], "api"))[0]
     _count(request, "api", int(not receipt.duplicate), int(receipt.duplicate))
     return _json(receipt.as_dict(), 200 if receipt.duplicate else 202)
 
@@ -119,7 +118,7 @@ async def post_batch(request: Request, _token: Sender) -> Response:
     except (InvalidInput, UnsupportedMediaType) as exc:
         await _reject(request, "batch", body, exc)
         raise
-    receipts = await asyncio.wrap_future(service.store([e for _, e in parsed.valid], "batch"))
+    receipts = await service.store_grouped([e for _, e in parsed.valid], "batch")
     letters = [
         service.make_dead_letter(channel="batch", body=raw, content_type=JSON, error=err)
         for _, raw, err in parsed.invalid
@@ -150,7 +149,7 @@ async def post_vendor(source: str, request: Request, _token: Sender) -> Response
     except (InvalidInput, NotFound) as exc:
         await _reject(request, channel, body, exc, source=source)
         raise
-    receipts = await asyncio.wrap_future(service.store(events, f"ingest:{source}"))
+    receipts = await service.store_grouped(events, f"ingest:{source}")
     accepted = sum(1 for r in receipts if not r.duplicate)
     _count(request, f"ingest:{source}", accepted, len(receipts) - accepted)
     result = {

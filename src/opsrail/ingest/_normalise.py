@@ -23,6 +23,7 @@ class NormalisedEvent:
     kind: str | None
     object_id: str | None
     data: Any
+    subject: str | None
 
     @property
     def source(self) -> str:
@@ -58,7 +59,7 @@ def normalise(raw: Any, root: str = "$") -> NormalisedEvent:
         ) from None
     kind = kind_of(event.type)
     if kind is None:
-        return NormalisedEvent(event=event, kind=None, object_id=None, data=event.data)
+        return NormalisedEvent(event=event, kind=None, object_id=None, data=event.data, subject=event.subject)
     try:
         obj = KINDS[kind].model_validate(event.data)
     except ValidationError as exc:
@@ -68,6 +69,6 @@ def normalise(raw: Any, root: str = "$") -> NormalisedEvent:
             errors=field_errors(exc, f"{root}.data"),
         ) from None
     data = obj.model_dump(mode="json", exclude_none=True)
-    if event.subject is None:
-        event = event.model_copy(update={"subject": obj.id})
-    return NormalisedEvent(event=event, kind=kind, object_id=obj.id, data=data)
+    # A canonical event is about its object: the subject defaults to the object's id.
+    subject = event.subject if event.subject is not None else obj.id
+    return NormalisedEvent(event=event, kind=kind, object_id=obj.id, data=data, subject=subject)

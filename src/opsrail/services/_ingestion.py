@@ -7,7 +7,6 @@ keeps its exact bytes, the reason and the JSON path of every error.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,6 +85,7 @@ class IngestionService:
         mappers: Mapping[str, SourceMapper],
         *,
         max_batch: int = 10_000,
+        inline_commit: bool = True,
     ) -> None:
         self.events = events
         self.dead_letters = dead_letters
@@ -93,7 +93,9 @@ class IngestionService:
         self.ids = ids
         self.mappers = mappers
         self.max_batch = max_batch
-        self.writer: GroupCommitter[Arrival, Receipt] = GroupCommitter(events.append, name="opsrail-ingest-writer")
+        self.writer: GroupCommitter[Arrival, Receipt] = GroupCommitter(
+            events.append, inline=inline_commit, name="opsrail-ingest-writer"
+        )
 
     # -- parsing: pure, no side effects -------------------------------------------------------------
 
@@ -157,18 +159,17 @@ class IngestionService:
 
     # -- effects -------------------------------------------------------------------------------------
 
-    def store(self, events: Sequence[NormalisedEvent], channel: str) -> Future[list[Receipt]]:
-        """Store events (through the group-commit writer when it runs); the future resolves after commit."""
+    def arrivals(self, events: Sequence[NormalisedEvent], channel: str) -> list[Arrival]:
         now = self.clock.now()
-        arrivals = [Arrival(event=e, received_at=now, channel=channel) for e in events]
-        if self.writer.running:
-            return self.writer.submit(arrivals)
-        future: Future[list[Receipt]] = Future()
-        try:
-            future.set_result(self.events.append(arrivals))
-        except Exception as exc:  # handed to the caller through the future, like the writer does
-            future.set_exception(exc)
-        return future
+        return [Arrival(event=e, received_at=now, channel=channel) for e in events]
+
+    def store(self, events: Sequence[NormalisedEvent], channel: str) -> list[Receipt]:
+        """Store events in one transaction; the receipts come back after the commit."""
+        return self.events.append(self.arrivals(events, channel))
+
+    async def store_grouped(self, events: Sequence[NormalisedEvent], channel: str) -> list[Receipt]:
+        """Store events through the group-commit writer, sharing a transaction with concurrent requests."""
+        return await self.writer.submit(self.arrivals(events, channel))
 
     def reject(
         self,
@@ -231,7 +232,7 @@ class IngestionService:
             letter = self.reject(channel=channel, body=body, content_type=content_type, error=exc)
             exc.extra["dead_letter_id"] = letter.id
             raise
-        return self.store([event], channel).result()[0]
+        return self.store([event], channel)[0]
 
     def ingest_batch(self, body: bytes, content_type: str | None, channel: str = "batch") -> BatchOutcome:
         try:
@@ -240,7 +241,7 @@ class IngestionService:
             letter = self.reject(channel=channel, body=body, content_type=content_type, error=exc)
             exc.extra["dead_letter_id"] = letter.id
             raise
-        receipts = self.store([e for _, e in parsed.valid], channel).result()
+        receipts = self.store([e for _, e in parsed.valid], channel)
         letters = [
             self.make_dead_letter(channel=channel, body=raw, content_type="application/json", error=err)
             for _, raw, err in parsed.invalid
@@ -260,7 +261,7 @@ class IngestionService:
             )
             exc.extra["dead_letter_id"] = letter.id
             raise
-        return self.store(events, f"ingest:{source}").result()
+        return self.store(events, f"ingest:{source}")
 
     def replay(self, dead_letter_id: str) -> list[Receipt]:
         """Run a dead letter through today's validation and mappings again; on success it is marked replayed."""
@@ -292,7 +293,7 @@ class IngestionService:
             )
             exc.extra["dead_letter_id"] = letter.id
             raise
-        receipts = self.store(events, "replay").result()
+        receipts = self.store(events, "replay")
         self.dead_letters.record_attempt(
             letter.id,
             replayed_at=self.clock.now(),

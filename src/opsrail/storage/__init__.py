@@ -1,5 +1,6 @@
 """Storage adapters: SQLAlchemy Core tables, Alembic migrations, repositories for SQLite and PostgreSQL."""
 
+from opsrail.storage._checkpoint import SqliteCheckpointer
 from opsrail.storage._dead_letters import SqlDeadLetterStore
 from opsrail.storage._engine import create_engine, translate_errors, write_transaction
 from opsrail.storage._events import SqlEventStore
@@ -13,6 +14,7 @@ __all__ = [
     "SqlEventStore",
     "SqlHealth",
     "SqlTokenStore",
+    "SqliteCheckpointer",
     "create_engine",
     "current_revision",
     "head_revision",

@@ -46,6 +46,7 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
             cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -86,4 +87,11 @@ def translate_errors(exc: sa.exc.SQLAlchemyError) -> Unavailable:
     return Unavailable(
         f"the database is not available: {type(getattr(exc, 'orig', None) or exc).__name__}",
         hint="check OPSRAIL_DATABASE_URL and that the server runs; run `opsrail db upgrade` on a new database",
+    )
+
+
+def translate_driver_error(exc: Exception) -> Unavailable:
+    return Unavailable(
+        f"the database is not available: {type(exc).__name__}: {exc}",
+        hint="check OPSRAIL_DATABASE_URL, free disk space and file permissions",
     )

@@ -12,15 +12,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from opsrail.ingest import Arrival, Receipt, StoredEvent
 from opsrail.services import EventQuery
 from opsrail.storage._engine import write_transaction
+from opsrail.storage._sqlite_append import SqliteAppender
 from opsrail.storage._tables import as_utc, events
 
 _KEY_CHUNK = 400  # (source, id) pairs per IN (...) lookup; well under SQLite's 32,766 variables
 
 
 class SqlEventStore:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, sqlite_synchronous: str = "NORMAL") -> None:
         self.engine = engine
-        dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+        is_sqlite = engine.dialect.name == "sqlite"
+        database = engine.url.database
+        self._appender = (
+            SqliteAppender(database, sqlite_synchronous) if is_sqlite and database and database != ":memory:" else None
+        )
+        dialect = sqlite if is_sqlite else postgresql
         self._insert = (
             dialect.insert(events)
             .on_conflict_do_nothing(index_elements=["source", "event_id"])
@@ -32,17 +38,16 @@ class SqlEventStore:
             return []
         # Within the group, the first arrival of a key wins; later ones are duplicates of it.
         first_index: dict[tuple[str, str], int] = {}
-        rows: list[dict[str, Any]] = []
         for index, arrival in enumerate(arrivals):
-            key = (arrival.event.source, arrival.event.id)
-            if key in first_index:
-                continue
-            first_index[key] = index
-            rows.append(_row(arrival))
-        with write_transaction(self.engine) as conn:
-            inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, rows)}
-            missing = [k for k in first_index if k not in inserted]
-            earlier = self._receipts_of(conn, missing) if missing else {}
+            first_index.setdefault((arrival.event.source, arrival.event.id), index)
+        unique = [arrivals[i] for i in first_index.values()]
+        if self._appender is not None:
+            inserted, earlier = self._appender.append([_row(a) for a in unique])
+        else:
+            with write_transaction(self.engine) as conn:
+                inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
+                missing = [k for k in first_index if k not in inserted]
+                earlier = self._receipts_of(conn, missing) if missing else {}
         receipts: list[Receipt] = []
         for index, arrival in enumerate(arrivals):
             key = (arrival.event.source, arrival.event.id)
@@ -92,6 +97,10 @@ class SqlEventStore:
             row = conn.execute(stmt).mappings().first()
         return _stored(row) if row else None
 
+    def close(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
@@ -110,7 +119,7 @@ def _row(arrival: Arrival) -> dict[str, Any]:
         "source": event.source,
         "event_id": event.id,
         "type": event.type,
-        "subject": event.subject,
+        "subject": arrival.event.subject,
         "time": event.time.astimezone(UTC) if event.time else None,
         "received_at": arrival.received_at,
         "kind": arrival.event.kind,
@@ -136,3 +145,4 @@ def _stored(row: sa.RowMapping) -> StoredEvent:
         data=row["data"],
         attributes=row["attributes"] or {},
     )
+

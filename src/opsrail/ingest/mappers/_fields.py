@@ -21,6 +21,14 @@ from urllib.parse import urlsplit
 
 from opsrail.model import FieldError, MappingFailed
 
+# Limits of the canonical model (opsrail.model._common): Name is at most 512 characters, Text 20,000.
+TITLE_LIMIT = 512
+TEXT_LIMIT = 20_000
+# Native ids become "<system>:<id>" object ids (at most 256 characters) and parts of event ids and
+# sources (at most 512); 200 leaves room for the prefixes and the other parts.
+ID_LIMIT = 200
+SOURCE_LIMIT = 512
+
 # ---------------------------------------------------------------------------------------------
 # Errors and structural readers
 # ---------------------------------------------------------------------------------------------
@@ -126,6 +134,29 @@ class Reader:
             self.missing(child(path, key), f"'{key}'")
         return value
 
+    def key(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
+        """An optional identifier member: text of at most ID_LIMIT characters.
+
+        Identifiers end up in event ids, subjects and object ids, which the envelope and the model
+        bound; an over-long one is refused here, at its own path, rather than by normalise later.
+        """
+        value = self.text(parent, key, path)
+        if value is not None and len(value) > ID_LIMIT:
+            self.fail(child(path, key), f"expected an identifier of at most {ID_LIMIT} characters", "too_long")
+        return value
+
+    def req_key(self, parent: Mapping[str, Any], key: str, path: str) -> str:
+        value = self.key(parent, key, path)
+        if value is None:
+            self.missing(child(path, key), f"'{key}'")
+        return value
+
+    def source(self, value: str | None, path: str) -> str | None:
+        """A CloudEvents source taken from the payload (a URL), bounded like the envelope's."""
+        if value is not None and len(value) > SOURCE_LIMIT:
+            self.fail(path, f"expected a URL of at most {SOURCE_LIMIT} characters", "too_long")
+        return value
+
     def text_list(self, parent: Mapping[str, Any], key: str, path: str) -> list[str]:
         """An optional array of strings (labels, tags); blank items are dropped."""
         items: list[str] = []
@@ -150,6 +181,13 @@ class Reader:
         if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             return int(value)
         self.fail(child(path, key), f"expected an integer, got {value!r}", "type")
+
+    def count(self, parent: Mapping[str, Any], key: str, path: str, maximum: int) -> int | None:
+        """An optional integer member between 0 and ``maximum`` (counts, amounts in minor units)."""
+        value = self.integer(parent, key, path)
+        if value is not None and not 0 <= value <= maximum:
+            self.fail(child(path, key), f"expected a whole number from 0 to {maximum}, got {value}", "range")
+        return value
 
     def timestamp(self, parent: Mapping[str, Any], key: str, path: str) -> datetime | None:
         """An optional ISO 8601 timestamp member, as an aware UTC datetime."""
@@ -318,15 +356,13 @@ def url_origin(url: str | None) -> str | None:
     """The scheme and host of a URL (``https://acme.atlassian.net``), or None if it has none."""
     if not url:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket: not a usable URL
+        return None
     if not parts.scheme or not parts.netloc:
         return None
     return f"{parts.scheme}://{parts.netloc}"
-
-
-# Limits of the canonical model (opsrail.model._common): Name is at most 512 characters, Text 20,000.
-TITLE_LIMIT = 512
-TEXT_LIMIT = 20_000
 
 
 def clip(text: str | None, limit: int) -> str | None:

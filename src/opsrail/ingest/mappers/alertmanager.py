@@ -56,7 +56,7 @@ class AlertmanagerMapper:
         if "alerts" not in body:
             reader.missing("$.alerts", "'alerts'")
         alerts = reader.opt_list(body, "alerts", "$")
-        source = reader.text(body, "externalURL", "$") or DEFAULT_SOURCE
+        source = reader.source(reader.text(body, "externalURL", "$"), "$.externalURL") or DEFAULT_SOURCE
         common_labels = _string_map(reader, body, "commonLabels", "$")
         common_annotations = _string_map(reader, body, "commonAnnotations", "$")
         group = drop_none(
@@ -97,7 +97,7 @@ def _event(
     if is_zero_time(ends_at):
         ends_at = None
 
-    fingerprint = reader.text(alert, "fingerprint", path) or _fingerprint(labels)
+    fingerprint = reader.key(alert, "fingerprint", path) or _fingerprint(labels)
     severity_label = labels.get("severity")
     alertname = labels.get("alertname")
 

@@ -22,7 +22,9 @@ from typing import Any
 
 from opsrail.ingest.mappers._base import cloudevent
 from opsrail.ingest.mappers._fields import (
+    ID_LIMIT,
     JIRA_PRIORITY_SEVERITY,
+    SOURCE_LIMIT,
     TEXT_LIMIT,
     TITLE_LIMIT,
     Reader,
@@ -49,8 +51,9 @@ _EVENT_NAME = re.compile(r"^[A-Za-z0-9_:.\-]{1,100}$")
 _STATUS_BY_CATEGORY = {"new": "open", "indeterminate": "in_progress", "done": "resolved"}
 # Changelog fields whose change means the issue was (re)resolved in this update.
 _RESOLVING_FIELDS = frozenset({"status", "resolution"})
-# Objects whose "self" link tells which Jira site sent a webhook that carries no issue.
-_SELF_CARRIERS = ("issue", "comment", "worklog", "project", "version", "sprint", "board", "user")
+# Objects a non-issue webhook is about, most specific first: the first one's id identifies the
+# change (a comment, not the issue it is on), and any one's "self" link tells which site sent it.
+_SELF_CARRIERS = ("comment", "worklog", "attachment", "issue", "project", "version", "sprint", "board", "user")
 
 # Atlassian Document Format nodes that end a line of text when flattened.
 _ADF_BLOCKS = frozenset(
@@ -91,16 +94,19 @@ class JiraMapper:
             reader.fail("$.webhookEvent", f"not a Jira webhook event name: {event_name!r}")
         sent_at = reader.epoch(body, "timestamp", "$", millis=True)
         delivery = (headers.get("x-atlassian-webhook-identifier") or "").strip() or None
+        if delivery is not None and len(delivery) > ID_LIMIT:
+            # Jira's identifiers are short; an over-long header still identifies the delivery by its hash.
+            delivery = digest(delivery)
 
         verb = _ISSUE_EVENTS.get(event_name)
         if verb is None:
             return [self._foreign(body, event_name, sent_at, delivery)]
 
         issue = reader.req_obj(body, "issue", "$")
-        key = reader.req_text(issue, "key", "$.issue")
+        key = reader.req_key(issue, "key", "$.issue")
         fields = reader.req_obj(issue, "fields", "$.issue")
-        issue_id = reader.text(issue, "id", "$.issue") or key
-        origin = url_origin(reader.text(issue, "self", "$.issue"))
+        issue_id = reader.key(issue, "id", "$.issue") or key
+        origin = reader.source(url_origin(reader.text(issue, "self", "$.issue")), "$.issue.self")
         incident = _incident(reader, key, issue_id, origin, fields, body, event_name)
 
         if verb == "cancelled":
@@ -137,7 +143,7 @@ class JiraMapper:
         for carrier in _SELF_CARRIERS:
             value = body.get(carrier)
             if isinstance(value, dict):
-                origin = origin or url_origin(_plain(value.get("self")))
+                origin = origin or url_origin(_plain(value.get("self"), SOURCE_LIMIT))
                 entity_id = entity_id or _plain(value.get("id"))
         issue = body.get("issue")
         issue_key = _plain(issue.get("key")) if isinstance(issue, dict) else None
@@ -280,7 +286,7 @@ def _description(reader: Reader, value: Any, path: str) -> str | None:
 
 
 def adf_to_text(document: dict[str, Any]) -> str:
-    """Flatten an Atlassian Document Format tree to plain text, one line per block node.
+    """Flatten an Atlassian Document Format tree to plain text, one line per block (paragraph, list item).
 
     Walks with an explicit stack rather than recursion: the tree comes from outside, and a deeply
     nested one must not be able to raise RecursionError.
@@ -291,11 +297,14 @@ def adf_to_text(document: dict[str, Any]) -> str:
     while stack:
         node = stack.pop()
         if isinstance(node, str):
-            parts.append(node)
+            # End of a block: start a new line unless a nested block already did (a list item's
+            # paragraph and the item itself end together and make one line break, not two).
+            if parts and not parts[-1].endswith("\n"):
+                parts.append(node)
             continue
         if not isinstance(node, dict):
             continue
-        node_type = node.get("type")
+        node_type = node.get("type") if isinstance(node.get("type"), str) else None
         if node_type == "text" and isinstance(node.get("text"), str):
             parts.append(node["text"])
         elif node_type == "hardBreak":
@@ -314,15 +323,15 @@ def adf_to_text(document: dict[str, Any]) -> str:
         content = node.get("content")
         if isinstance(content, list):
             stack.extend(reversed(content))
-    lines = [line.rstrip() for line in "".join(parts).splitlines()]
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    return "\n".join(line.rstrip() for line in "".join(parts).splitlines()).strip()
 
 
-def _plain(value: Any) -> str | None:
+def _plain(value: Any, limit: int = ID_LIMIT) -> str | None:
+    """Short text or a number as text, else None: for reading a passed-through body leniently."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    return str(value).strip() or None
+    text = str(value).strip()
+    return text if text and len(text) <= limit else None
 
 
 def _parsed(value: Any) -> datetime | None:

@@ -31,6 +31,7 @@ from typing import Any
 
 from opsrail.ingest.mappers._base import cloudevent
 from opsrail.ingest.mappers._fields import (
+    ID_LIMIT,
     SERVICENOW_PRIORITY_SEVERITY,
     TEXT_LIMIT,
     TITLE_LIMIT,
@@ -243,6 +244,8 @@ def _event(reader: Reader, record: dict[str, Any], path: str) -> dict[str, Any]:
     number = _value(reader, record, "number", path)
     if number is None:
         reader.missing(child(path, "number"), "the incident number")
+    if len(number) > ID_LIMIT:
+        reader.fail(child(path, "number"), f"expected an incident number of at most {ID_LIMIT} characters", "too_long")
     state_key = "incident_state" if _value(reader, record, "incident_state", path) is not None else "state"
     state = _value(reader, record, state_key, path)
     if state is None:
@@ -262,7 +265,7 @@ def _event(reader: Reader, record: dict[str, Any], path: str) -> dict[str, Any]:
     updated_at = _datetime(reader, record, updated_key, path)
     resolved_at = _datetime(reader, record, "resolved_at", path)
     closed_at = _datetime(reader, record, "closed_at", path)
-    mod_count = _integer(reader, record, "sys_mod_count", path)
+    mod_count = _nonnegative(reader, record, "sys_mod_count", path)
     contact_type = _value(reader, record, "contact_type", path)
 
     attributes: dict[str, Any] = {}
@@ -339,8 +342,12 @@ def _event(reader: Reader, record: dict[str, Any], path: str) -> dict[str, Any]:
     )
 
 
+# ServiceNow integer fields are 32-bit.
+_MAX_INTEGER = 2**31 - 1
+
+
 def _nonnegative(reader: Reader, record: Mapping[str, Any], key: str, path: str) -> int | None:
     value = _integer(reader, record, key, path)
-    if value is not None and value < 0:
-        reader.fail(child(path, key), f"expected a count of zero or more, got {value}", "range")
+    if value is not None and not 0 <= value <= _MAX_INTEGER:
+        reader.fail(child(path, key), f"expected a count from 0 to {_MAX_INTEGER}, got {value}", "range")
     return value

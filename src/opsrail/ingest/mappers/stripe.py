@@ -31,7 +31,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from opsrail.ingest.mappers._base import cloudevent
-from opsrail.ingest.mappers._fields import Reader, child, drop_none, iso, iso_date
+from opsrail.ingest.mappers._fields import TITLE_LIMIT, Reader, child, clip, drop_none, iso, iso_date
 from opsrail.model import event_type
 
 SOURCE = "stripe"
@@ -45,6 +45,11 @@ _ZERO_DECIMAL = frozenset(
 _THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 # The canonical Amount holds four decimal places; a yearly price divided by twelve needs rounding.
 _AMOUNT_QUANTUM = Decimal("0.0001")
+# ... and 18 digits in all, so 14 before the point. Stripe's own limit is eight digits of minor units;
+# a larger amount is not a Stripe amount.
+_MAX_MAJOR = Decimal(10) ** 14
+_MAX_MINOR = 10**14 - 1
+_MAX_QUANTITY = 10**9
 
 _INVOICE_VERBS = {
     "invoice.payment_failed": "payment_failed",
@@ -94,7 +99,7 @@ class StripeMapper:
             '({"id": "evt_...", "object": "event", "type": ..., "data": {"object": ...}})',
         )
         body = reader.obj(payload, "$")
-        event_id = reader.req_text(body, "id", "$")
+        event_id = reader.req_key(body, "id", "$")
         kind = reader.text(body, "object", "$")
         if kind is not None and kind != "event":
             reader.fail("$.object", f"expected a Stripe event (object 'event'), got {kind!r}")
@@ -138,12 +143,12 @@ class StripeMapper:
 
 
 def _invoice(reader: Reader, obj: dict[str, Any], path: str, verb: str, context: dict[str, Any]) -> dict[str, Any]:
-    invoice_id = reader.req_text(obj, "id", path)
+    invoice_id = reader.req_key(obj, "id", path)
     currency = _currency(reader, obj, path)
-    amount_due = reader.integer(obj, "amount_due", path)
+    amount_due = reader.count(obj, "amount_due", path, _MAX_MINOR)
     if amount_due is None:
         reader.missing(child(path, "amount_due"), "'amount_due'")
-    amount_paid = reader.integer(obj, "amount_paid", path) or 0
+    amount_paid = reader.count(obj, "amount_paid", path, _MAX_MINOR) or 0
     stripe_status = reader.text(obj, "status", path)
     status = stripe_status if stripe_status in _INVOICE_STATUSES else _INVOICE_STATUS_BY_VERB.get(verb, "draft")
     transitions = reader.opt_obj(obj, "status_transitions", path) or {}
@@ -181,7 +186,7 @@ def _invoice(reader: Reader, obj: dict[str, Any], path: str, verb: str, context:
             "currency": currency,
             "due_date": iso_date(reader.epoch(obj, "due_date", path)),
             "issued_at": iso(issued_at),
-            "attempt_count": reader.integer(obj, "attempt_count", path),
+            "attempt_count": reader.count(obj, "attempt_count", path, _MAX_QUANTITY),
             "last_failure": _last_failure(reader, obj, path),
             "attributes": attributes,
         }
@@ -191,7 +196,7 @@ def _invoice(reader: Reader, obj: dict[str, Any], path: str, verb: str, context:
 def _subscription(
     reader: Reader, obj: dict[str, Any], path: str, context: dict[str, Any], changed: list[str]
 ) -> dict[str, Any]:
-    subscription_id = reader.req_text(obj, "id", path)
+    subscription_id = reader.req_key(obj, "id", path)
     customer = _ref(reader, obj, "customer", path)
     if customer is None:
         reader.missing(child(path, "customer"), "the subscription's customer")
@@ -222,9 +227,9 @@ def _subscription(
     if plan is None:
         reader.missing(f"{first_path}.price", "the subscription's price or plan")
     currency = currency_text.upper() if currency_text and _CURRENCY.match(currency_text) else None
-    quantity = reader.integer(first, "quantity", first_path)
+    quantity = reader.count(first, "quantity", first_path, _MAX_QUANTITY)
     if quantity is None:
-        quantity = reader.integer(obj, "quantity", path)
+        quantity = reader.count(obj, "quantity", path, _MAX_QUANTITY)
     pause = obj.get("pause_collection")
 
     attributes = drop_none(
@@ -251,7 +256,7 @@ def _subscription(
             "id": f"stripe:{subscription_id}",
             "external_ids": {"billing_id": subscription_id},
             "account_id": f"stripe-customer:{customer}",
-            "plan": plan,
+            "plan": clip(plan, TITLE_LIMIT),
             "status": status,
             "quantity": 1 if quantity is None else quantity,
             "mrr": _mrr(reader, items, items_path, currency),
@@ -281,18 +286,18 @@ def _mrr(reader: Reader, items: list[dict[str, Any]], items_path: str, currency:
             interval = reader.text(recurring, "interval", f"{item_path}.price.recurring")
             count = reader.integer(recurring, "interval_count", f"{item_path}.price.recurring") or 1
             usage = reader.text(recurring, "usage_type", f"{item_path}.price.recurring")
-            unit_amount = reader.integer(price, "unit_amount", f"{item_path}.price")
+            unit_amount = reader.count(price, "unit_amount", f"{item_path}.price", _MAX_MINOR)
         else:
             # Items created through the legacy Plans API carry only a plan.
             plan = reader.opt_obj(item, "plan", item_path) or {}
             interval = reader.text(plan, "interval", f"{item_path}.plan")
             count = reader.integer(plan, "interval_count", f"{item_path}.plan") or 1
             usage = reader.text(plan, "usage_type", f"{item_path}.plan")
-            unit_amount = reader.integer(plan, "amount", f"{item_path}.plan")
+            unit_amount = reader.count(plan, "amount", f"{item_path}.plan", _MAX_MINOR)
         months = _MONTHS_PER_INTERVAL.get(interval or "")
         if months is None or unit_amount is None or usage == "metered" or count <= 0:
             return None
-        quantity = reader.integer(item, "quantity", item_path)
+        quantity = reader.count(item, "quantity", item_path, _MAX_QUANTITY)
         monthly_minor += Decimal(unit_amount) * (1 if quantity is None else quantity) / (months * count)
     return _major_decimal(monthly_minor, currency)
 
@@ -319,8 +324,12 @@ def _major(amount: int | None, currency: str) -> str | None:
     return str(Decimal(amount).scaleb(-_exponent(currency)))
 
 
-def _major_decimal(amount: Decimal, currency: str) -> str:
-    value = amount.scaleb(-_exponent(currency)).quantize(_AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
+def _major_decimal(amount: Decimal, currency: str) -> str | None:
+    major = amount.scaleb(-_exponent(currency))
+    if major >= _MAX_MAJOR:
+        # Beyond what the canonical Amount holds; MRR is derived, so it is left out rather than refused.
+        return None
+    value = major.quantize(_AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
     # normalize() drops the zeros quantize added ("49.5000" -> "49.5"); format "f" keeps it out of
     # exponent notation ("1E+2" -> "100").
     return format(value.normalize(), "f")
@@ -330,8 +339,8 @@ def _ref(reader: Reader, obj: dict[str, Any], key: str, path: str) -> str | None
     """An expandable reference: Stripe sends either the id or, when expanded, the object with its id."""
     value = obj.get(key)
     if isinstance(value, dict):
-        return reader.text(value, "id", child(path, key))
-    return reader.text(obj, key, path)
+        return reader.key(value, "id", child(path, key))
+    return reader.key(obj, key, path)
 
 
 def _parent_subscription(reader: Reader, obj: dict[str, Any], path: str) -> str | None:

@@ -81,10 +81,14 @@ class ZendeskMapper:
             'has a "ticket" object with at least id and status',
         )
         body = reader.obj(payload, "$")
-        if "type" in body:
+        declared = body.get("type")
+        if isinstance(declared, str) and declared.startswith(_EVENT_TYPE_PREFIX):
             return [self._event_webhook(reader, body)]
+        # A trigger body is whatever JSON the admin wrote, so it may well have its own "type" key.
         if "ticket" in body:
             return [self._trigger_webhook(reader, body)]
+        if "type" in body:
+            return [self._event_webhook(reader, body)]
         reader.fail(
             "$.ticket",
             "expected a Zendesk event webhook (with type and detail) or a trigger webhook (with ticket)",
@@ -97,13 +101,13 @@ class ZendeskMapper:
         if name == zendesk_type or not _EVENT_NAME.match(name):
             reader.fail("$.type", f"not a Zendesk event type (zen:event-type:<domain>.<action>): {zendesk_type!r}")
         occurred = reader.timestamp(body, "time", "$")
-        event_id = reader.text(body, "id", "$") or f"{name}:{digest(body)}"
+        event_id = reader.key(body, "id", "$") or f"{name}:{digest(body)}"
         if not name.startswith("ticket."):
             return cloudevent(id=event_id, source=SOURCE, type=_FOREIGN_PREFIX + name, time=occurred, data=body)
 
         detail = reader.req_obj(body, "detail", "$")
         change = reader.opt_obj(body, "event", "$") or {}
-        ticket_id = reader.text(detail, "id", "$.detail") or _ticket_id_from_subject(reader.text(body, "subject", "$"))
+        ticket_id = reader.key(detail, "id", "$.detail") or _ticket_id_from_subject(reader.text(body, "subject", "$"))
         if ticket_id is None:
             reader.missing("$.detail.id", "the ticket id")
 
@@ -142,7 +146,7 @@ class ZendeskMapper:
 
     def _trigger_webhook(self, reader: Reader, body: dict[str, Any]) -> dict[str, Any]:
         ticket = reader.req_obj(body, "ticket", "$")
-        ticket_id = reader.req_text(ticket, "id", "$.ticket")
+        ticket_id = reader.req_key(ticket, "id", "$.ticket")
         status = _status(reader.text(ticket, "status", "$.ticket"))
         created = reader.timestamp(ticket, "created_at", "$.ticket")
         updated = reader.timestamp(ticket, "updated_at", "$.ticket")
@@ -257,7 +261,7 @@ def _tags(reader: Reader, ticket: dict[str, Any], path: str) -> list[str]:
 
 def _ticket_id_from_subject(subject: str | None) -> str | None:
     """The ticket id in an event's subject, ``zen:ticket:35436``."""
-    if subject and (match := re.fullmatch(r"zen:ticket:(\d+)", subject)):
+    if subject and (match := re.fullmatch(r"zen:ticket:(\d{1,30})", subject)):
         return match.group(1)
     return None
 
