@@ -58,18 +58,21 @@ def _wait(url: str, process: subprocess.Popen[bytes], path: str) -> None:
 
 
 @contextmanager
-def opsrail_server(database_url: str | None = None, synchronous: str = "NORMAL") -> Iterator[Running]:
+def opsrail_server(database_url: str | None = None, synchronous: str = "NORMAL", workers: int = 1) -> Iterator[Running]:
     with tempfile.TemporaryDirectory(prefix="opsrail-bench-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
         env.update(OPSRAIL_HOME=home, OPSRAIL_SQLITE_SYNCHRONOUS=synchronous, OPSRAIL_LOG_LEVEL="warning")
         if database_url:
             env["OPSRAIL_DATABASE_URL"] = database_url
-        container = build(Settings(home=Path(home), database_url=database_url, sqlite_synchronous=synchronous),
-                          migrate=True)
+        container = build(
+            Settings(home=Path(home), database_url=database_url, sqlite_synchronous=synchronous), migrate=True
+        )
         _, token = container.tokens.create("service", "bench")
         container.close()
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "opsrail", "up", "--port", str(port)], env=env, cwd=ROOT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "opsrail", "up", "--port", str(port), "--workers", str(workers)], env=env, cwd=ROOT
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait(url, process, "/readyz")
@@ -82,8 +85,18 @@ def opsrail_server(database_url: str | None = None, synchronous: str = "NORMAL")
 @contextmanager
 def bare_server() -> Iterator[Running]:
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--no-access-log",
-               "--log-level", "warning", "--no-server-header"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.bare_app:app",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-server-header",
+    ]
     process = subprocess.Popen(command, cwd=ROOT)
     try:
         url = f"http://127.0.0.1:{port}"

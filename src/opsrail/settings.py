@@ -23,9 +23,10 @@ class Settings(BaseSettings):
         default="NORMAL",
         description="SQLite synchronous pragma; NORMAL in WAL mode survives process crashes, FULL also power loss",
     )
-    pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL connection pool size per process")
+    pool_size: int = Field(default=10, ge=1, le=200, description="database connection pool size per process")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="API server processes sharing the port")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="largest request body accepted")
     ingest_batch_limit: int = Field(default=10_000, ge=1, description="most events in one batch request")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
 
-from opsrail.model import FieldError, InvalidInput, MappingFailed, NotFound, Unauthenticated
+from opsrail.model import (
+    Conflict,
+    FieldError,
+    InvalidInput,
+    MappingFailed,
+    NotFound,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from opsrail.services import EventQuery
 from opsrail.wiring import Container
 from tests.support import FakeClock, cloudevent, incident_event
@@ -35,7 +44,7 @@ def test_a_bad_event_is_dead_lettered_with_every_path(container: Container) -> N
     letter = service.dead_letters.get(info.value.extra["dead_letter_id"])
     assert letter is not None
     assert letter.body == body and letter.channel == "api" and letter.status == "pending"
-    assert [e["path"] for e in letter.errors] == ["$.source"]
+    assert [e["path"] for e in letter.errors] == ["$.source", "$.data.severity"]
     assert service.events.count() == 0
 
 
@@ -132,7 +141,7 @@ def test_replay_succeeds_once_the_mapping_is_fixed(container: Container) -> None
     assert [(r.id, r.status) for r in receipts] == [("acme-7", "accepted")]
     letter = service.dead_letters.get(letter_id)
     assert letter is not None and letter.status == "replayed" and letter.attempts == 2
-    with pytest.raises(InvalidInput, match="already replayed"):
+    with pytest.raises(Conflict, match="already replayed"):
         service.replay(letter_id)
     with pytest.raises(NotFound):
         service.replay("dl_missing")
@@ -156,3 +165,34 @@ def test_tokens_authenticate_until_revoked(container: Container, clock: FakeCloc
     with pytest.raises(Unauthenticated, match="expired"):
         tokens.authenticate(secret2)
     assert {t.id for t in tokens.all()} == {record.id, expiring.id}
+
+
+def test_nul_characters_are_refused_with_their_path(container: Container) -> None:
+    body = orjson.dumps(incident_event("nul-1", title="bad\x00title"))
+    with pytest.raises(InvalidInput) as info:
+        container.ingestion.ingest_single(body)
+    assert [e.path for e in info.value.errors] == ["$.data.title"]
+    outcome = container.ingestion.ingest_batch(
+        b"\n".join([orjson.dumps(cloudevent("n2")), body]), "application/x-ndjson"
+    )
+    assert [r.status for r in outcome.results] == ["accepted", "rejected"]
+    assert outcome.results[1].errors[0]["path"] == "$[1].data.title"
+
+
+def test_a_whole_batch_dead_letter_replays_as_a_batch(container: Container) -> None:
+    service = container.ingestion
+    body = b"\n".join(orjson.dumps(cloudevent(f"w{n}")) for n in range(3))
+    with pytest.raises(UnsupportedMediaType) as info:
+        service.ingest_batch(body, "text/plain")
+    receipts = service.replay(info.value.extra["dead_letter_id"])
+    assert [(r.id, r.status) for r in receipts] == [("w0", "accepted"), ("w1", "accepted"), ("w2", "accepted")]
+
+
+def test_since_is_compared_in_utc(container: Container, clock: FakeClock) -> None:
+    service = container.ingestion
+    service.ingest_single(orjson.dumps(cloudevent("early")))
+    clock.advance(hours=2)
+    service.ingest_single(orjson.dumps(cloudevent("late")))
+    one_hour_later_in_paris = (clock.now() - timedelta(hours=1)).astimezone(timezone(timedelta(hours=1)))
+    found = service.events.find(EventQuery(since=one_hour_later_in_paris))
+    assert [e.id for e in found] == ["late"]

@@ -56,8 +56,8 @@ def test_a_failed_write_fails_every_waiter_of_its_group(inline: bool) -> None:
     committer: GroupCommitter[int, int] = GroupCommitter(write, inline=inline)
     committer.start()
 
-    async def main() -> list[int | BaseException]:
-        return await asyncio.gather(committer.submit([1]), committer.submit([2]), return_exceptions=True)
+    async def main() -> list[list[int] | BaseException]:
+        return list(await asyncio.gather(committer.submit([1]), committer.submit([2]), return_exceptions=True))
 
     try:
         outcomes = asyncio.run(main())
@@ -70,3 +70,28 @@ def test_submitting_to_a_stopped_threaded_writer_fails_clearly() -> None:
     committer: GroupCommitter[int, int] = GroupCommitter(lambda items: list(items), inline=False)
     with pytest.raises(RuntimeError, match="not running"):
         asyncio.run(committer.submit([1]))
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_one_bad_request_does_not_fail_its_group(inline: bool) -> None:
+    def write(items: Sequence[int]) -> list[int]:
+        if 13 in items:
+            raise ValueError("unlucky")
+        return [i + 1 for i in items]
+
+    committer: GroupCommitter[int, int] = GroupCommitter(write, inline=inline)
+    committer.start()
+
+    async def main() -> list[list[int] | BaseException]:
+        return list(
+            await asyncio.gather(
+                committer.submit([1]), committer.submit([13]), committer.submit([2, 3]), return_exceptions=True
+            )
+        )
+
+    try:
+        first, bad, rest = asyncio.run(main())
+    finally:
+        committer.stop()
+    assert first == [2] and rest == [3, 4]
+    assert isinstance(bad, ValueError)

@@ -78,12 +78,15 @@ def test_cloudevent_requires_the_core_attributes() -> None:
 def test_cloudevent_extensions_follow_the_naming_rule() -> None:
     ok = CloudEvent.model_validate({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "traceparent": "x"})
     assert ok.extensions == {"traceparent": "x"}
-    with pytest.raises(ValidationError, match="lowercase"):
-        CloudEvent.model_validate({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "Bad_Name": 1})
+    assert ok.problems() == []
+    bad = CloudEvent.model_validate(
+        {"specversion": "1.0", "id": "1", "source": "s", "type": "t", "Bad_Name": 1, "nested": {"a": 1}}
+    )
+    assert [name for name, _ in bad.problems()] == ["Bad_Name", "nested"]
 
 
 def test_cloudevent_time_must_carry_an_offset() -> None:
-    with pytest.raises(ValidationError, match="UTC offset"):
+    with pytest.raises(ValidationError, match="timezone"):
         CloudEvent.model_validate(
             {"specversion": "1.0", "id": "1", "source": "s", "type": "t", "time": "2026-01-01T10:00:00"}
         )

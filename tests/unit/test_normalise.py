@@ -42,3 +42,16 @@ def test_a_non_object_is_refused() -> None:
     with pytest.raises(InvalidInput) as info:
         normalise([1, 2])
     assert info.value.errors[0].path == "$"
+
+
+def test_cloudevents_rules_name_the_attribute() -> None:
+    with pytest.raises(InvalidInput) as info:
+        normalise(cloudevent(TraceParent="x", data={"a": 1}, data_base64="eA=="))
+    assert [e.path for e in info.value.errors] == ["$.TraceParent", "$.data_base64"]
+
+
+def test_a_typo_in_an_opsrail_type_is_refused_not_stored_unvalidated() -> None:
+    for wrong in ("com.opsrail.incidnet.opened", "com.opsrail.incident"):
+        with pytest.raises(InvalidInput) as info:
+            normalise(cloudevent(type=wrong, data={"id": "x"}))
+        assert info.value.errors[0].path == "$.type"

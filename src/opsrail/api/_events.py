@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from opsrail.api._auth import Principal, Sender, container_of
+from opsrail.api._auth import BEARER, Principal, authorize_sender, container_of
 from opsrail.api._bodies import BodyTooLarge, read_body
 from opsrail.api._metrics import Metrics
 from opsrail.api._openapi import (
@@ -69,7 +69,7 @@ async def _reject(
         )
     )
     exc.extra["dead_letter_id"] = letter.id
-    _metrics(request).rejected.labels(channel).inc()
+    _metrics(request).rejected.labels(f"{channel}:{source}" if source else channel).inc()
 
 
 def _count(request: Request, channel: str, accepted: int, duplicates: int) -> None:
@@ -85,11 +85,12 @@ def _count(request: Request, channel: str, accepted: int, duplicates: int) -> No
     summary="Send one CloudEvent",
     description="Structured-mode CloudEvents 1.0. A new event answers 202 with a receipt; the same "
     "(source, id) again answers 200 with the first receipt and stores nothing.",
-    openapi_extra={"requestBody": EVENT_BODY},
+    openapi_extra={"requestBody": EVENT_BODY, "security": BEARER},
     responses=RECEIPT_RESPONSES,
     status_code=202,
 )
-async def post_event(request: Request, _token: Sender) -> Response:
+async def post_event(request: Request) -> Response:
+    authorize_sender(request)
     service: IngestionService = container_of(request).ingestion
     body = await _body_or_reject(request, "api")
     try:
@@ -107,10 +108,11 @@ async def post_event(request: Request, _token: Sender) -> Response:
     summary="Send a batch of CloudEvents",
     description="NDJSON (one event a line) or a CloudEvents JSON batch (an array). Every event gets its own "
     "result; a bad event is dead-lettered alone and does not reject the others.",
-    openapi_extra={"requestBody": BATCH_BODY},
+    openapi_extra={"requestBody": BATCH_BODY, "security": BEARER},
     responses=BATCH_RESPONSES,
 )
-async def post_batch(request: Request, _token: Sender) -> Response:
+async def post_batch(request: Request) -> Response:
+    authorize_sender(request)
     service: IngestionService = container_of(request).ingestion
     body = await _body_or_reject(request, "batch")
     try:
@@ -136,11 +138,12 @@ async def post_batch(request: Request, _token: Sender) -> Response:
     summary="Send a vendor's raw payload",
     description="A webhook body or record from Jira, ServiceNow, Zendesk, Stripe, Alertmanager (or CloudEvents), "
     "mapped to canonical events. 202 when something new was stored, 200 when all of it was seen before.",
-    openapi_extra={"requestBody": VENDOR_BODY},
+    openapi_extra={"requestBody": VENDOR_BODY, "security": BEARER},
     responses=INGEST_RESPONSES,
     status_code=202,
 )
-async def post_vendor(source: str, request: Request, _token: Sender) -> Response:
+async def post_vendor(source: str, request: Request) -> Response:
+    authorize_sender(request)
     service: IngestionService = container_of(request).ingestion
     channel = "ingest"
     body = await _body_or_reject(request, channel, source)

@@ -6,6 +6,8 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -42,6 +44,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(events_app, name="events")
 app.add_typer(schema_app, name="schema")
+
+
+class LetterStatus(StrEnum):
+    pending = "pending"
+    replayed = "replayed"
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -89,10 +97,13 @@ def opened(migrate: bool = False) -> Iterator[Container]:
 def up(
     host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [default: 8080]")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="server processes sharing the port [default: 1]")
+    ] = None,
 ) -> None:
     """Start the API server (migrating the database first)."""
     settings = Settings()
-    serve(settings, host or settings.host, port or settings.port)
+    serve(settings, host or settings.host, port or settings.port, workers or settings.workers)
 
 
 @app.command()
@@ -153,11 +164,14 @@ def tokens_list(json: JsonFlag = False) -> None:
 
 @tokens_app.command("revoke")
 @handled
-def tokens_revoke(token_id: str) -> None:
-    """Revoke a token by id."""
+def tokens_revoke(token_id: str, json: JsonFlag = False) -> None:
+    """Revoke a token by id (a running server notices within 30 seconds)."""
     with opened() as container:
         container.tokens.revoke(token_id)
-    typer.echo(f"revoked {token_id}")
+    if json:
+        emit_json({"id": token_id, "revoked": True})
+    else:
+        typer.echo(f"revoked {token_id}")
 
 
 def _read_input(file: str) -> bytes:
@@ -199,10 +213,13 @@ def events_send(
         else:
             receipt = service.ingest_single(body, "application/json")
             result = {"events": [{**receipt.as_dict(), "status": receipt.status}]}
+    rows = result.get("results") or result["events"]
+    rejected = any(row["status"] == "rejected" for row in rows)
     if json:
         emit_json(result)
+        if rejected:
+            raise typer.Exit(2)
         return
-    rows = result.get("results") or result["events"]
     for row in rows:
         if row["status"] == "rejected":
             typer.echo(
@@ -211,7 +228,7 @@ def events_send(
             )
         else:
             typer.echo(f"{row['status']:<9} {row['source']} {row['id']}")
-    if any(row["status"] == "rejected" for row in rows):
+    if rejected:
         raise typer.Exit(2)
 
 
@@ -222,13 +239,21 @@ def events_list(
     kind: Annotated[str | None, typer.Option(help="canonical kind, e.g. incident")] = None,
     source: Annotated[str | None, typer.Option()] = None,
     object_id: Annotated[str | None, typer.Option("--object", help="canonical object id")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="received at or after (ISO 8601; UTC when no offset is given)")
+    ] = None,
+    before: Annotated[int | None, typer.Option(min=1, help="page cursor: events with seq below this")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
     json: JsonFlag = False,
 ) -> None:
     """List stored events, newest first."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
     with opened() as container:
         items = container.ingestion.events.find(
-            EventQuery(type=type, kind=kind, source=source, object_id=object_id, limit=limit)
+            EventQuery(
+                type=type, kind=kind, source=source, object_id=object_id, since=since, before_seq=before, limit=limit
+            )
         )
     if json:
         emit_json([e.as_dict() for e in items])
@@ -256,7 +281,8 @@ def _summary(data: Any) -> str:
 @handled
 def events_dead_letters(
     dead_letter_id: Annotated[str | None, typer.Argument(help="show this one in full, body included")] = None,
-    status: Annotated[str | None, typer.Option(help="pending or replayed")] = None,
+    status: Annotated[LetterStatus | None, typer.Option(help="only pending or only replayed letters")] = None,
+    before: Annotated[str | None, typer.Option(help="page cursor: ids below this")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
     json: JsonFlag = False,
 ) -> None:
@@ -274,7 +300,7 @@ def events_dead_letters(
             else:
                 typer.echo(orjson.dumps(letter.as_dict(), option=orjson.OPT_INDENT_2).decode())
             return
-        items = store.find(status, limit, None)
+        items = store.find(status.value if status else None, limit, before)
     if json:
         emit_json([d.as_dict() for d in items])
         return

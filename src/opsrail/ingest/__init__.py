@@ -1,8 +1,15 @@
 """Ingestion: decoding, source mapping, validation and normalisation of events (pure)."""
 
 from opsrail.ingest._normalise import NormalisedEvent, field_errors, normalise
-from opsrail.ingest._payloads import BatchItem, check_single_media_type, decode_json, media_type, split_batch
-from opsrail.ingest._records import Arrival, DeadLetter, Receipt, StoredEvent
+from opsrail.ingest._payloads import (
+    BatchItem,
+    check_single_media_type,
+    decode_json,
+    media_type,
+    refuse_nul,
+    split_batch,
+)
+from opsrail.ingest._records import Arrival, DeadLetter, Receipt, StoredEvent, rfc3339
 from opsrail.ingest._sources import builtin_mappers
 from opsrail.ingest.mappers._base import SourceMapper
 
@@ -20,5 +27,7 @@ __all__ = [
     "field_errors",
     "media_type",
     "normalise",
+    "refuse_nul",
+    "rfc3339",
     "split_batch",
 ]

@@ -8,14 +8,16 @@ merely for being unfamiliar.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from pydantic import ValidationError
+import orjson
+from pydantic import ValidationError, create_model
 
-from opsrail.model import KINDS, CloudEvent, FieldError, InvalidInput, json_path, kind_of
+from opsrail.model import EVENT_TYPE_PREFIX, KINDS, CloudEvent, FieldError, InvalidInput, json_path, kind_of
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NormalisedEvent:
     """A valid event, ready to store. ``data`` is JSON-ready (canonical form for canonical kinds)."""
 
@@ -24,6 +26,10 @@ class NormalisedEvent:
     object_id: str | None
     data: Any
     subject: str | None
+
+    def data_json(self) -> bytes:
+        """The data as JSON text, as it is stored."""
+        return orjson.dumps(self.data)
 
     @property
     def source(self) -> str:
@@ -34,11 +40,35 @@ class NormalisedEvent:
         return self.event.id
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages people read."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
 def field_errors(exc: ValidationError, root: str = "$") -> list[FieldError]:
     return [
         FieldError(path=json_path(tuple(err["loc"]), root), message=err["msg"], code=err["type"])
         for err in exc.errors(include_url=False)
     ]
+
+
+@cache
+def _envelope(kind: str) -> type[CloudEvent]:
+    """A CloudEvent whose data is the canonical object of ``kind``: one validation pass for both."""
+    model = KINDS[kind]
+    return create_model(f"{model.__name__}Event", __base__=CloudEvent, data=(model, ...))
 
 
 def normalise(raw: Any, root: str = "$") -> NormalisedEvent:
@@ -47,28 +77,41 @@ def normalise(raw: Any, root: str = "$") -> NormalisedEvent:
         raise InvalidInput(
             "an event must be a JSON object",
             hint="send one CloudEvents 1.0 event in structured JSON mode",
-            errors=[FieldError(root, f"expected an object, got {type(raw).__name__}", "type")],
+            errors=[FieldError(root, f"expected an object, got {json_type(raw)}", "type")],
+        )
+    declared = raw.get("type")
+    kind = kind_of(declared) if isinstance(declared, str) else None
+    if kind is None and isinstance(declared, str) and declared.startswith(EVENT_TYPE_PREFIX):
+        raise InvalidInput(
+            f"{declared!r} is in Opsrail's namespace but names no canonical kind and verb",
+            hint=f"use com.opsrail.<kind>.<verb> with a kind from: {', '.join(KINDS)}",
+            errors=[FieldError(f"{root}.type", "unknown canonical event type", "unknown_type")],
         )
     try:
-        event = CloudEvent.model_validate(raw)
+        event = (_envelope(kind) if kind else CloudEvent).model_validate(raw)
     except ValidationError as exc:
+        errors = field_errors(exc, root)
+        if kind and all(e.path.startswith(f"{root}.data") for e in errors):
+            raise InvalidInput(
+                f"the data of a {declared} event is not a valid {kind}",
+                hint=f"see GET /v1/schemas/{kind}",
+                errors=errors,
+            ) from None
         raise InvalidInput(
             "the event is not a valid CloudEvents 1.0 event",
             hint="required: specversion '1.0', id, source, type; see GET /v1/schemas/cloudevent",
-            errors=field_errors(exc, root),
+            errors=errors,
         ) from None
-    kind = kind_of(event.type)
+    if event.__pydantic_extra__ or event.data_base64 is not None:
+        problems = event.problems()
+        if problems:
+            raise InvalidInput(
+                "the event breaks a CloudEvents 1.0 rule",
+                errors=[FieldError(json_path((name,), root), message, "cloudevents") for name, message in problems],
+            )
     if kind is None:
-        return NormalisedEvent(event=event, kind=None, object_id=None, data=event.data, subject=event.subject)
-    try:
-        obj = KINDS[kind].model_validate(event.data)
-    except ValidationError as exc:
-        raise InvalidInput(
-            f"the data of a {event.type} event is not a valid {kind}",
-            hint=f"see GET /v1/schemas/{kind}",
-            errors=field_errors(exc, f"{root}.data"),
-        ) from None
+        return NormalisedEvent(event, None, None, event.data, event.subject)
+    obj = event.data
     data = obj.model_dump(mode="json", exclude_none=True)
     # A canonical event is about its object: the subject defaults to the object's id.
-    subject = event.subject if event.subject is not None else obj.id
-    return NormalisedEvent(event=event, kind=kind, object_id=obj.id, data=data, subject=subject)
+    return NormalisedEvent(event, kind, obj.id, data, event.subject if event.subject is not None else obj.id)

@@ -1,7 +1,7 @@
 """Decoding request bodies: one JSON event, a JSON array batch, or NDJSON lines.
 
-Pure parsing. Each batch item keeps its own raw bytes so that a rejected item can be
-dead-lettered alone, byte for byte, and replayed later without the rest of the batch.
+Pure parsing. Each batch item keeps its own JSON text (an NDJSON line byte for byte) so that a
+rejected item can be dead-lettered alone and replayed later without the rest of the batch.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from opsrail.ingest._normalise import json_type
 from opsrail.model import FieldError, InvalidInput, UnsupportedMediaType
 
 JSON_TYPES = ("application/json", "application/cloudevents+json")
@@ -39,7 +40,8 @@ def decode_json(body: bytes, root: str = "$") -> Any:
 
 @dataclass(frozen=True, slots=True)
 class BatchItem:
-    """One item of a batch: its raw bytes, and either its decoded value or why it could not be decoded."""
+    """One item of a batch: its own JSON text (an NDJSON line as sent, an array item re-encoded), and either
+    its decoded value or why it could not be decoded."""
 
     index: int
     raw: bytes
@@ -74,7 +76,7 @@ def split_batch(body: bytes, content_type: str | None) -> list[BatchItem]:
             raise InvalidInput(
                 "a JSON batch must be an array of CloudEvents",
                 hint="send application/cloudevents-batch+json (an array) or application/x-ndjson (one event a line)",
-                errors=[FieldError("$", f"expected an array, got {type(value).__name__}", "type")],
+                errors=[FieldError("$", f"expected an array, got {json_type(value)}", "type")],
             )
         if not value:
             raise InvalidInput("the batch is empty", errors=[FieldError("$", "no events")])
@@ -92,3 +94,33 @@ def check_single_media_type(content_type: str | None) -> None:
             f"content type {kind!r} is not accepted here",
             hint="send application/cloudevents+json or application/json; batches go to POST /v1/events:batch",
         )
+
+
+NUL_ESCAPE = b"\\u0000"
+
+
+def nul_errors(value: Any, root: str = "$") -> list[FieldError]:
+    """Where a decoded document holds the NUL character, which no database text column can store."""
+    found: list[FieldError] = []
+    stack: list[tuple[str, Any]] = [(root, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                found.append(FieldError(path, "text may not contain the NUL character (\\u0000)", "nul"))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    found.append(FieldError(path, "a key may not contain the NUL character (\\u0000)", "nul"))
+                stack.append((f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]", child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return sorted(found, key=lambda e: e.path)
+
+
+def refuse_nul(body: bytes, value: Any, root: str = "$") -> None:
+    # Cheap test first: JSON can only carry NUL escaped, so most bodies are cleared by one byte search.
+    if NUL_ESCAPE in body:
+        errors = nul_errors(value, root)
+        if errors:
+            raise InvalidInput("text may not contain the NUL character", hint="remove it or encode it", errors=errors)

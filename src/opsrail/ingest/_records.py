@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from opsrail.ingest._normalise import NormalisedEvent
@@ -11,7 +12,13 @@ from opsrail.ingest._normalise import NormalisedEvent
 ReceiptStatus = Literal["accepted", "duplicate"]
 
 
-@dataclass(frozen=True, slots=True)
+@lru_cache(maxsize=1024)
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 text with 'Z' for UTC (memoised: the events of one group share their receipt time)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
 class Arrival:
     """A valid event as it reached Opsrail: when, and through which channel (api, batch, ingest:jira, replay)."""
 
@@ -20,7 +27,7 @@ class Arrival:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Receipt:
     """What the sender is told. A duplicate carries the first receipt's ``received_at``."""
 
@@ -39,7 +46,7 @@ class Receipt:
         return {
             "id": self.id,
             "source": self.source,
-            "received_at": self.received_at.isoformat().replace("+00:00", "Z"),
+            "received_at": rfc3339(self.received_at),
             "status": "accepted",
         }
 

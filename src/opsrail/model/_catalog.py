@@ -7,6 +7,7 @@ document invalid bumps ``SCHEMA_VERSION``'s major number.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from opsrail.model._commercial import (
@@ -49,6 +50,7 @@ KINDS: dict[str, type[CanonicalObject]] = {
 SCHEMA_NAMES: tuple[str, ...] = (*KINDS, "cloudevent")
 
 
+@lru_cache(maxsize=4096)
 def kind_of(event_type: str) -> str | None:
     """The canonical kind an event type carries, or None for a type outside Opsrail's namespace."""
     if not event_type.startswith(EVENT_TYPE_PREFIX):

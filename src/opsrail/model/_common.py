@@ -47,8 +47,8 @@ class CanonicalObject(Strict):
     """Every canonical object has an id, the external ids and segment attributes, and free attributes."""
 
     id: ObjectId
-    external_ids: ExternalIds = Field(default_factory=ExternalIds)
-    segment: Segment = Field(default_factory=Segment)
-    attributes: dict[str, Any] = Field(
-        default_factory=dict, description="source-specific fields kept for reference and analysis"
+    external_ids: ExternalIds | None = None
+    segment: Segment | None = None
+    attributes: dict[str, Any] | None = Field(
+        default=None, description="source-specific fields kept for reference and analysis"
     )

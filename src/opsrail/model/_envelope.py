@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CORE_ATTRIBUTES = frozenset(
@@ -26,32 +25,29 @@ class CloudEvent(BaseModel):
     source: NonEmpty
     type: Annotated[str, Field(min_length=1, max_length=256)]
     subject: Annotated[str, Field(min_length=1, max_length=512)] | None = None
-    time: datetime | None = None
+    time: AwareDatetime | None = Field(default=None, description="RFC 3339 with a UTC offset")
     datacontenttype: str | None = None
     dataschema: str | None = None
     data: Any = None
     data_base64: str | None = None
 
-    @field_validator("time")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("time must carry a UTC offset (RFC 3339), for example 2026-01-31T12:00:00Z")
-        return value
+    def problems(self) -> list[tuple[str, str]]:
+        """What the spec forbids beyond field types: (attribute, message) pairs, empty when the event is valid.
 
-    @model_validator(mode="after")
-    def _extensions(self) -> CloudEvent:
-        extras = self.__pydantic_extra__ or {}
-        for name, value in extras.items():
+        Kept out of field validation so each problem can name its attribute; ``opsrail.ingest.normalise``
+        reports them as errors with JSON paths.
+        """
+        found: list[tuple[str, str]] = []
+        for name, value in (self.__pydantic_extra__ or {}).items():
             if not _EXTENSION_NAME.match(name):
-                raise ValueError(
-                    f"extension attribute {name!r} must be 1-20 lowercase letters or digits (CloudEvents 1.0)"
+                found.append(
+                    (name, "an extension attribute name is 1-20 lowercase letters or digits (CloudEvents 1.0)")
                 )
-            if value is not None and not isinstance(value, (str, int, bool)):
-                raise ValueError(f"extension attribute {name!r} must be a string, integer or boolean")
+            elif value is not None and not isinstance(value, (str, int, bool)):
+                found.append((name, "an extension attribute is a string, integer or boolean"))
         if self.data is not None and self.data_base64 is not None:
-            raise ValueError("an event carries either data or data_base64, not both")
-        return self
+            found.append(("data_base64", "an event carries either data or data_base64, not both"))
+        return found
 
     @property
     def extensions(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+Job = tuple[list[T], "asyncio.Future[list[R]]"]
 
 
 class GroupCommitter(Generic[T, R]):
@@ -34,9 +35,10 @@ class GroupCommitter(Generic[T, R]):
         self.inline = inline
         self._max_items = max_items
         self._name = name
-        self._pending: list[tuple[list[T], asyncio.Future[list[R]]]] = []
+        self._pending: list[Job[T, R]] = []
         self._flushing = False
         self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if not self.inline and self._executor is None:
@@ -63,11 +65,12 @@ class GroupCommitter(Generic[T, R]):
                 # Run after the callbacks already ready, so requests parsed in this loop turn join the group.
                 loop.call_soon(self._flush_inline)
             else:
-                loop.create_task(self._flush_threaded())
+                self._task = loop.create_task(self._flush_threaded())
         return await future
 
-    def _take(self) -> list[tuple[list[T], asyncio.Future[list[R]]]]:
-        taken, count = [], 0
+    def _take(self) -> list[Job[T, R]]:
+        taken: list[Job[T, R]] = []
+        count = 0
         while self._pending and (not taken or count + len(self._pending[0][0]) <= self._max_items):
             job = self._pending.pop(0)
             taken.append(job)
@@ -87,26 +90,40 @@ class GroupCommitter(Generic[T, R]):
         try:
             while self._pending:
                 jobs = self._take()
-                outcome = await loop.run_in_executor(self._executor, self._run, jobs)
-                self._deliver(jobs, outcome)
+                outcomes = await loop.run_in_executor(self._executor, self._run, jobs)
+                self._deliver(jobs, outcomes)
         finally:
             self._flushing = False
 
-    def _run(self, jobs: list[tuple[list[T], asyncio.Future[list[R]]]]) -> list[R] | BaseException:
+    def _run(self, jobs: list[Job[T, R]]) -> list[list[R] | Exception]:
+        """Write the group in one transaction; return one outcome per job (its results, or its error)."""
         try:
-            return self._write([item for batch, _ in jobs for item in batch])
-        except Exception as exc:  # handed to every waiter of the group below
-            return exc
+            results = self._write([item for batch, _ in jobs for item in batch])
+        except Exception as exc:
+            if len(jobs) == 1:
+                return [exc]
+        else:
+            outcomes: list[list[R] | Exception] = []
+            offset = 0
+            for batch, _ in jobs:
+                outcomes.append(results[offset : offset + len(batch)])
+                offset += len(batch)
+            return outcomes
+        # One request's bad data must not fail its neighbours: write each request on its own.
+        outcomes = []
+        for batch, _ in jobs:
+            try:
+                outcomes.append(self._write(batch))
+            except Exception as exc:  # handed to that request's waiter
+                outcomes.append(exc)
+        return outcomes
 
     @staticmethod
-    def _deliver(jobs: list[tuple[list[T], asyncio.Future[list[R]]]], outcome: list[R] | BaseException) -> None:
-        offset = 0
-        for batch, future in jobs:
+    def _deliver(jobs: list[Job[T, R]], outcomes: list[list[R] | Exception]) -> None:
+        for (_, future), outcome in zip(jobs, outcomes, strict=True):
             if future.cancelled():
-                offset += len(batch)
                 continue
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, Exception):
                 future.set_exception(outcome)
             else:
-                future.set_result(outcome[offset : offset + len(batch)])
-            offset += len(batch)
+                future.set_result(outcome)

@@ -19,9 +19,19 @@ from opsrail.ingest import (
     check_single_media_type,
     decode_json,
     normalise,
+    refuse_nul,
     split_batch,
 )
-from opsrail.model import Clock, FieldError, IdFactory, InvalidInput, NotFound, OpsrailError
+from opsrail.model import (
+    Clock,
+    Conflict,
+    FieldError,
+    IdFactory,
+    InvalidInput,
+    NotFound,
+    OpsrailError,
+    UnsupportedMediaType,
+)
 from opsrail.services._group_commit import GroupCommitter
 from opsrail.services._ports import DeadLetterStore, EventStore
 
@@ -108,6 +118,7 @@ class IngestionService:
                 hint="send batches to POST /v1/events:batch",
                 errors=[FieldError("$", "expected an object, got an array", "type")],
             )
+        refuse_nul(body, value)
         return normalise(value)
 
     def parse_batch(self, body: bytes, content_type: str | None) -> ParsedBatch:
@@ -124,6 +135,7 @@ class IngestionService:
                 parsed.invalid.append((item.index, item.raw, item.error))
                 continue
             try:
+                refuse_nul(item.raw, item.value, f"$[{item.index}]")
                 parsed.valid.append((item.index, normalise(item.value, f"$[{item.index}]")))
             except InvalidInput as exc:
                 parsed.invalid.append((item.index, item.raw, exc))
@@ -140,6 +152,7 @@ class IngestionService:
     def parse_vendor(self, source: str, body: bytes, headers: Mapping[str, str]) -> list[NormalisedEvent]:
         mapper = self.mapper(source)
         payload = decode_json(body)
+        refuse_nul(body, payload)
         lowered = {k.lower(): v for k, v in headers.items()}
         raw_events = mapper.map(payload, lowered)
         events: list[NormalisedEvent] = []
@@ -211,8 +224,8 @@ class IngestionService:
             id=self.ids.new("dl"),
             received_at=self.clock.now(),
             channel=channel,
-            source=source,
-            content_type=content_type,
+            source=source[:64] if source else None,
+            content_type=content_type[:256] if content_type else None,
             headers=safe_headers(headers or {}),
             body=body[:KEPT_BODY_BYTES],
             body_bytes=size,
@@ -228,7 +241,7 @@ class IngestionService:
     ) -> Receipt:
         try:
             event = self.parse_single(body, content_type)
-        except InvalidInput as exc:
+        except (InvalidInput, UnsupportedMediaType) as exc:
             letter = self.reject(channel=channel, body=body, content_type=content_type, error=exc)
             exc.extra["dead_letter_id"] = letter.id
             raise
@@ -237,7 +250,7 @@ class IngestionService:
     def ingest_batch(self, body: bytes, content_type: str | None, channel: str = "batch") -> BatchOutcome:
         try:
             parsed = self.parse_batch(body, content_type)
-        except InvalidInput as exc:
+        except (InvalidInput, UnsupportedMediaType) as exc:
             letter = self.reject(channel=channel, body=body, content_type=content_type, error=exc)
             exc.extra["dead_letter_id"] = letter.id
             raise
@@ -263,13 +276,29 @@ class IngestionService:
             raise
         return self.store(events, f"ingest:{source}")
 
+    def _parse_letter(self, letter: DeadLetter) -> list[NormalisedEvent]:
+        """Parse a dead letter the way its channel would today; a replayed batch must be valid as a whole."""
+        if letter.channel == "ingest" and letter.source:
+            return self.parse_vendor(letter.source, letter.body, letter.headers)
+        if not _looks_like_batch(letter.body):
+            return [self.parse_single(letter.body, "application/json")]
+        kind = "application/cloudevents-batch+json" if letter.body.strip().startswith(b"[") else "application/x-ndjson"
+        parsed = self.parse_batch(letter.body, kind)
+        if parsed.invalid:
+            raise InvalidInput(
+                f"{len(parsed.invalid)} of the batch's events are still not valid",
+                hint="nothing from this dead letter was stored",
+                errors=[error for _, _, exc in parsed.invalid for error in exc.errors],
+            )
+        return [event for _, event in parsed.valid]
+
     def replay(self, dead_letter_id: str) -> list[Receipt]:
         """Run a dead letter through today's validation and mappings again; on success it is marked replayed."""
         letter = self.dead_letters.get(dead_letter_id)
         if letter is None:
             raise NotFound(f"no dead letter {dead_letter_id!r}", hint="list them with `opsrail events dead-letters`")
         if letter.status == "replayed":
-            raise InvalidInput(
+            raise Conflict(
                 f"dead letter {dead_letter_id} was already replayed",
                 hint="its events are stored; see `opsrail events list`",
             )
@@ -279,10 +308,7 @@ class IngestionService:
                 hint="ask the sender to resend it in smaller parts",
             )
         try:
-            if letter.channel == "ingest" and letter.source:
-                events = self.parse_vendor(letter.source, letter.body, letter.headers)
-            else:
-                events = [self.parse_single(letter.body, "application/json")]
+            events = self._parse_letter(letter)
         except (InvalidInput, NotFound) as exc:
             self.dead_letters.record_attempt(
                 letter.id,
@@ -302,6 +328,11 @@ class IngestionService:
             errors=None,
         )
         return receipts
+
+
+def _looks_like_batch(body: bytes) -> bool:
+    stripped = body.strip()
+    return stripped.startswith(b"[") or len([line for line in stripped.splitlines() if line.strip()]) > 1
 
 
 def assemble_batch(parsed: ParsedBatch, receipts: list[Receipt], letters: list[DeadLetter]) -> BatchOutcome:

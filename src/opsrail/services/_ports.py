@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from opsrail.ingest import Arrival, DeadLetter, Receipt, StoredEvent
+from opsrail.ingest import Arrival, DeadLetter, Receipt, StoredEvent, rfc3339
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +67,9 @@ class ApiToken:
             "id": self.id,
             "name": self.name,
             "role": self.role,
-            "created_at": self.created_at.isoformat(),
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "created_at": rfc3339(self.created_at),
+            "expires_at": rfc3339(self.expires_at) if self.expires_at else None,
+            "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None,
         }
 
 

@@ -42,7 +42,7 @@ class SqlEventStore:
             first_index.setdefault((arrival.event.source, arrival.event.id), index)
         unique = [arrivals[i] for i in first_index.values()]
         if self._appender is not None:
-            inserted, earlier = self._appender.append([_row(a) for a in unique])
+            inserted, earlier = self._appender.append(unique)
         else:
             with write_transaction(self.engine) as conn:
                 inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
@@ -85,7 +85,9 @@ class SqlEventStore:
         if query.object_id:
             stmt = stmt.where(events.c.object_id == query.object_id)
         if query.since:
-            stmt = stmt.where(events.c.received_at >= query.since)
+            # SQLite compares the stored UTC text; the bound value must be UTC too.
+            since = query.since.astimezone(UTC) if query.since.tzinfo else query.since.replace(tzinfo=UTC)
+            stmt = stmt.where(events.c.received_at >= since)
         if query.before_seq:
             stmt = stmt.where(events.c.seq < query.before_seq)
         with self.engine.connect() as conn:
@@ -145,4 +147,3 @@ def _stored(row: sa.RowMapping) -> StoredEvent:
         data=row["data"],
         attributes=row["attributes"] or {},
     )
-

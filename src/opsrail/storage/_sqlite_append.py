@@ -1,8 +1,8 @@
-"""The SQLite hot path for appending events: one dedicated driver connection, prepared statements.
+"""The SQLite hot path for appending events: one dedicated driver connection, multi-row statements.
 
-SQLAlchemy's per-transaction work (pool checkout and reset, events, parameter processing) costs about ten
-times what SQLite itself spends on a small WAL commit. Appends are the one path where that matters, so
-they use the driver directly; everything else, reads included, goes through SQLAlchemy as usual. The
+SQLAlchemy's per-transaction work (pool checkout and reset, events, per-row parameter processing) costs
+several times what SQLite itself spends on a small WAL commit. Appends are the one path where that
+matters, so they use the driver directly; everything else, reads included, goes through SQLAlchemy. The
 text formats written here are the ones SQLAlchemy's SQLite types read back.
 """
 
@@ -12,17 +12,17 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from opsrail.ingest import Arrival
 from opsrail.storage._engine import SQLITE_BUSY_TIMEOUT_MS, translate_driver_error
 
-_INSERT = (
-    "INSERT OR IGNORE INTO events (source, event_id, type, subject, time, received_at, kind, object_id, channel, "
-    "attributes, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_FIND = "SELECT seq, received_at FROM events WHERE source = ? AND event_id = ?"
+_COLUMNS = "source, event_id, type, subject, time, received_at, kind, object_id, channel, attributes, data"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 500  # rows per statement: 5,500 parameters, well under SQLite's limit of 32,766
 
 Key = tuple[str, str]
 
@@ -31,6 +31,23 @@ def sqlite_time(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+# The events of one group share their receipt time: format it once.
+_received_text = lru_cache(maxsize=64)(sqlite_time)
+
+
+@lru_cache(maxsize=8)
+def _insert(rows: int) -> str:
+    # Only placeholders are repeated into the text; every value is bound.
+    values = ", ".join([_ROW] * rows)
+    return f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES {values} RETURNING source, event_id, seq"  # noqa: S608
+
+
+@lru_cache(maxsize=8)
+def _find(rows: int) -> str:
+    pairs = " OR ".join(["(source = ? AND event_id = ?)"] * rows)
+    return f"SELECT source, event_id, seq, received_at FROM events WHERE {pairs}"  # noqa: S608 - placeholders only
 
 
 def _read_time(text: str) -> datetime:
@@ -65,8 +82,11 @@ class SqliteAppender:
                 self._connection.close()
                 self._connection = None
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> tuple[dict[Key, int], dict[Key, tuple[int, datetime]]]:
-        """Insert rows that are new; return (inserted key -> seq, existing key -> (seq, first received_at))."""
+    def append(self, arrivals: Sequence[Arrival]) -> tuple[dict[Key, int], dict[Key, tuple[int, datetime]]]:
+        """Insert arrivals with distinct keys that are new.
+
+        Returns (inserted key -> seq, existing key -> (seq, first received_at)).
+        """
         inserted: dict[Key, int] = {}
         earlier: dict[Key, tuple[int, datetime]] = {}
         with self._lock:
@@ -74,14 +94,20 @@ class SqliteAppender:
                 cursor = self._connect().cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    for row in rows:
-                        key = (row["source"], row["event_id"])
-                        cursor.execute(_INSERT, _values(row))
-                        if cursor.rowcount == 1:
-                            inserted[key] = int(cursor.lastrowid or 0)
-                        else:
-                            seq, received_at = cursor.execute(_FIND, key).fetchone()
-                            earlier[key] = (seq, _read_time(received_at))
+                    for start in range(0, len(arrivals), _CHUNK):
+                        chunk = arrivals[start : start + _CHUNK]
+                        params: list[Any] = []
+                        for arrival in chunk:
+                            params.extend(_values(arrival))
+                        for source, event_id, seq in cursor.execute(_insert(len(chunk)), params):
+                            inserted[(source, event_id)] = seq
+                    missing = [(a.event.source, a.event.id) for a in arrivals]
+                    missing = [key for key in missing if key not in inserted]
+                    for start in range(0, len(missing), _CHUNK):
+                        keys = missing[start : start + _CHUNK]
+                        flat = [part for key in keys for part in key]
+                        for source, event_id, seq, received_at in cursor.execute(_find(len(keys)), flat):
+                            earlier[(source, event_id)] = (seq, _read_time(received_at))
                     cursor.execute("COMMIT")
                 except BaseException:
                     cursor.execute("ROLLBACK")
@@ -94,18 +120,26 @@ class SqliteAppender:
         return inserted, earlier
 
 
-def _values(row: dict[str, Any]) -> tuple[Any, ...]:
+def _values(arrival: Arrival) -> tuple[Any, ...]:
+    normalised = arrival.event
+    event = normalised.event
+    attributes: dict[str, Any] = dict(event.__pydantic_extra__) if event.__pydantic_extra__ else {}
+    if event.datacontenttype is not None:
+        attributes["datacontenttype"] = event.datacontenttype
+    if event.dataschema is not None:
+        attributes["dataschema"] = event.dataschema
+    if event.data_base64 is not None:
+        attributes["data_base64"] = event.data_base64
     return (
-        row["source"],
-        row["event_id"],
-        row["type"],
-        row["subject"],
-        sqlite_time(row["time"]),
-        sqlite_time(row["received_at"]),
-        row["kind"],
-        row["object_id"],
-        row["channel"],
-        orjson.dumps(row["attributes"]).decode(),
-        orjson.dumps(row["data"]).decode(),
+        event.source,
+        event.id,
+        event.type,
+        normalised.subject,
+        sqlite_time(event.time),
+        _received_text(arrival.received_at),
+        normalised.kind,
+        normalised.object_id,
+        arrival.channel,
+        orjson.dumps(attributes).decode(),
+        normalised.data_json().decode(),
     )
-
