@@ -62,3 +62,6 @@ def authorize_sender(request: Request) -> ApiToken:
 
 
 BEARER: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
+
+# Query and path text must not hold control characters: no database stores NUL, and none is meaningful.
+PLAIN_TEXT = r"^[^\x00-\x1f]*$"

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from opsrail.api._auth import BEARER, Principal, authorize_sender, container_of
+from opsrail.api._auth import BEARER, PLAIN_TEXT, Principal, authorize_sender, container_of
 from opsrail.api._bodies import BodyTooLarge, read_body
 from opsrail.api._metrics import Metrics
 from opsrail.api._openapi import (
@@ -142,7 +142,7 @@ async def post_batch(request: Request) -> Response:
     responses=INGEST_RESPONSES,
     status_code=202,
 )
-async def post_vendor(source: str, request: Request) -> Response:
+async def post_vendor(source: Annotated[str, Path(pattern=PLAIN_TEXT, max_length=64)], request: Request) -> Response:
     authorize_sender(request)
     service: IngestionService = container_of(request).ingestion
     channel = "ingest"
@@ -168,12 +168,14 @@ async def post_vendor(source: str, request: Request) -> Response:
 async def list_events(
     request: Request,
     _token: Principal,
-    type: Annotated[str | None, Query(description="exact event type")] = None,
-    kind: Annotated[str | None, Query(description="canonical kind, e.g. incident")] = None,
-    source: Annotated[str | None, Query()] = None,
-    object_id: Annotated[str | None, Query()] = None,
+    type: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=256, description="exact event type")] = None,
+    kind: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64, description="canonical kind")] = None,
+    source: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=512)] = None,
+    object_id: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=256)] = None,
     since: Annotated[datetime | None, Query(description="received at or after (RFC 3339)")] = None,
-    before: Annotated[int | None, Query(ge=1, description="page cursor: events with seq below this")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="page cursor: events with seq below this")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
     query = EventQuery(

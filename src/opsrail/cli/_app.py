@@ -242,7 +242,9 @@ def events_list(
     since: Annotated[
         datetime | None, typer.Option(help="received at or after (ISO 8601; UTC when no offset is given)")
     ] = None,
-    before: Annotated[int | None, typer.Option(min=1, help="page cursor: events with seq below this")] = None,
+    before: Annotated[
+        int | None, typer.Option(min=1, max=2**63 - 1, help="page cursor: events with seq below this")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
     json: JsonFlag = False,
 ) -> None:

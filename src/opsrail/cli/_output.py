@@ -10,10 +10,6 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
-
-
 def emit_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
@@ -24,11 +20,11 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
         out.add_column(column, overflow="fold")
     for row in rows:
         out.add_row(*["" if v is None else str(v) for v in row])
-    console.print(out)
+    Console().print(out)
 
 
 def fail(message: str, hint: str | None = None) -> None:
     text = f"error: {message}"
     if hint:
         text += f"\n  hint: {hint}"
-    errors.print(text, highlight=False, markup=False, soft_wrap=True)
+    Console(stderr=True).print(text, highlight=False, markup=False, soft_wrap=True)

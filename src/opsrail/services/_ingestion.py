@@ -224,7 +224,7 @@ class IngestionService:
             id=self.ids.new("dl"),
             received_at=self.clock.now(),
             channel=channel,
-            source=source[:64] if source else None,
+            source=source.replace("\x00", "")[:64] if source else None,
             content_type=content_type[:256] if content_type else None,
             headers=safe_headers(headers or {}),
             body=body[:KEPT_BODY_BYTES],

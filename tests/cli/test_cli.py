@@ -1,0 +1,114 @@
+"""The CLI, run in-process with Typer's runner against a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from opsrail.cli import app
+from tests.support import cloudevent, incident_event
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSRAIL_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    result = runner.invoke(app, ["db", "upgrade", "--json"])
+    assert result.exit_code == 0, result.output
+    return runner
+
+
+def test_db_upgrade_is_idempotent(run: CliRunner) -> None:
+    result = run.invoke(app, ["db", "upgrade", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["to"] == json.loads(result.stdout)["from"]
+
+
+def test_tokens_are_created_once_and_listed_without_secrets(run: CliRunner) -> None:
+    created = run.invoke(app, ["tokens", "create", "--role", "operator", "--name", "ops", "--json"])
+    assert created.exit_code == 0, created.output
+    token = json.loads(created.stdout)
+    assert token["token"].startswith("opsr_") and token["role"] == "operator"
+    listed = json.loads(run.invoke(app, ["tokens", "list", "--json"]).stdout)
+    assert [t["name"] for t in listed] == ["ops"]
+    assert "token" not in listed[0]
+    bad = run.invoke(app, ["tokens", "create", "--role", "root"])
+    assert bad.exit_code == 2 and "unknown role" in bad.stderr
+    revoked = run.invoke(app, ["tokens", "revoke", token["id"], "--json"])
+    assert json.loads(revoked.stdout) == {"id": token["id"], "revoked": True}
+    assert run.invoke(app, ["tokens", "revoke", token["id"]]).exit_code == 4
+
+
+def test_send_list_dead_letter_and_replay(run: CliRunner, tmp_path: Path) -> None:
+    single = tmp_path / "incident.json"
+    single.write_bytes((FIXTURES / "incident_event.json").read_bytes())
+    sent = run.invoke(app, ["events", "send", str(single), "--json"])
+    assert sent.exit_code == 0, sent.output
+    assert json.loads(sent.stdout)["events"][0]["status"] == "accepted"
+    again = run.invoke(app, ["events", "send", str(single)])
+    assert again.stdout.startswith("duplicate")
+
+    jira = run.invoke(app, ["events", "send", str(FIXTURES / "jira_issue_created.json"), "--source", "jira"])
+    assert jira.exit_code == 0, jira.output
+
+    batch = tmp_path / "batch.ndjson"
+    batch.write_bytes(b"\n".join([orjson.dumps(cloudevent("c1")), orjson.dumps(incident_event("c2", severity=9))]))
+    mixed = run.invoke(app, ["events", "send", str(batch), "--json"])
+    assert mixed.exit_code == 2
+    outcome = json.loads(mixed.stdout)
+    assert (outcome["accepted"], outcome["rejected"]) == (1, 1)
+    letter_id = outcome["results"][1]["dead_letter_id"]
+
+    events = json.loads(run.invoke(app, ["events", "list", "--kind", "incident", "--json"]).stdout)
+    assert {e["object_id"] for e in events} == {"monitoring:checkout-eu-5xx", "jira:ENG-42"}
+    table = run.invoke(app, ["events", "list"])
+    assert "sev1" in table.stdout and "com.opsrail.incident.opened" in table.stdout
+
+    letters = json.loads(run.invoke(app, ["events", "dead-letters", "--status", "pending", "--json"]).stdout)
+    assert [d["id"] for d in letters] == [letter_id]
+    assert letters[0]["errors"][0]["path"] == "$[1].data.severity"
+    shown = json.loads(run.invoke(app, ["events", "dead-letters", letter_id, "--json"]).stdout)
+    assert json.loads(shown["body"])["id"] == "c2"
+
+    replay = run.invoke(app, ["events", "replay", letter_id])
+    assert replay.exit_code == 2 and "kept as dead letter" in replay.stderr
+    assert run.invoke(app, ["events", "replay", "dl_nope"]).exit_code == 4
+    assert run.invoke(app, ["events", "dead-letters", "--status", "lost"]).exit_code == 2
+
+
+def test_send_reads_standard_input_and_reports_bad_json(run: CliRunner) -> None:
+    result = run.invoke(app, ["events", "send", "-"], input='{"specversion": "1.0", "id": ')
+    assert result.exit_code == 2
+    assert "not valid JSON" in result.stderr and "dead letter" in result.stderr
+    missing = run.invoke(app, ["events", "send", "/nonexistent.json"])
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+
+
+def test_schema_export_writes_every_schema(run: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "schemas"
+    result = run.invoke(app, ["schema", "export", str(out), "--json"])
+    assert result.exit_code == 0
+    files = json.loads(result.stdout)["files"]
+    assert len(files) == 15
+    incident = json.loads((out / "incident.schema.json").read_text())
+    assert incident["$id"].startswith("urn:opsrail:schema:incident:")
+
+
+def test_errors_are_one_line_with_an_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSRAIL_DATABASE_URL", "mysql://nobody@localhost/db")
+    result = runner.invoke(app, ["events", "list"])
+    assert result.exit_code == 2 and "invalid settings" in result.stderr
+    monkeypatch.delenv("OPSRAIL_DATABASE_URL")
+    unmigrated = runner.invoke(app, ["events", "list"])
+    assert unmigrated.exit_code == 6 and "opsrail db upgrade" in unmigrated.stderr
+    assert "Traceback" not in unmigrated.output
