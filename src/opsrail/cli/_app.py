@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError
 
 import opsrail
-from opsrail.cli._output import emit_json, fail, table
+from opsrail.cli._output import emit_json, fail, short_time, table
 from opsrail.cli._serve import serve
 from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, OpsrailError, json_schema
 from opsrail.services import ROLES, EventQuery
@@ -158,7 +158,7 @@ def tokens_list(json: JsonFlag = False) -> None:
     table(
         "API tokens",
         ["id", "name", "role", "created", "revoked"],
-        [(t.id, t.name, t.role, t.created_at.isoformat(timespec="seconds"), t.revoked_at) for t in items],
+        [(t.id, t.name, t.role, short_time(t.created_at), t.revoked_at) for t in items],
     )
 
 
@@ -264,7 +264,7 @@ def events_list(
         "Events (newest first)",
         ["seq", "received", "type", "source", "object", "summary"],
         [
-            (e.seq, e.received_at.isoformat(timespec="seconds"), e.type, e.source, e.object_id, _summary(e.data))
+            (e.seq, short_time(e.received_at), e.type, e.source, e.object_id, _summary(e.data))
             for e in items
         ],
     )
@@ -312,7 +312,7 @@ def events_dead_letters(
         [
             (
                 d.id,
-                d.received_at.isoformat(timespec="seconds"),
+                short_time(d.received_at),
                 d.channel + (f":{d.source}" if d.source else ""),
                 d.status,
                 d.reason,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,9 @@ def emit_json(value: Any) -> None:
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     out = Table(title=title, show_lines=False)
     for column in columns:
-        out.add_column(column, overflow="fold")
+        # Identifiers and times read badly when folded; free text may wrap.
+        fixed = column in ("seq", "id", "received", "created", "type", "status", "role")
+        out.add_column(column, overflow="fold", no_wrap=fixed)
     for row in rows:
         out.add_row(*["" if v is None else str(v) for v in row])
     Console().print(out)
@@ -29,3 +32,7 @@ def fail(message: str, hint: str | None = None) -> None:
     if hint:
         text += f"\n  hint: {hint}"
     Console(stderr=True).print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def short_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -38,7 +38,7 @@ def decode_json(body: bytes, root: str = "$") -> Any:
         ) from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BatchItem:
     """One item of a batch: its own JSON text (an NDJSON line as sent, an array item re-encoded), and either
     its decoded value or why it could not be decoded."""
@@ -54,13 +54,15 @@ def split_batch(body: bytes, content_type: str | None) -> list[BatchItem]:
     kind = media_type(content_type)
     if kind in NDJSON_TYPES:
         items: list[BatchItem] = []
+        loads = orjson.loads
         for line in body.splitlines():
-            line = line.strip().lstrip(b"\x1e")  # json-seq records start with RS
-            if not line:
-                continue
+            if not line or line[0] in b" \t\r\x1e" or line[-1] in b" \t\r":
+                line = line.strip().lstrip(b"\x1e")  # json-seq records start with RS
+                if not line:
+                    continue
             index = len(items)
             try:
-                items.append(BatchItem(index, line, orjson.loads(line)))
+                items.append(BatchItem(index, line, loads(line)))
             except orjson.JSONDecodeError as exc:
                 error = InvalidInput(
                     f"line {index + 1} is not valid JSON",

@@ -48,6 +48,11 @@ class SqlEventStore:
                 inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
                 missing = [k for k in first_index if k not in inserted]
                 earlier = self._receipts_of(conn, missing) if missing else {}
+        if len(inserted) == len(arrivals):  # the common case: everything was new
+            return [
+                Receipt(a.event.event.id, a.event.event.source, a.received_at, "accepted", inserted[key])
+                for a, key in zip(arrivals, first_index, strict=True)
+            ]
         receipts: list[Receipt] = []
         for index, arrival in enumerate(arrivals):
             key = (arrival.event.source, arrival.event.id)

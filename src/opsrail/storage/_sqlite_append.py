@@ -8,9 +8,12 @@ text formats written here are the ones SQLAlchemy's SQLite types read back.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -30,7 +33,9 @@ Key = tuple[str, str]
 def sqlite_time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 # The events of one group share their receipt time: format it once.
@@ -65,6 +70,7 @@ class SqliteAppender:
         ]
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._lock_file: int | None = None
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -81,6 +87,24 @@ class SqliteAppender:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+            if self._lock_file is not None:
+                os.close(self._lock_file)
+                self._lock_file = None
+
+    @contextmanager
+    def _across_processes(self) -> Iterator[None]:
+        """Queue behind other processes' appenders on an OS file lock.
+
+        SQLite's own busy handler polls with sleeps of up to 100 ms, which throttles several server
+        processes writing one file; a blocking flock wakes the next writer the moment the lock is free.
+        """
+        if self._lock_file is None:
+            self._lock_file = os.open(self._path + ".append-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
 
     def append(self, arrivals: Sequence[Arrival]) -> tuple[dict[Key, int], dict[Key, tuple[int, datetime]]]:
         """Insert arrivals with distinct keys that are new.
@@ -89,7 +113,7 @@ class SqliteAppender:
         """
         inserted: dict[Key, int] = {}
         earlier: dict[Key, tuple[int, datetime]] = {}
-        with self._lock:
+        with self._lock, self._across_processes():
             try:
                 cursor = self._connect().cursor()
                 cursor.execute("BEGIN IMMEDIATE")
@@ -123,13 +147,17 @@ class SqliteAppender:
 def _values(arrival: Arrival) -> tuple[Any, ...]:
     normalised = arrival.event
     event = normalised.event
-    attributes: dict[str, Any] = dict(event.__pydantic_extra__) if event.__pydantic_extra__ else {}
-    if event.datacontenttype is not None:
-        attributes["datacontenttype"] = event.datacontenttype
-    if event.dataschema is not None:
-        attributes["dataschema"] = event.dataschema
-    if event.data_base64 is not None:
-        attributes["data_base64"] = event.data_base64
+    if event.__pydantic_extra__ or event.datacontenttype or event.dataschema or event.data_base64:
+        attributes: dict[str, Any] = dict(event.__pydantic_extra__ or {})
+        if event.datacontenttype is not None:
+            attributes["datacontenttype"] = event.datacontenttype
+        if event.dataschema is not None:
+            attributes["dataschema"] = event.dataschema
+        if event.data_base64 is not None:
+            attributes["data_base64"] = event.data_base64
+        attributes_json = orjson.dumps(attributes).decode()
+    else:
+        attributes_json = "{}"
     return (
         event.source,
         event.id,
@@ -140,6 +168,6 @@ def _values(arrival: Arrival) -> tuple[Any, ...]:
         normalised.kind,
         normalised.object_id,
         arrival.channel,
-        orjson.dumps(attributes).decode(),
+        attributes_json,
         normalised.data_json().decode(),
     )
