@@ -263,10 +263,7 @@ def events_list(
     table(
         "Events (newest first)",
         ["seq", "received", "type", "source", "object", "summary"],
-        [
-            (e.seq, short_time(e.received_at), e.type, e.source, e.object_id, _summary(e.data))
-            for e in items
-        ],
+        [(e.seq, short_time(e.received_at), e.type, e.source, e.object_id, _summary(e.data)) for e in items],
     )
 
 
