@@ -7,29 +7,66 @@ merely for being unfamiliar.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import orjson
 from pydantic import ValidationError, create_model
 
-from opsrail.model import EVENT_TYPE_PREFIX, KINDS, CloudEvent, FieldError, InvalidInput, json_path, kind_of
+from opsrail.model import (
+    EVENT_TYPE_PREFIX,
+    KINDS,
+    CanonicalObject,
+    CloudEvent,
+    FieldError,
+    InvalidInput,
+    json_path,
+    kind_of,
+)
 
 
-@dataclass(slots=True)
 class NormalisedEvent:
-    """A valid event, ready to store. ``data`` is JSON-ready (canonical form for canonical kinds)."""
+    """A valid event, ready to store.
 
-    event: CloudEvent
-    kind: str | None
-    object_id: str | None
-    data: Any
-    subject: str | None
+    ``data`` is JSON-ready: the canonical form (defaults filled, ``None`` left out) for canonical kinds,
+    the data as sent otherwise. For canonical kinds it is rendered on first use, because the hot path
+    only needs its JSON text (``data_json``), which pydantic writes directly.
+    """
+
+    __slots__ = ("_data", "_json", "_object", "event", "kind", "object_id", "subject")
+
+    def __init__(
+        self,
+        event: CloudEvent,
+        kind: str | None,
+        object_id: str | None,
+        data: Any,
+        subject: str | None,
+        *,
+        canonical: CanonicalObject | None = None,
+    ) -> None:
+        self.event = event
+        self.kind = kind
+        self.object_id = object_id
+        self.subject = subject
+        self._object = canonical
+        self._data = data
+        self._json: bytes | None = None
+
+    @property
+    def data(self) -> Any:
+        if self._object is not None and self._data is None:
+            self._data = self._object.model_dump(mode="json", exclude_none=True)
+        return self._data
 
     def data_json(self) -> bytes:
         """The data as JSON text, as it is stored."""
-        return orjson.dumps(self.data)
+        if self._json is None:
+            if self._object is not None:
+                self._json = self._object.__pydantic_serializer__.to_json(self._object, exclude_none=True)
+            else:
+                self._json = orjson.dumps(self._data)
+        return self._json
 
     @property
     def source(self) -> str:
@@ -111,7 +148,7 @@ def normalise(raw: Any, root: str = "$") -> NormalisedEvent:
             )
     if kind is None:
         return NormalisedEvent(event, None, None, event.data, event.subject)
-    obj = event.data
-    data = obj.model_dump(mode="json", exclude_none=True)
+    obj: CanonicalObject = event.data
     # A canonical event is about its object: the subject defaults to the object's id.
-    return NormalisedEvent(event, kind, obj.id, data, event.subject if event.subject is not None else obj.id)
+    subject = event.subject if event.subject is not None else obj.id
+    return NormalisedEvent(event, kind, obj.id, None, subject, canonical=obj)
