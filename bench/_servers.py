@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
+import sqlalchemy as sa
 
 from opsrail.settings import Settings
 from opsrail.wiring import build
@@ -55,6 +57,23 @@ def _wait(url: str, process: subprocess.Popen[bytes], path: str) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not start")
+
+
+@contextmanager
+def scratch_database(admin_url: str | None) -> Iterator[str | None]:
+    """A new PostgreSQL database for one benchmark (dropped afterwards), from a URL that may create databases."""
+    if not admin_url:
+        yield None
+        return
+    name = f"opsrail_bench_{os.getpid()}"
+    plain = sa.engine.make_url(admin_url).set(drivername="postgresql")
+    with psycopg.connect(plain.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield plain.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(plain.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

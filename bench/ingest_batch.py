@@ -16,7 +16,7 @@ import uuid
 import httpx
 import orjson
 
-from bench._servers import median, opsrail_server
+from bench._servers import median, opsrail_server, scratch_database
 
 
 def make_batch(run: str, start: int, size: int) -> bytes:
@@ -80,7 +80,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="opsrail up --workers")
     args = parser.parse_args()
     store = "postgresql" if args.database_url else "sqlite-wal-normal"
-    with opsrail_server(args.database_url, workers=args.workers) as server:
+    with (
+        scratch_database(args.database_url) as database_url,
+        opsrail_server(database_url, workers=args.workers) as server,
+    ):
         one_run(server.url, server.token, 4, args.batch_size, args.senders)  # warm-up
         results = [
             one_run(server.url, server.token, args.batches, args.batch_size, args.senders) for _ in range(args.runs)

@@ -20,6 +20,7 @@ from opsrail.ingest import (
     decode_json,
     normalise,
     refuse_nul,
+    rfc3339,
     split_batch,
 )
 from opsrail.model import (
@@ -39,7 +40,7 @@ KEPT_BODY_BYTES = 64 * 1024
 _SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ItemResult:
     index: int
     status: Literal["accepted", "duplicate", "rejected"]
@@ -48,10 +49,16 @@ class ItemResult:
     errors: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        receipt = self.receipt
+        if receipt is not None:
+            return {
+                "index": self.index,
+                "id": receipt.id,
+                "source": receipt.source,
+                "received_at": rfc3339(receipt.received_at),
+                "status": self.status,
+            }
         out: dict[str, Any] = {"index": self.index, "status": self.status}
-        if self.receipt is not None:
-            out.update(self.receipt.as_dict())
-            out["status"] = self.status
         if self.dead_letter_id is not None:
             out["dead_letter_id"] = self.dead_letter_id
             out["errors"] = self.errors
@@ -336,12 +343,13 @@ def _looks_like_batch(body: bytes) -> bool:
 
 
 def assemble_batch(parsed: ParsedBatch, receipts: list[Receipt], letters: list[DeadLetter]) -> BatchOutcome:
-    results: list[ItemResult] = []
-    for (index, _), receipt in zip(parsed.valid, receipts, strict=True):
-        results.append(ItemResult(index, "duplicate" if receipt.duplicate else "accepted", receipt=receipt))
-    for (index, _, error), letter in zip(parsed.invalid, letters, strict=True):
-        results.append(
-            ItemResult(index, "rejected", dead_letter_id=letter.id, errors=[e.as_dict() for e in error.errors])
-        )
-    results.sort(key=lambda r: r.index)
+    results = [
+        ItemResult(index, receipt.status, receipt) for (index, _), receipt in zip(parsed.valid, receipts, strict=True)
+    ]
+    if letters:
+        for (index, _, error), letter in zip(parsed.invalid, letters, strict=True):
+            results.append(
+                ItemResult(index, "rejected", dead_letter_id=letter.id, errors=[e.as_dict() for e in error.errors])
+            )
+        results.sort(key=lambda r: r.index)
     return BatchOutcome(results)
