@@ -113,17 +113,21 @@ class SqliteAppender:
         """
         inserted: dict[Key, int] = {}
         earlier: dict[Key, tuple[int, datetime]] = {}
+        # Encode the rows before taking the locks: other processes wait only for SQLite's own work.
+        statements: list[tuple[str, list[Any]]] = []
+        for start in range(0, len(arrivals), _CHUNK):
+            chunk = arrivals[start : start + _CHUNK]
+            params: list[Any] = []
+            for arrival in chunk:
+                params.extend(_values(arrival))
+            statements.append((_insert(len(chunk)), params))
         with self._lock, self._across_processes():
             try:
                 cursor = self._connect().cursor()
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    for start in range(0, len(arrivals), _CHUNK):
-                        chunk = arrivals[start : start + _CHUNK]
-                        params: list[Any] = []
-                        for arrival in chunk:
-                            params.extend(_values(arrival))
-                        for source, event_id, seq in cursor.execute(_insert(len(chunk)), params):
+                    for sql, params in statements:
+                        for source, event_id, seq in cursor.execute(sql, params):
                             inserted[(source, event_id)] = seq
                     missing = [(a.event.source, a.event.id) for a in arrivals]
                     missing = [key for key in missing if key not in inserted]
