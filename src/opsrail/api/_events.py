@@ -57,18 +57,16 @@ async def _reject(
     body_bytes: int | None = None,
 ) -> None:
     service = container_of(request).ingestion
-    letter = await run_in_threadpool(
-        lambda: service.reject(
-            channel=channel,
-            body=body,
-            content_type=request.headers.get("content-type"),
-            error=exc,
-            source=source,
-            headers=dict(request.headers),
-            body_bytes=body_bytes,
-        )
+    letter = service.make_dead_letter(
+        channel=channel,
+        body=body,
+        content_type=request.headers.get("content-type"),
+        error=exc,
+        source=source,
+        headers=dict(request.headers),
+        body_bytes=body_bytes,
     )
-    exc.extra["dead_letter_id"] = letter.id
+    await run_in_threadpool(service.reject, exc, letter)
     _metrics(request).rejected.labels(f"{channel}:{source}" if source else channel).inc()
 
 

@@ -49,6 +49,20 @@ class CloudEvent(BaseModel):
             found.append(("data_base64", "an event carries either data or data_base64, not both"))
         return found
 
+    def optional_attributes(self) -> dict[str, Any]:
+        """The attributes beyond id, source, type, subject, time and data that the event carries."""
+        extras = self.__pydantic_extra__
+        if not (extras or self.datacontenttype or self.dataschema or self.data_base64):
+            return {}
+        found: dict[str, Any] = dict(extras or {})
+        if self.datacontenttype is not None:
+            found["datacontenttype"] = self.datacontenttype
+        if self.dataschema is not None:
+            found["dataschema"] = self.dataschema
+        if self.data_base64 is not None:
+            found["data_base64"] = self.data_base64
+        return found
+
     @property
     def extensions(self) -> dict[str, Any]:
         return dict(self.__pydantic_extra__ or {})

@@ -191,27 +191,10 @@ class IngestionService:
         """Store events through the group-commit writer, sharing a transaction with concurrent requests."""
         return await self.writer.submit(self.arrivals(events, channel))
 
-    def reject(
-        self,
-        *,
-        channel: str,
-        body: bytes,
-        content_type: str | None,
-        error: OpsrailError,
-        source: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        body_bytes: int | None = None,
-    ) -> DeadLetter:
-        letter = self.make_dead_letter(
-            channel=channel,
-            body=body,
-            content_type=content_type,
-            error=error,
-            source=source,
-            headers=headers,
-            body_bytes=body_bytes,
-        )
+    def reject(self, error: OpsrailError, letter: DeadLetter) -> DeadLetter:
+        """Keep a rejected payload; the error learns the dead letter's id so the sender is told it."""
         self.dead_letters.add([letter])
+        error.extra["dead_letter_id"] = letter.id
         return letter
 
     def make_dead_letter(
@@ -249,8 +232,7 @@ class IngestionService:
         try:
             event = self.parse_single(body, content_type)
         except (InvalidInput, UnsupportedMediaType) as exc:
-            letter = self.reject(channel=channel, body=body, content_type=content_type, error=exc)
-            exc.extra["dead_letter_id"] = letter.id
+            self.reject(exc, self.make_dead_letter(channel=channel, body=body, content_type=content_type, error=exc))
             raise
         return self.store([event], channel)[0]
 
@@ -258,8 +240,7 @@ class IngestionService:
         try:
             parsed = self.parse_batch(body, content_type)
         except (InvalidInput, UnsupportedMediaType) as exc:
-            letter = self.reject(channel=channel, body=body, content_type=content_type, error=exc)
-            exc.extra["dead_letter_id"] = letter.id
+            self.reject(exc, self.make_dead_letter(channel=channel, body=body, content_type=content_type, error=exc))
             raise
         receipts = self.store([e for _, e in parsed.valid], channel)
         letters = [
@@ -276,10 +257,10 @@ class IngestionService:
         try:
             events = self.parse_vendor(source, body, headers)
         except (InvalidInput, NotFound) as exc:
-            letter = self.reject(
+            letter = self.make_dead_letter(
                 channel="ingest", source=source, body=body, content_type=content_type, error=exc, headers=headers
             )
-            exc.extra["dead_letter_id"] = letter.id
+            self.reject(exc, letter)
             raise
         return self.store(events, f"ingest:{source}")
 

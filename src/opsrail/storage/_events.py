@@ -115,13 +115,6 @@ class SqlEventStore:
 
 def _row(arrival: Arrival) -> dict[str, Any]:
     event = arrival.event.event
-    attributes: dict[str, Any] = dict(event.__pydantic_extra__ or {})
-    if event.datacontenttype is not None:
-        attributes["datacontenttype"] = event.datacontenttype
-    if event.dataschema is not None:
-        attributes["dataschema"] = event.dataschema
-    if event.data_base64 is not None:
-        attributes["data_base64"] = event.data_base64
     return {
         "source": event.source,
         "event_id": event.id,
@@ -132,7 +125,7 @@ def _row(arrival: Arrival) -> dict[str, Any]:
         "kind": arrival.event.kind,
         "object_id": arrival.event.object_id,
         "channel": arrival.channel,
-        "attributes": attributes,
+        "attributes": event.optional_attributes(),
         "data": arrival.event.data,
     }
 

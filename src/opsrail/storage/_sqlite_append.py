@@ -151,17 +151,8 @@ class SqliteAppender:
 def _values(arrival: Arrival) -> tuple[Any, ...]:
     normalised = arrival.event
     event = normalised.event
-    if event.__pydantic_extra__ or event.datacontenttype or event.dataschema or event.data_base64:
-        attributes: dict[str, Any] = dict(event.__pydantic_extra__ or {})
-        if event.datacontenttype is not None:
-            attributes["datacontenttype"] = event.datacontenttype
-        if event.dataschema is not None:
-            attributes["dataschema"] = event.dataschema
-        if event.data_base64 is not None:
-            attributes["data_base64"] = event.data_base64
-        attributes_json = orjson.dumps(attributes).decode()
-    else:
-        attributes_json = "{}"
+    attributes = event.optional_attributes()
+    attributes_json = orjson.dumps(attributes).decode() if attributes else "{}"
     return (
         event.source,
         event.id,

@@ -1,0 +1,59 @@
+"""Each package's public face is its ``__all__``; this pins it so a change to it is a deliberate one."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+SURFACE = {
+    "opsrail.api": {"create_app"},
+    "opsrail.cli": {"app", "main"},
+    "opsrail.services": {
+        "ROLES",
+        "ApiToken",
+        "BatchOutcome",
+        "DeadLetterStore",
+        "EventQuery",
+        "EventStore",
+        "GroupCommitter",
+        "Health",
+        "IngestionService",
+        "ItemResult",
+        "ParsedBatch",
+        "TokenService",
+        "TokenStore",
+        "assemble_batch",
+        "hash_token",
+    },
+    "opsrail.ingest": {
+        "Arrival",
+        "BatchItem",
+        "DeadLetter",
+        "NormalisedEvent",
+        "Receipt",
+        "SourceMapper",
+        "StoredEvent",
+        "builtin_mappers",
+        "check_single_media_type",
+        "decode_json",
+        "field_errors",
+        "media_type",
+        "normalise",
+        "refuse_nul",
+        "rfc3339",
+        "split_batch",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(SURFACE))
+def test_exports_are_pinned(module: str) -> None:
+    assert set(importlib.import_module(module).__all__) == SURFACE[module]
+
+
+@pytest.mark.parametrize("module", ["opsrail.model", "opsrail.storage", "opsrail.ingest", "opsrail.services"])
+def test_every_export_exists(module: str) -> None:
+    loaded = importlib.import_module(module)
+    missing = [name for name in loaded.__all__ if not hasattr(loaded, name)]
+    assert missing == []
