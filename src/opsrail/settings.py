@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64, description="API server processes sharing the port")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="largest request body accepted")
     ingest_batch_limit: int = Field(default=10_000, ge=1, description="most events in one batch request")
+    lease_seconds: float = Field(default=30.0, gt=0.5, le=3600, description="how long a worker holds a claimed step")
+    worker: bool = Field(default=True, description="run the engine's worker inside `opsrail up`")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = False

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from opsrail.engine import Engine, Operations
 from opsrail.ingest import builtin_mappers
 from opsrail.model import Clock, IdFactory, Unavailable
-from opsrail.services import IngestionService, TokenService
+from opsrail.services import AutomationService, IngestionService, TokenService
 from opsrail.settings import Settings
 from opsrail.storage import (
     SqlDeadLetterStore,
     SqlEventStore,
     SqlHealth,
     SqliteCheckpointer,
+    SqlRunStore,
     SqlTokenStore,
     create_engine,
     translate_errors,
@@ -57,6 +61,8 @@ class Container:
     health: SqlHealth
     ingestion: IngestionService
     tokens: TokenService
+    runner: Engine
+    automation: AutomationService
 
     checkpointer: SqliteCheckpointer | None = None
 
@@ -99,12 +105,17 @@ def build(
         inline_commit=settings.is_sqlite and settings.sqlite_synchronous in ("OFF", "NORMAL"),
     )
     database = engine.url.database
+    run_store = SqlRunStore(engine, ids)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    runner = Engine(run_store, Operations(), clock, ids, owner=owner, lease_seconds=settings.lease_seconds)
     return Container(
         settings=settings,
         engine=engine,
         health=health,
         ingestion=ingestion,
         tokens=TokenService(SqlTokenStore(engine), clock, ids),
+        runner=runner,
+        automation=AutomationService(run_store, runner, clock),
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )
 

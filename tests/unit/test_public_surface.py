@@ -10,6 +10,9 @@ SURFACE = {
     "opsrail.api": {"create_app"},
     "opsrail.cli": {"app", "main"},
     "opsrail.services": {
+        "AutomationService",
+        "AutomationStore",
+        "describe",
         "ROLES",
         "ApiToken",
         "BatchOutcome",
@@ -52,7 +55,10 @@ def test_exports_are_pinned(module: str) -> None:
     assert set(importlib.import_module(module).__all__) == SURFACE[module]
 
 
-@pytest.mark.parametrize("module", ["opsrail.model", "opsrail.storage", "opsrail.ingest", "opsrail.services"])
+@pytest.mark.parametrize(
+    "module",
+    ["opsrail.model", "opsrail.storage", "opsrail.ingest", "opsrail.services", "opsrail.engine", "opsrail.playbooks"],
+)
 def test_every_export_exists(module: str) -> None:
     loaded = importlib.import_module(module)
     missing = [name for name in loaded.__all__ if not hasattr(loaded, name)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 import opsrail
-from opsrail.api import _dead_letters, _events, _operations, _problems, _schemas
+from opsrail.api import _dead_letters, _events, _operations, _problems, _runs, _schemas
 from opsrail.api._metrics import LatencyMiddleware, Metrics
 from opsrail.wiring import Container, DatabaseError, translate_errors
 
@@ -32,10 +33,19 @@ def create_app(container: Container) -> FastAPI:
         # thousands alive at once. Collecting the young generation every 50,000 allocations instead of
         # 700 (and the old ones rarely) cuts the time spent in the cycle collector by more than half.
         gc.set_threshold(50_000, 50, 100)
+        stop = asyncio.Event()
+        worker = (
+            asyncio.create_task(container.runner.run_forever(stop), name="opsrail-worker")
+            if container.settings.worker
+            else None
+        )
         log.info("opsrail api ready", extra={"database": container.engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None:
+                await worker
             container.ingestion.writer.stop()
             if container.checkpointer is not None:
                 container.checkpointer.stop()
@@ -74,7 +84,7 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DatabaseError, database_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
-    for module in (_operations, _events, _dead_letters, _schemas):
+    for module in (_operations, _events, _dead_letters, _schemas, _runs):
         app.include_router(module.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app

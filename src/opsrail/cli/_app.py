@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import orjson
 import typer
-from pydantic import ValidationError
 
 import opsrail
-from opsrail.cli._output import emit_json, fail, short_time, table
+from opsrail.cli._automation import playbooks_app, runs_app, tasks_app, worker
+from opsrail.cli._common import JsonFlag, handled, opened
+from opsrail.cli._output import emit_json, short_time, table
 from opsrail.cli._serve import serve
-from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, OpsrailError, json_schema
+from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, json_schema
 from opsrail.services import ROLES, EventQuery
 from opsrail.settings import Settings
 from opsrail.wiring import (
-    Container,
-    DatabaseError,
     build,
-    require_current_schema,
-    translate_errors,
     upgrade_database,
 )
 
@@ -44,52 +38,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(events_app, name="events")
 app.add_typer(schema_app, name="schema")
+app.add_typer(playbooks_app, name="playbooks")
+app.add_typer(runs_app, name="runs")
+app.add_typer(tasks_app, name="tasks")
+app.command(name="worker")(handled(worker))
 
 
 class LetterStatus(StrEnum):
     pending = "pending"
     replayed = "replayed"
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-
-
-def handled(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn Opsrail and configuration errors into one clear line and the error's exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except OpsrailError as exc:
-            fail(exc.detail, exc.hint)
-            for error in exc.errors[:20]:
-                fail(f"{error.path}: {error.message}")
-            if "dead_letter_id" in exc.extra:
-                fail(f"kept as dead letter {exc.extra['dead_letter_id']}")
-            raise typer.Exit(exc.exit_code) from None
-        except ValidationError as exc:
-            fail(f"invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", "check OPSRAIL_* variables")
-            raise typer.Exit(2) from None
-        except DatabaseError as exc:
-            unavailable = translate_errors(exc)
-            fail(unavailable.detail, unavailable.hint)
-            raise typer.Exit(unavailable.exit_code) from None
-
-    return wrapper
-
-
-@contextmanager
-def opened(migrate: bool = False) -> Iterator[Container]:
-    container = build(Settings(), migrate=migrate)
-    try:
-        if not migrate:
-            require_current_schema(container)
-        yield container
-    finally:
-        container.close()
 
 
 @app.command()

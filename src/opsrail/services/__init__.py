@@ -1,5 +1,6 @@
 """Use cases: they validate, call the pure layers and the storage ports, and own transactions."""
 
+from opsrail.services._automation import AutomationService, AutomationStore, describe
 from opsrail.services._group_commit import GroupCommitter
 from opsrail.services._ingestion import BatchOutcome, IngestionService, ItemResult, ParsedBatch, assemble_batch
 from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
@@ -8,6 +9,8 @@ from opsrail.services._tokens import ROLES, TokenService, hash_token
 __all__ = [
     "ROLES",
     "ApiToken",
+    "AutomationService",
+    "AutomationStore",
     "BatchOutcome",
     "DeadLetterStore",
     "EventQuery",
@@ -20,5 +23,6 @@ __all__ = [
     "TokenService",
     "TokenStore",
     "assemble_batch",
+    "describe",
     "hash_token",
 ]

@@ -83,3 +83,106 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+playbook_versions = sa.Table(
+    "playbook_versions",
+    metadata,
+    sa.Column("playbook_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("filename", sa.String(512)),
+    sa.Column("published_at", Timestamp, nullable=False),
+    sa.Column("published_by", sa.String(128)),
+)
+
+playbooks = sa.Table(
+    "playbooks",
+    metadata,
+    sa.Column("playbook_id", sa.String(64), primary_key=True),
+    sa.Column("active_version", sa.Integer),
+    sa.Column("canary_version", sa.Integer),
+    sa.Column("canary_percent", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("playbook_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("input", Json, nullable=False),
+    sa.Column("trigger_source", sa.String(512)),
+    sa.Column("trigger_event_id", sa.String(512)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("error", sa.Text),
+    sa.Column("state_version", sa.Integer, nullable=False),
+    sa.UniqueConstraint("playbook_id", "trigger_source", "trigger_event_id"),
+    sa.Index(None, "status", "created_at"),
+)
+
+run_steps = sa.Table(
+    "run_steps",
+    metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("step_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("due_at", Timestamp),
+    sa.Column("waiting_for", sa.String(16)),
+    sa.Column("output", Json),
+    sa.Column("error", sa.Text),
+    sa.Column("started_at", Timestamp),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("handler", sa.Boolean, nullable=False),
+    sa.Column("activated_by", sa.String(64)),
+    sa.Column("recovered_by", sa.String(64)),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", Timestamp),
+    sa.Index(None, "status", "due_at"),
+    sa.Index(None, "status", "lease_expires_at"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("required", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("due_at", Timestamp),
+    sa.Column("context", Json, nullable=False),
+    sa.Column("decisions", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("closed_at", Timestamp),
+    sa.Index(None, "status", "due_at"),
+    sa.Index(None, "run_id", "step_id"),
+)
+
+run_log = sa.Table(
+    "run_log",
+    metadata,
+    sa.Column("seq", SeqInt, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("step_id", sa.String(64)),
+    sa.Column("activity", sa.String(64), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("attributes", Json, nullable=False),
+    sa.Index(None, "run_id", "seq"),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,91 @@
+"""Routes for playbooks, runs and human tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Body, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from opsrail.api._auth import PLAIN_TEXT, Principal, Sender, container_of
+
+router = APIRouter(tags=["runs"])
+Id = Annotated[str, Path(pattern=PLAIN_TEXT, max_length=64)]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, default=str), status_code=status, media_type="application/json")
+
+
+@router.get("/v1/playbooks", summary="Published playbook versions")
+async def list_playbooks(request: Request, _token: Principal) -> Response:
+    return _json({"items": await run_in_threadpool(container_of(request).automation.playbooks)})
+
+
+@router.post("/v1/runs", summary="Start a run of a playbook", status_code=201)
+async def start_run(
+    request: Request,
+    token: Sender,
+    playbook: Annotated[str, Body(pattern=PLAIN_TEXT, max_length=64)],
+    input: Annotated[dict[str, Any], Body()] = {},  # noqa: B006 - FastAPI copies body defaults
+    version: Annotated[int | None, Body(ge=1)] = None,
+) -> Response:
+    run_id = await run_in_threadpool(container_of(request).automation.start, playbook, input, version)
+    return _json({"run_id": run_id}, 201)
+
+
+@router.get("/v1/runs", summary="Runs, newest first")
+async def list_runs(
+    request: Request,
+    _token: Principal,
+    status: Annotated[Literal["running", "paused", "succeeded", "failed", "cancelled"] | None, Query()] = None,
+    playbook: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Response:
+    items = await run_in_threadpool(container_of(request).automation.runs, status, playbook, limit)
+    return _json({"items": items})
+
+
+@router.get("/v1/runs/{run_id}", summary="A run with its steps and timeline")
+async def show_run(request: Request, run_id: Id, _token: Principal) -> Response:
+    return _json(await run_in_threadpool(container_of(request).automation.show, run_id))
+
+
+@router.post("/v1/runs/{run_id}:{action}", summary="cancel, pause, resume, or retry-step (with ?step=)")
+async def control_run(
+    request: Request,
+    run_id: Id,
+    action: Literal["cancel", "pause", "resume", "retry-step"],
+    token: Sender,
+    step: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
+) -> Response:
+    service = container_of(request).automation
+    run = await run_in_threadpool(service.control, run_id, action.replace("-", "_"), step, token.name)
+    return _json({"id": run.id, "status": run.status})
+
+
+@router.get("/v1/tasks", summary="Open human tasks, soonest due first")
+async def list_tasks(
+    request: Request,
+    _token: Principal,
+    role: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Response:
+    return _json({"items": await run_in_threadpool(container_of(request).automation.tasks, role, limit)})
+
+
+@router.post("/v1/tasks/{task_id}:{decision}", summary="Approve or reject a task")
+async def decide_task(
+    request: Request,
+    task_id: Id,
+    decision: Literal["approve", "reject"],
+    token: Sender,
+    comment: Annotated[str | None, Body(embed=True, max_length=4000)] = None,
+) -> Response:
+    service = container_of(request).automation
+    task = await run_in_threadpool(
+        lambda: service.decide(task_id, approve=decision == "approve", by=token.name, comment=comment)
+    )
+    return _json(task)

@@ -1,0 +1,275 @@
+"""CLI commands for playbooks, runs, tasks and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from opsrail.cli._common import JsonFlag, handled, opened
+from opsrail.cli._output import emit_json, short_time, table
+from opsrail.model import InvalidInput
+from opsrail.settings import Settings
+from opsrail.wiring import build
+
+playbooks_app = typer.Typer(help="Versioned playbooks.", no_args_is_help=True)
+runs_app = typer.Typer(help="Playbook runs.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Human tasks: approvals and reviews.", no_args_is_help=True)
+
+Actor = Annotated[str | None, typer.Option("--as", help="who is acting [default: the login name]")]
+
+
+def _when(moment: datetime | None) -> str:
+    return short_time(moment) if moment else ""
+
+
+def _plain(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+@playbooks_app.command("validate")
+@handled
+def playbooks_validate(file: Path, json: JsonFlag = False) -> None:
+    """Check a playbook file; errors name the file, line and field."""
+    with opened() as container:
+        playbook = container.automation.validate(file)
+    if json:
+        emit_json({"valid": True, "id": playbook.id, "version": playbook.version, "steps": len(playbook.steps)})
+    else:
+        typer.echo(f"{file}: valid ({playbook.id} version {playbook.version}, {len(playbook.steps)} steps)")
+
+
+@playbooks_app.command("publish")
+@handled
+def playbooks_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -> None:
+    """Publish a playbook version and make it the active one (new runs take it; running ones keep theirs)."""
+    with opened() as container:
+        playbook = container.automation.publish(file, actor or getpass.getuser())
+    if json:
+        emit_json({"id": playbook.id, "version": playbook.version, "active": True})
+    else:
+        typer.echo(f"published {playbook.id} version {playbook.version} (active)")
+
+
+@playbooks_app.command("list")
+@handled
+def playbooks_list(json: JsonFlag = False) -> None:
+    """List published playbook versions."""
+    with opened() as container:
+        items = container.automation.playbooks()
+    if json:
+        emit_json(_plain(items))
+        return
+    table(
+        "Playbooks",
+        ["id", "version", "active", "published"],
+        [(p["id"], p["version"], "yes" if p["active"] else "", _when(p["published_at"])) for p in items],
+    )
+
+
+@playbooks_app.command("show")
+@handled
+def playbooks_show(
+    playbook_id: str,
+    version: Annotated[int | None, typer.Option(help="default: the active one")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Show a playbook version's steps."""
+    with opened() as container:
+        playbook = container.automation.playbook(playbook_id, version)
+    if json:
+        emit_json(playbook.model_dump(mode="json", by_alias=True, exclude_none=True))
+        return
+    table(
+        f"{playbook.id} version {playbook.version}",
+        ["id", "kind", "needs", "when"],
+        [(s.id, s.kind, ", ".join(s.needs), s.when or "") for s in playbook.steps],
+    )
+
+
+@playbooks_app.command("activate")
+@handled
+def playbooks_activate(playbook_id: str, version: int) -> None:
+    """Make a published version the one new runs take."""
+    with opened() as container:
+        container.automation.activate(playbook_id, version)
+    typer.echo(f"{playbook_id} version {version} is active")
+
+
+@runs_app.command("start")
+@handled
+def runs_start(
+    playbook_id: str,
+    input: Annotated[str, typer.Option("--input", help="the run's input as a JSON object")] = "{}",
+    version: Annotated[int | None, typer.Option(help="default: the active version")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Start a run; a worker (`opsrail up` or `opsrail worker`) carries it out."""
+    try:
+        run_input = orjson.loads(input)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"--input is not valid JSON: {exc}") from None
+    if not isinstance(run_input, dict):
+        raise InvalidInput("--input must be a JSON object")
+    with opened() as container:
+        run_id = container.automation.start(playbook_id, run_input, version)
+    if json:
+        emit_json({"run_id": run_id})
+    else:
+        typer.echo(run_id)
+
+
+@runs_app.command("list")
+@handled
+def runs_list(
+    status: Annotated[str | None, typer.Option()] = None,
+    playbook: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    json: JsonFlag = False,
+) -> None:
+    """List runs, newest first."""
+    with opened() as container:
+        items = container.automation.runs(status, playbook, limit)
+    if json:
+        emit_json(_plain(items))
+        return
+    table(
+        "Runs (newest first)",
+        ["id", "playbook", "version", "status", "created", "error"],
+        [(r["id"], r["playbook"], r["version"], r["status"], _when(r["created_at"]), r["error"] or "") for r in items],
+    )
+
+
+@runs_app.command("show")
+@handled
+def runs_show(run_id: str, json: JsonFlag = False) -> None:
+    """A run's steps and its timeline (times, attempts, errors, outputs)."""
+    with opened() as container:
+        detail = container.automation.show(run_id)
+    if json:
+        emit_json(_plain(detail))
+        return
+    typer.echo(f"{detail['id']}  {detail['playbook']}@{detail['version']}  {detail['status']}  {detail['error'] or ''}")
+    table(
+        "Steps",
+        ["id", "status", "attempt", "started", "finished", "error"],
+        [
+            (s["id"], s["status"], s["attempt"], _when(s["started_at"]), _when(s["finished_at"]), s["error"] or "")
+            for s in detail["steps"]
+        ],
+    )
+    table(
+        "Timeline",
+        ["at", "step", "activity"],
+        [(_when(e["at"]), e["step"] or "", e["activity"]) for e in detail["timeline"]],
+    )
+
+
+def _control(run_id: str, action: str, step_id: str | None = None, actor: str | None = None) -> None:
+    with opened() as container:
+        run = container.automation.control(run_id, action, step_id, actor or getpass.getuser())
+    typer.echo(f"{run.id}: {run.status}")
+
+
+@runs_app.command("cancel")
+@handled
+def runs_cancel(run_id: str, actor: Actor = None) -> None:
+    """Cancel a run."""
+    _control(run_id, "cancel", actor=actor)
+
+
+@runs_app.command("pause")
+@handled
+def runs_pause(run_id: str, actor: Actor = None) -> None:
+    """Pause a run: nothing new starts until it is resumed."""
+    _control(run_id, "pause", actor=actor)
+
+
+@runs_app.command("resume")
+@handled
+def runs_resume(run_id: str, actor: Actor = None) -> None:
+    """Resume a paused run."""
+    _control(run_id, "resume", actor=actor)
+
+
+@runs_app.command("retry-step")
+@handled
+def runs_retry_step(run_id: str, step_id: str, actor: Actor = None) -> None:
+    """Run a failed step again (its run resumes if the failure had ended it)."""
+    _control(run_id, "retry_step", step_id, actor)
+
+
+@tasks_app.command("list")
+@handled
+def tasks_list(
+    role: Annotated[str | None, typer.Option(help="only tasks this role may decide")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    json: JsonFlag = False,
+) -> None:
+    """Open tasks, soonest due first."""
+    with opened() as container:
+        items = container.automation.tasks(role, limit)
+    if json:
+        emit_json(_plain(items))
+        return
+    table(
+        "Open tasks",
+        ["id", "title", "roles", "needs", "due", "run"],
+        [(t["id"], t["title"], ", ".join(t["roles"]), t["required"], _when(t["due_at"]), t["run_id"]) for t in items],
+    )
+
+
+def _decide(task_id: str, approve: bool, comment: str | None, actor: str | None, json: bool) -> None:
+    with opened() as container:
+        task = container.automation.decide(task_id, approve=approve, by=actor or getpass.getuser(), comment=comment)
+    if json:
+        emit_json(_plain(task))
+    else:
+        typer.echo(f"{task['id']}: {task['status']} ({len(task['decisions'])} of {task['required']} decided)")
+
+
+@tasks_app.command("approve")
+@handled
+def tasks_approve(
+    task_id: str, comment: Annotated[str | None, typer.Option()] = None, actor: Actor = None, json: JsonFlag = False
+) -> None:
+    """Approve a task."""
+    _decide(task_id, True, comment, actor, json)
+
+
+@tasks_app.command("reject")
+@handled
+def tasks_reject(
+    task_id: str,
+    comment: Annotated[str | None, typer.Option(help="the reason (required)")] = None,
+    actor: Actor = None,
+    json: JsonFlag = False,
+) -> None:
+    """Reject a task; a reason is required."""
+    _decide(task_id, False, comment, actor, json)
+
+
+def worker() -> None:
+    """Run a worker alone: it claims and carries out steps (several may share a PostgreSQL store)."""
+    settings = Settings()
+    container = build(settings, migrate=True)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        container.start()
+        typer.echo(f"worker {container.runner.owner} running; Ctrl-C stops it", err=True)
+        await container.runner.run_forever(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        container.close()

@@ -1,0 +1,56 @@
+"""What every CLI command shares: error handling, opening the store, the --json flag."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from opsrail.cli._output import fail
+from opsrail.model import OpsrailError
+from opsrail.settings import Settings
+from opsrail.wiring import Container, DatabaseError, build, require_current_schema, translate_errors
+
+P = ParamSpec("P")
+R = TypeVar("R")
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def handled(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn Opsrail and configuration errors into one clear line and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except OpsrailError as exc:
+            fail(exc.detail, exc.hint)
+            for error in exc.errors[:20]:
+                fail(f"{error.path}: {error.message}")
+            if "dead_letter_id" in exc.extra:
+                fail(f"kept as dead letter {exc.extra['dead_letter_id']}")
+            raise typer.Exit(exc.exit_code) from None
+        except ValidationError as exc:
+            fail(f"invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", "check OPSRAIL_* variables")
+            raise typer.Exit(2) from None
+        except DatabaseError as exc:
+            unavailable = translate_errors(exc)
+            fail(unavailable.detail, unavailable.hint)
+            raise typer.Exit(unavailable.exit_code) from None
+
+    return wrapper
+
+
+@contextmanager
+def opened(migrate: bool = False) -> Iterator[Container]:
+    container = build(Settings(), migrate=migrate)
+    try:
+        if not migrate:
+            require_current_schema(container)
+        yield container
+    finally:
+        container.close()

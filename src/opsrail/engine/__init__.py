@@ -1,0 +1,60 @@
+"""The durable engine: pure transitions, the runner and its ports, operations, business calendars."""
+
+from opsrail.engine._operations import CallContext, Operation, OperationFailed, Operations
+from opsrail.engine._ports import Claimed, LoggedEvent, RunStore
+from opsrail.engine._runner import Engine
+from opsrail.engine._state import TERMINAL, RunState, RunStatus, StepState, StepStatus
+from opsrail.engine._transitions import (
+    CloseTasks,
+    Command,
+    Completed,
+    Control,
+    EventArrived,
+    Execute,
+    Log,
+    OpenTask,
+    Signal,
+    Start,
+    TaskDecided,
+    TimerFired,
+    TransitionError,
+    advance,
+    backoff,
+    execute_command,
+    handler_ids,
+    initial_state,
+)
+
+__all__ = [
+    "TERMINAL",
+    "CallContext",
+    "Claimed",
+    "CloseTasks",
+    "Command",
+    "Completed",
+    "Control",
+    "Engine",
+    "EventArrived",
+    "Execute",
+    "Log",
+    "LoggedEvent",
+    "OpenTask",
+    "Operation",
+    "OperationFailed",
+    "Operations",
+    "RunState",
+    "RunStatus",
+    "RunStore",
+    "Signal",
+    "Start",
+    "StepState",
+    "StepStatus",
+    "TaskDecided",
+    "TimerFired",
+    "TransitionError",
+    "advance",
+    "backoff",
+    "execute_command",
+    "handler_ids",
+    "initial_state",
+]

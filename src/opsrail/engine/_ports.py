@@ -1,0 +1,60 @@
+"""What the engine needs from storage; ``opsrail.storage.SqlRunStore`` provides it on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from opsrail.engine._state import RunState
+from opsrail.engine._transitions import Command
+from opsrail.playbooks import Playbook
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    run_id: str
+    step_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An ingested event as the engine reads it, in arrival order."""
+
+    seq: int
+    id: str
+    source: str
+    type: str
+    data: Any
+
+
+class RunStore(Protocol):
+    def playbook(self, playbook_id: str, version: int) -> Playbook: ...
+
+    def active_playbooks(self) -> list[Playbook]: ...
+
+    def active_version(self, playbook_id: str) -> int: ...
+
+    def create_run(self, run: RunState, commands: Sequence[Command], trigger: tuple[str, str] | None) -> bool:
+        """Store a new run; False when the same trigger event already started this playbook."""
+        ...
+
+    def load_run(self, run_id: str) -> tuple[RunState, int]: ...
+
+    def save_run(self, run: RunState, state_version: int, commands: Sequence[Command]) -> bool:
+        """Store the run's changes if nobody saved since ``state_version``; False on a conflict."""
+        ...
+
+    def claim(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Claimed]: ...
+
+    def renew(self, owner: str, claimed: Sequence[Claimed], until: datetime) -> None: ...
+
+    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]: ...
+
+    def waiting_for_event(self, limit: int) -> list[tuple[str, str]]: ...
+
+    def events_after(self, cursor: str, limit: int) -> tuple[int, list[LoggedEvent]]: ...
+
+    def move_cursor(self, cursor: str, position: int) -> None: ...

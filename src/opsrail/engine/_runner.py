@@ -1,0 +1,217 @@
+"""The runner: claims due work from the store, calls operations concurrently, applies the results.
+
+Every state change goes through ``advance`` and is saved with the commands it produced in one transaction
+(optimistic: a run saved by someone else since it was loaded is reloaded and the signal applied again).
+Operations run after the claim is committed and carry an idempotency key that is the same for every attempt
+of a step, so an effect repeated after a crash can be recognised by the system it lands in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from opsrail.engine._operations import CallContext, OperationFailed, Operations
+from opsrail.engine._ports import Claimed, RunStore
+from opsrail.engine._state import RunState
+from opsrail.engine._transitions import (
+    Completed,
+    EventArrived,
+    Signal,
+    Start,
+    TimerFired,
+    TransitionError,
+    advance,
+    execute_command,
+    initial_state,
+)
+from opsrail.model import Clock, Conflict, IdFactory, NotFound
+from opsrail.playbooks import Expression, ExpressionError
+
+log = logging.getLogger("opsrail.engine")
+
+_CONFLICT_RETRIES = 20
+
+
+class Engine:
+    def __init__(
+        self,
+        store: RunStore,
+        operations: Operations,
+        clock: Clock,
+        ids: IdFactory,
+        *,
+        owner: str,
+        lease_seconds: float = 30.0,
+        concurrency: int = 256,
+    ) -> None:
+        self.store = store
+        self.operations = operations
+        self.clock = clock
+        self.ids = ids
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
+        self._in_flight: list[Claimed] = []
+
+    # -- runs ------------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        playbook_id: str,
+        run_input: dict[str, Any],
+        *,
+        version: int | None = None,
+        trigger: tuple[str, str] | None = None,
+    ) -> str | None:
+        """Start a run of the active (or the given) version; None if this trigger already started one."""
+        version = version or self.store.active_version(playbook_id)
+        playbook = self.store.playbook(playbook_id, version)
+        now = self.clock.now()
+        run = initial_state(playbook, self.ids.new("run"), run_input, now)
+        commands = advance(playbook, run, Start(), now)
+        return run.id if self.store.create_run(run, commands, trigger) else None
+
+    def signal(self, run_id: str, signal: Signal) -> RunState:
+        """Apply a signal to a run and save it; raises Conflict when the signal does not fit the run."""
+        for _ in range(_CONFLICT_RETRIES):
+            run, state_version = self.store.load_run(run_id)
+            playbook = self.store.playbook(run.playbook_id, run.version)
+            try:
+                commands = advance(playbook, run, signal, self.clock.now())
+            except TransitionError as exc:
+                raise Conflict(str(exc)) from None
+            if self.store.save_run(run, state_version, commands):
+                return run
+        raise Conflict(f"run {run_id} is changing too fast; try again")
+
+    # -- the work loop ---------------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        """Do everything that is due now once; returns how much was done (0 means idle)."""
+        done = self.fire_timers()
+        done += self.consume_events()
+        done += await self.execute_ready()
+        return done
+
+    async def run_forever(self, stop: asyncio.Event, idle_seconds: float = 0.05) -> None:
+        while not stop.is_set():
+            try:
+                done = await self.tick()
+            except Exception:  # a bad batch must not end the worker; it is logged and retried
+                log.exception("engine tick failed")
+                done = 0
+            if not done:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle_seconds)
+
+    def fire_timers(self) -> int:
+        fired = 0
+        for run_id, step_id in self.store.due(self.clock.now(), 500):
+            try:
+                self.signal(run_id, TimerFired(step_id))
+                fired += 1
+            except (Conflict, NotFound) as exc:
+                log.debug("timer dropped", extra={"run_id": run_id, "step_id": step_id, "reason": str(exc)})
+        return fired
+
+    async def execute_ready(self) -> int:
+        claimed = self.store.claim(self.owner, self.clock.now(), self.lease_seconds, self.concurrency)
+        if not claimed:
+            return 0
+        self._in_flight = claimed
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            outcomes = await asyncio.gather(*(self._execute(c) for c in claimed))
+        finally:
+            heartbeat.cancel()
+            self._in_flight = []
+        for item, signal in zip(claimed, outcomes, strict=True):
+            if signal is None:
+                continue
+            try:
+                self.signal(item.run_id, signal)
+            except Conflict as exc:
+                log.info("result dropped", extra={"run_id": item.run_id, "step_id": item.step_id, "reason": str(exc)})
+        return len(claimed)
+
+    async def _execute(self, item: Claimed) -> Completed | None:
+        try:
+            run, _ = self.store.load_run(item.run_id)
+            playbook = self.store.playbook(run.playbook_id, run.version)
+            command = execute_command(playbook, run, item.step_id)
+            limit = playbook.step(item.step_id).timeout
+        except (NotFound, TransitionError, ExpressionError) as exc:
+            return Completed(item.step_id, item.attempt, ok=False, error=str(exc), retryable=False)
+        call = CallContext(item.run_id, item.step_id, item.attempt, command.idempotency_key)
+        try:
+            result = await asyncio.wait_for(
+                self.operations.call(command.kind, command.operation, command.params, call),
+                limit.total_seconds() if limit else None,
+            )
+        except TimeoutError:
+            return Completed(item.step_id, item.attempt, ok=False, error=f"timed out after {limit}", retryable=True)
+        except OperationFailed as exc:
+            return Completed(item.step_id, item.attempt, ok=False, error=str(exc), retryable=exc.retryable)
+        except Exception as exc:  # an operation's own bug: reported on the step, retried like any failure
+            log.exception("operation raised", extra={"operation": command.operation})
+            return Completed(item.step_id, item.attempt, ok=False, error=f"{type(exc).__name__}: {exc}")
+        return Completed(item.step_id, item.attempt, ok=True, result=result)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of steps in flight, so slow operations are not taken over by another worker."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if self._in_flight:
+                until = self.clock.now() + timedelta(seconds=self.lease_seconds)
+                self.store.renew(self.owner, self._in_flight, until)
+
+    # -- events: triggers and awaited events -----------------------------------------------------------
+
+    def consume_events(self) -> int:
+        _, events = self.store.events_after("engine", 500)
+        if not events:
+            return 0
+        playbooks = self.store.active_playbooks()
+        waiting = self.store.waiting_for_event(10_000) if events else []
+        for event in events:
+            document = {"id": event.id, "source": event.source, "type": event.type, "data": event.data}
+            for playbook in playbooks:
+                trigger = playbook.trigger
+                if trigger is None or event.type not in trigger.events:
+                    continue
+                try:
+                    if trigger.when and not Expression(trigger.when).evaluate_bool({"event": document}):
+                        continue
+                except ExpressionError as exc:
+                    log.warning("trigger could not be evaluated", extra={"playbook": playbook.id, "error": str(exc)})
+                    continue
+                run_input = event.data if isinstance(event.data, dict) else {"data": event.data}
+                self.start_run(playbook.id, run_input, version=playbook.version, trigger=(event.source, event.id))
+            self._deliver(document, waiting)
+        self.store.move_cursor("engine", events[-1].seq)
+        return len(events)
+
+    def _deliver(self, document: dict[str, Any], waiting: Sequence[tuple[str, str]]) -> None:
+        for run_id, step_id in waiting:
+            try:
+                run, _ = self.store.load_run(run_id)
+            except NotFound:
+                continue
+            playbook = self.store.playbook(run.playbook_id, run.version)
+            wait = playbook.step(step_id).wait
+            if wait is None or wait.event != document["type"] or run.steps[step_id].status != "waiting":
+                continue
+            try:
+                if wait.correlate and not Expression(wait.correlate).evaluate_bool({**run.view(), "event": document}):
+                    continue
+            except ExpressionError:
+                continue
+            try:
+                self.signal(run_id, EventArrived(step_id, document))
+            except Conflict:
+                continue

@@ -1,0 +1,485 @@
+"""Pure transitions: ``advance(playbook, run, signal, now) -> commands``.
+
+No I/O, no clock reads: the runner passes ``now`` and applies the commands (execute an operation, open a
+task) after it has committed the new state. Step semantics:
+
+* A step becomes due when every step it ``needs`` is settled. A need is *met* when it succeeded, failed
+  with ``on_failure: continue``, or failed and its fallback (or on_timeout handler) succeeded. If a need
+  was skipped, the step is skipped too (skipped branches propagate). ``when`` false skips the step.
+* Retries wait ``retry.initial`` doubled per attempt (``exponential``) up to ``retry.max``; a step's
+  ``timeout`` fails an attempt that runs too long; ``done_when`` false fails an attempt that answered.
+* A step that fails for good runs its fallback (the run goes on), or its compensation (then the run fails),
+  or continues, or fails the run.
+* Handler steps (fallbacks, compensations, on_timeout targets) run only when activated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from opsrail.engine._state import RunState, StepState
+from opsrail.playbooks import Expression, ExpressionError, Playbook, Step, render
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Run the step's operation (action, decide or notify) once; its result comes back as ``Completed``."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    kind: str
+    operation: str
+    params: dict[str, Any]
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTask:
+    run_id: str
+    step_id: str
+    roles: tuple[str, ...]
+    count: int
+    due_at: datetime | None
+    title: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CloseTasks:
+    run_id: str
+    step_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One entry of the event log: case = run, activity, step, time, attributes."""
+
+    run_id: str
+    step_id: str | None
+    activity: str
+    at: datetime
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+Command = Execute | OpenTask | CloseTasks | Log
+
+
+# -- signals ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    step_id: str
+    attempt: int
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    retryable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    step_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventArrived:
+    step_id: str
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDecided:
+    step_id: str
+    approved: bool
+    by: tuple[str, ...]
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    action: Literal["cancel", "pause", "resume", "retry_step"]
+    step_id: str | None = None
+    actor: str | None = None
+
+
+Signal = Start | Completed | TimerFired | EventArrived | TaskDecided | Control
+
+
+class TransitionError(Exception):
+    """A signal that does not fit the run's state (stale or unknown); the runner logs and drops it."""
+
+
+def initial_state(playbook: Playbook, run_id: str, run_input: dict[str, Any], now: datetime) -> RunState:
+    handlers = handler_ids(playbook)
+    steps = {s.id: StepState(id=s.id, handler=s.id in handlers) for s in playbook.steps}
+    return RunState(
+        id=run_id,
+        playbook_id=playbook.id,
+        version=playbook.version,
+        status="running",
+        input=run_input,
+        steps=steps,
+        created_at=now,
+        changed=True,
+    )
+
+
+def handler_ids(playbook: Playbook) -> set[str]:
+    found: set[str] = set()
+    for step in playbook.steps:
+        if step.on_failure is not None:
+            found.update(x for x in (step.on_failure.fallback, step.on_failure.compensate) if x)
+        if step.approval is not None and step.approval.on_timeout:
+            found.add(step.approval.on_timeout)
+    return found
+
+
+def advance(playbook: Playbook, run: RunState, signal: Signal, now: datetime) -> list[Command]:
+    """Apply one signal to a run (in place) and return what must happen next."""
+    machine = _Machine(playbook, run, now)
+    machine.apply(signal)
+    machine.settle()
+    return machine.commands
+
+
+class _Machine:
+    def __init__(self, playbook: Playbook, run: RunState, now: datetime) -> None:
+        self.playbook = playbook
+        self.run = run
+        self.now = now
+        self.commands: list[Command] = []
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def log(self, step_id: str | None, activity: str, **attributes: Any) -> None:
+        self.commands.append(Log(self.run.id, step_id, activity, self.now, attributes))
+
+    def set(self, state: StepState, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(state, key, value)
+        state.changed = True
+
+    def context(self, **extra: Any) -> dict[str, Any]:
+        view = self.run.view()
+        view.update(extra)
+        view.setdefault("event", {})
+        view.setdefault("result", {})
+        return view
+
+    # -- signals ---------------------------------------------------------------------------------------
+
+    def apply(self, signal: Signal) -> None:
+        run = self.run
+        if isinstance(signal, Start):
+            self.log(None, "run.started", playbook=run.playbook_id, version=run.version)
+            return
+        if isinstance(signal, Control):
+            self.control(signal)
+            return
+        if run.terminal:
+            raise TransitionError(f"run {run.id} is {run.status}")
+        state = run.steps.get(signal.step_id)
+        if state is None:
+            raise TransitionError(f"run {run.id} has no step {signal.step_id!r}")
+        step = self.playbook.step(signal.step_id)
+        if isinstance(signal, Completed):
+            if state.status != "running" or state.attempt != signal.attempt:
+                raise TransitionError(f"stale result for {state.id} attempt {signal.attempt}")
+            self.completed(step, state, signal)
+        elif isinstance(signal, TimerFired):
+            self.timer(step, state)
+        elif isinstance(signal, EventArrived):
+            if state.status != "waiting" or state.waiting_for != "event":
+                raise TransitionError(f"step {state.id} is not waiting for an event")
+            self.succeed(step, state, signal.event)
+        elif isinstance(signal, TaskDecided):
+            if state.status != "waiting" or state.waiting_for != "approval":
+                raise TransitionError(f"step {state.id} is not waiting for an approval")
+            self.commands.append(CloseTasks(run.id, step.id, "decided"))
+            if signal.approved:
+                self.succeed(step, state, {"approved": True, "by": list(signal.by), "comment": signal.comment})
+            else:
+                self.fail(
+                    step, state, f"rejected by {', '.join(signal.by)}: {signal.comment or 'no reason'}", retryable=False
+                )
+
+    def control(self, signal: Control) -> None:
+        run = self.run
+        if signal.action == "cancel":
+            if run.terminal:
+                raise TransitionError(f"run {run.id} is already {run.status}")
+            for state in run.steps.values():
+                if not state.terminal:
+                    self.set(state, status="cancelled", due_at=None, finished_at=self.now)
+                    self.commands.append(CloseTasks(run.id, state.id, "cancelled"))
+            self.finish("cancelled", f"cancelled by {signal.actor or 'an operator'}")
+        elif signal.action == "pause":
+            if run.status != "running":
+                raise TransitionError(f"run {run.id} is {run.status}, not running")
+            run.status = "paused"
+            run.changed = True
+            self.log(None, "run.paused", actor=signal.actor)
+        elif signal.action == "resume":
+            if run.status != "paused":
+                raise TransitionError(f"run {run.id} is {run.status}, not paused")
+            run.status = "running"
+            run.changed = True
+            self.log(None, "run.resumed", actor=signal.actor)
+        elif signal.action == "retry_step":
+            failed = run.steps.get(signal.step_id or "")
+            if failed is None or failed.status != "failed":
+                raise TransitionError(f"step {signal.step_id!r} has not failed; only a failed step can be retried")
+            state = failed
+            if run.status == "failed":
+                run.status = "running"
+                run.error = None
+                run.finished_at = None
+                run.changed = True
+            self.set(state, status="ready", error=None, due_at=None, waiting_for=None, finished_at=None)
+            self.log(state.id, "step.retried", actor=signal.actor)
+
+    def completed(self, step: Step, state: StepState, signal: Completed) -> None:
+        if not signal.ok:
+            self.fail(step, state, signal.error or "failed", retryable=signal.retryable)
+            return
+        result = signal.result
+        if step.done_when:
+            try:
+                achieved = Expression(step.done_when).evaluate_bool(self.context(result=result))
+            except ExpressionError as exc:
+                self.fail(step, state, f"done_when could not be evaluated: {exc}", retryable=False)
+                return
+            if not achieved:
+                self.fail(step, state, "answered, but done_when is false: the aim was not achieved", retryable=True)
+                return
+        self.succeed(step, state, result)
+
+    def timer(self, step: Step, state: StepState) -> None:
+        if state.due_at is None or state.due_at > self.now:
+            raise TransitionError(f"no timer due for {state.id}")
+        if state.status == "waiting" and state.waiting_for == "retry":
+            self.set(state, status="ready", due_at=None, waiting_for=None)
+            self.log(state.id, "step.retry_due", attempt=state.attempt + 1)
+        elif state.status == "waiting" and state.waiting_for == "timer":
+            self.succeed(step, state, {"waited_until": self.now.isoformat()})
+        elif state.status == "waiting" and state.waiting_for == "event":
+            self.fail(step, state, "timed out waiting for the event", retryable=False)
+        elif state.status == "waiting" and state.waiting_for == "approval":
+            self.commands.append(CloseTasks(self.run.id, step.id, "timed out"))
+            assert step.approval is not None
+            self.set(state, status="failed", error="nobody approved in time", due_at=None, finished_at=self.now)
+            self.log(state.id, "step.timed_out")
+            if step.approval.on_timeout:
+                self.activate(step.approval.on_timeout, state)
+            else:
+                self.finish("failed", f"step {state.id}: nobody approved in time")
+        else:
+            raise TransitionError(f"no timer due for {state.id} ({state.status})")
+
+    # -- outcomes --------------------------------------------------------------------------------------
+
+    def succeed(self, step: Step, state: StepState, result: Any) -> None:
+        output = result
+        if step.outputs:
+            context = self.context(result=result)
+            try:
+                output = {name: Expression(expr).evaluate(context) for name, expr in step.outputs.items()}
+            except ExpressionError as exc:
+                self.fail(step, state, f"outputs could not be evaluated: {exc}", retryable=False)
+                return
+        self.set(
+            state, status="succeeded", output=output, error=None, due_at=None, waiting_for=None, finished_at=self.now
+        )
+        self.log(state.id, "step.succeeded", attempt=state.attempt)
+        if state.activated_by:
+            origin = self.run.steps[state.activated_by]
+            origin_step = self.playbook.step(origin.id)
+            compensating = origin_step.on_failure is not None and origin_step.on_failure.compensate == state.id
+            if compensating:
+                self.finish("failed", f"step {origin.id} failed: {origin.error}; compensated by {state.id}")
+            else:
+                self.set(origin, recovered_by=state.id)
+
+    def fail(self, step: Step, state: StepState, error: str, *, retryable: bool) -> None:
+        attempts = step.retry.attempts if step.retry else 1
+        if retryable and state.attempt < attempts and step.kind in ("action", "decide", "notify"):
+            assert step.retry is not None
+            delay = backoff(step.retry.backoff, step.retry.initial, step.retry.max, state.attempt)
+            self.set(state, status="waiting", waiting_for="retry", due_at=self.now + delay, error=error)
+            self.log(
+                state.id, "step.attempt_failed", attempt=state.attempt, error=error, retry_in=delay.total_seconds()
+            )
+            return
+        self.set(state, status="failed", error=error, due_at=None, waiting_for=None, finished_at=self.now)
+        self.log(state.id, "step.failed", attempt=state.attempt, error=error)
+        if state.activated_by:
+            # A handler that fails ends the run: there is nothing left to fall back on.
+            self.finish("failed", f"handler {state.id} failed: {error}")
+            return
+        policy = step.on_failure
+        if policy is not None and policy.fallback:
+            self.activate(policy.fallback, state)
+        elif policy is not None and policy.compensate:
+            self.activate(policy.compensate, state)
+        elif policy is not None and policy.action == "continue":
+            self.log(state.id, "step.continued")
+        else:
+            self.finish("failed", f"step {state.id} failed: {error}")
+
+    def activate(self, handler_id: str, origin: StepState) -> None:
+        handler = self.run.steps[handler_id]
+        if handler.status != "pending":
+            raise TransitionError(f"handler {handler_id} was already used")
+        self.set(handler, activated_by=origin.id)
+        self.log(handler_id, "step.activated", by=origin.id)
+        self.start(self.playbook.step(handler_id), handler)
+
+    def finish(self, status: Literal["succeeded", "failed", "cancelled"], error: str | None = None) -> None:
+        run = self.run
+        if run.terminal:
+            return
+        for state in run.steps.values():
+            if not state.terminal:
+                if state.status in ("waiting", "running", "ready"):
+                    self.commands.append(CloseTasks(run.id, state.id, status))
+                self.set(
+                    state, status="cancelled" if status != "succeeded" else "skipped", due_at=None, finished_at=self.now
+                )
+        run.status = status
+        run.error = error
+        run.finished_at = self.now
+        run.changed = True
+        self.log(None, f"run.{status}", error=error)
+
+    # -- scheduling ------------------------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Start every step whose needs are settled, until nothing changes; then see if the run is done."""
+        run = self.run
+        if run.terminal or run.status == "paused":
+            return
+        progressed = True
+        while progressed and not run.terminal:
+            progressed = False
+            for step in self.playbook.steps:
+                state = run.steps[step.id]
+                if state.status != "pending" or state.handler:
+                    continue
+                verdict = self.needs_verdict(step)
+                if verdict == "wait":
+                    continue
+                progressed = True
+                if verdict == "skip":
+                    self.set(state, status="skipped", finished_at=self.now)
+                    self.log(state.id, "step.skipped", reason="a need was skipped")
+                else:
+                    self.start(step, state)
+        if not run.terminal and all(s.terminal or (s.handler and s.status == "pending") for s in run.steps.values()):
+            unrecovered = [
+                s
+                for s in run.steps.values()
+                if s.status == "failed" and not s.recovered_by and not self.continues(s.id)
+            ]
+            for state in run.steps.values():
+                if state.handler and state.status == "pending":
+                    self.set(state, status="skipped", finished_at=self.now)
+            if unrecovered:
+                self.finish("failed", f"step {unrecovered[0].id} failed: {unrecovered[0].error}")
+            else:
+                self.finish("succeeded")
+
+    def continues(self, step_id: str) -> bool:
+        policy = self.playbook.step(step_id).on_failure
+        return policy is not None and policy.action == "continue" and not policy.fallback and not policy.compensate
+
+    def needs_verdict(self, step: Step) -> Literal["wait", "skip", "go"]:
+        verdict: Literal["wait", "skip", "go"] = "go"
+        for need in step.needs:
+            state = self.run.steps[need]
+            if state.status == "succeeded":
+                continue
+            if state.status == "failed" and (self.continues(need) or self.recovered(state)):
+                continue
+            if state.status in ("skipped", "cancelled"):
+                verdict = "skip"
+                continue
+            return "wait"
+        return verdict
+
+    def recovered(self, state: StepState) -> bool:
+        return state.recovered_by is not None and self.run.steps[state.recovered_by].status == "succeeded"
+
+    def start(self, step: Step, state: StepState) -> None:
+        if step.when:
+            try:
+                go = Expression(step.when).evaluate_bool(self.context())
+            except ExpressionError as exc:
+                self.fail(step, state, f"when could not be evaluated: {exc}", retryable=False)
+                return
+            if not go:
+                self.set(state, status="skipped", finished_at=self.now)
+                self.log(state.id, "step.skipped", reason="when is false")
+                return
+        self.set(state, started_at=state.started_at or self.now)
+        if step.approval is not None:
+            due = self.now + step.approval.timeout if step.approval.timeout else None
+            self.set(state, status="waiting", waiting_for="approval", due_at=due)
+            self.commands.append(
+                OpenTask(
+                    self.run.id,
+                    step.id,
+                    tuple(step.approval.roles),
+                    step.approval.count,
+                    due,
+                    step.approval.title or f"Approve {step.id} in {self.playbook.id}",
+                    {"run": self.run.view()["run"], "step": step.id},
+                )
+            )
+            self.log(state.id, "task.opened", roles=list(step.approval.roles), due_at=due.isoformat() if due else None)
+        elif step.wait is not None:
+            if step.wait.duration is not None:
+                self.set(state, status="waiting", waiting_for="timer", due_at=self.now + step.wait.duration)
+            else:
+                due = self.now + step.wait.timeout if step.wait.timeout else None
+                self.set(state, status="waiting", waiting_for="event", due_at=due)
+            self.log(state.id, "step.waiting", until=state.due_at.isoformat() if state.due_at else None)
+        elif step.call is not None:
+            self.fail(step, state, "call steps are not supported by this engine version", retryable=False)
+        else:
+            self.set(state, status="ready")
+            self.log(state.id, "step.ready")
+
+
+def backoff(kind: str, initial: timedelta, maximum: timedelta, attempt: int) -> timedelta:
+    """The pause before the next attempt, after ``attempt`` attempts so far (1-based)."""
+    if kind == "fixed":
+        return min(initial, maximum)
+    delay: timedelta = initial * (2 ** max(0, attempt - 1))
+    return min(delay, maximum)
+
+
+def execute_command(playbook: Playbook, run: RunState, step_id: str) -> Execute:
+    """The operation call for a claimed step; templates are rendered against the run as it is now."""
+    step = playbook.step(step_id)
+    state = run.steps[step_id]
+    context = {**run.view(), "event": {}, "result": {}}
+    if step.action is not None:
+        kind, operation, params = "action", step.action, render(step.with_, context)
+    elif step.decide is not None:
+        kind, operation, params = "decide", step.decide, render(step.with_, context)
+    elif step.notify is not None:
+        kind, operation = "notify", step.notify.channel
+        params = {"to": step.notify.to, "message": render(step.notify.message, context), **render(step.with_, context)}
+    else:
+        raise TransitionError(f"step {step_id} ({step.kind}) has no operation to execute")
+    return Execute(run.id, step_id, state.attempt, kind, operation, params, f"{run.id}:{step_id}")

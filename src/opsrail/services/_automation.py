@@ -1,0 +1,135 @@
+"""Use cases for playbooks, runs and human tasks, on top of the engine and its store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from opsrail.engine import Control, Engine, RunState, RunStore, TaskDecided
+from opsrail.model import Clock, Conflict, InvalidInput, NotFound
+from opsrail.playbooks import Playbook, load_playbook
+
+
+class AutomationStore(RunStore, Protocol):
+    def publish(self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime) -> bool: ...
+
+    def activate(self, playbook_id: str, version: int, now: datetime) -> None: ...
+
+    def list_playbooks(self) -> list[dict[str, Any]]: ...
+
+    def list_runs(self, status: str | None, playbook_id: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def timeline(self, run_id: str) -> list[dict[str, Any]]: ...
+
+    def open_tasks(self, role: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def task(self, task_id: str) -> dict[str, Any]: ...
+
+    def record_decision(self, task_id: str, decision: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
+class AutomationService:
+    def __init__(self, store: AutomationStore, engine: Engine, clock: Clock) -> None:
+        self.store = store
+        self.engine = engine
+        self.clock = clock
+
+    # -- playbooks -------------------------------------------------------------------------------------
+
+    def validate(self, path: Path) -> Playbook:
+        return load_playbook(_read(path), str(path))
+
+    def publish(self, path: Path, by: str | None = None) -> Playbook:
+        document = _read(path)
+        playbook = load_playbook(document, str(path))
+        if not self.store.publish(playbook, document, str(path), by, self.clock.now()):
+            raise Conflict(
+                f"{playbook.id} version {playbook.version} is published already with other content",
+                hint="published versions never change: raise `version` in the file",
+            )
+        return playbook
+
+    def activate(self, playbook_id: str, version: int) -> None:
+        self.store.activate(playbook_id, version, self.clock.now())
+
+    def playbooks(self) -> list[dict[str, Any]]:
+        return self.store.list_playbooks()
+
+    def playbook(self, playbook_id: str, version: int | None) -> Playbook:
+        return self.store.playbook(playbook_id, version or self.store.active_version(playbook_id))
+
+    # -- runs --------------------------------------------------------------------------------------------
+
+    def start(self, playbook_id: str, run_input: dict[str, Any], version: int | None = None) -> str:
+        run_id = self.engine.start_run(playbook_id, run_input, version=version)
+        assert run_id is not None, "a run without a trigger is never a duplicate"
+        return run_id
+
+    def runs(self, status: str | None = None, playbook_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return self.store.list_runs(status, playbook_id, limit)
+
+    def show(self, run_id: str) -> dict[str, Any]:
+        run, _ = self.store.load_run(run_id)
+        return {**describe(run), "timeline": self.store.timeline(run_id)}
+
+    def control(self, run_id: str, action: str, step_id: str | None = None, actor: str | None = None) -> RunState:
+        if action not in ("cancel", "pause", "resume", "retry_step"):
+            raise InvalidInput(f"unknown run action {action!r}")
+        return self.engine.signal(run_id, Control(action, step_id, actor))  # type: ignore[arg-type]
+
+    # -- tasks -------------------------------------------------------------------------------------------
+
+    def tasks(self, role: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return self.store.open_tasks(role, limit)
+
+    def decide(self, task_id: str, *, approve: bool, by: str, comment: str | None = None) -> dict[str, Any]:
+        task = self.store.task(task_id)
+        if task["status"] != "open":
+            raise Conflict(f"task {task_id} is {task['status']}", hint="only open tasks can be decided")
+        if not approve and not comment:
+            raise InvalidInput("a rejection needs a reason", hint="add --comment '…'")
+        if any(d["by"] == by for d in task["decisions"]):
+            raise Conflict(f"{by} has already decided task {task_id}", hint="one person counts once")
+        decisions = self.store.record_decision(
+            task_id, {"by": by, "approved": approve, "comment": comment, "at": self.clock.now()}
+        )
+        approvers = tuple(d["by"] for d in decisions if d["approved"])
+        if not approve:
+            self.engine.signal(task["run_id"], TaskDecided(task["step_id"], False, (by,), comment))
+        elif len(approvers) >= task["required"]:
+            self.engine.signal(task["run_id"], TaskDecided(task["step_id"], True, approvers, comment))
+        return self.store.task(task_id)
+
+
+def describe(run: RunState) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "playbook": run.playbook_id,
+        "version": run.version,
+        "status": run.status,
+        "error": run.error,
+        "input": run.input,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "steps": [
+            {
+                "id": s.id,
+                "status": s.status,
+                "attempt": s.attempt,
+                "output": s.output,
+                "error": s.error,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+                "due_at": s.due_at,
+                "waiting_for": s.waiting_for,
+            }
+            for s in run.steps.values()
+        ],
+    }
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise NotFound(f"no such file: {path}", hint="give the path of a playbook YAML file")
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,483 @@
+"""Runs, their steps, human tasks and the run log, on SQLite and PostgreSQL.
+
+Claiming takes ready steps (and running steps whose lease has expired) under a lease: on PostgreSQL with
+``FOR UPDATE SKIP LOCKED`` so many workers on many hosts never take the same step, on SQLite inside one
+``BEGIN IMMEDIATE`` transaction. Saving a run is optimistic: ``state_version`` must not have moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from opsrail.engine import (
+    Claimed,
+    CloseTasks,
+    Command,
+    Log,
+    LoggedEvent,
+    OpenTask,
+    RunState,
+    StepState,
+)
+from opsrail.model import IdFactory, NotFound
+from opsrail.playbooks import Playbook, load_playbook
+from opsrail.storage._engine import write_transaction
+from opsrail.storage._tables import (
+    as_utc,
+    cursors,
+    events,
+    playbook_versions,
+    playbooks,
+    run_log,
+    run_steps,
+    runs,
+    tasks,
+)
+
+
+@lru_cache(maxsize=512)
+def _parse(document: str, filename: str) -> Playbook:
+    # Published versions never change, so a parsed version can be kept for the life of the process.
+    return load_playbook(document, filename)
+
+
+class SqlRunStore:
+    def __init__(self, engine: sa.Engine, ids: IdFactory) -> None:
+        self.engine = engine
+        self.ids = ids
+        self._postgres = engine.dialect.name == "postgresql"
+
+    # -- playbooks -------------------------------------------------------------------------------------
+
+    def playbook(self, playbook_id: str, version: int) -> Playbook:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(playbook_versions.c.document, playbook_versions.c.filename).where(
+                    playbook_versions.c.playbook_id == playbook_id, playbook_versions.c.version == version
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"playbook {playbook_id} has no version {version}", hint="see `opsrail playbooks list`")
+        return _parse(row[0], row[1] or f"{playbook_id}@{version}")
+
+    def active_version(self, playbook_id: str) -> int:
+        with self.engine.connect() as conn:
+            version = conn.execute(
+                sa.select(playbooks.c.active_version).where(playbooks.c.playbook_id == playbook_id)
+            ).scalar()
+        if version is None:
+            raise NotFound(
+                f"playbook {playbook_id!r} has no active version", hint="publish it with `opsrail playbooks publish`"
+            )
+        return int(version)
+
+    def active_playbooks(self) -> list[Playbook]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(playbooks.c.playbook_id, playbooks.c.active_version).where(
+                    playbooks.c.active_version.is_not(None)
+                )
+            ).all()
+        return [self.playbook(pid, version) for pid, version in rows]
+
+    def publish(self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime) -> bool:
+        """Store a new version and make it active; False if that version exists already (with other text)."""
+        with write_transaction(self.engine) as conn:
+            existing = conn.execute(
+                sa.select(playbook_versions.c.document).where(
+                    playbook_versions.c.playbook_id == playbook.id, playbook_versions.c.version == playbook.version
+                )
+            ).scalar()
+            if existing is not None:
+                return bool(existing == document)
+            conn.execute(
+                playbook_versions.insert().values(
+                    playbook_id=playbook.id,
+                    version=playbook.version,
+                    document=document,
+                    filename=filename,
+                    published_at=now,
+                    published_by=by,
+                )
+            )
+            updated = conn.execute(
+                playbooks.update()
+                .where(playbooks.c.playbook_id == playbook.id)
+                .values(active_version=playbook.version, updated_at=now)
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    playbooks.insert().values(
+                        playbook_id=playbook.id, active_version=playbook.version, canary_percent=0, updated_at=now
+                    )
+                )
+        return True
+
+    def activate(self, playbook_id: str, version: int, now: datetime) -> None:
+        self.playbook(playbook_id, version)
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                playbooks.update()
+                .where(playbooks.c.playbook_id == playbook_id)
+                .values(active_version=version, updated_at=now)
+            )
+
+    def list_playbooks(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    playbook_versions.c.playbook_id,
+                    playbook_versions.c.version,
+                    playbook_versions.c.published_at,
+                    playbooks.c.active_version,
+                )
+                .join(playbooks, playbooks.c.playbook_id == playbook_versions.c.playbook_id)
+                .order_by(playbook_versions.c.playbook_id, playbook_versions.c.version)
+            ).all()
+        return [
+            {"id": pid, "version": v, "published_at": as_utc(at), "active": v == active} for pid, v, at, active in rows
+        ]
+
+    # -- runs ------------------------------------------------------------------------------------------
+
+    def create_run(self, run: RunState, commands: Sequence[Command], trigger: tuple[str, str] | None) -> bool:
+        with write_transaction(self.engine) as conn:
+            if trigger is not None:
+                seen = conn.execute(
+                    sa.select(runs.c.id).where(
+                        runs.c.playbook_id == run.playbook_id,
+                        runs.c.trigger_source == trigger[0],
+                        runs.c.trigger_event_id == trigger[1],
+                    )
+                ).first()
+                if seen is not None:
+                    return False
+            conn.execute(
+                runs.insert().values(
+                    id=run.id,
+                    playbook_id=run.playbook_id,
+                    version=run.version,
+                    status=run.status,
+                    input=run.input,
+                    trigger_source=trigger[0] if trigger else None,
+                    trigger_event_id=trigger[1] if trigger else None,
+                    created_at=run.created_at,
+                    updated_at=run.created_at,
+                    finished_at=run.finished_at,
+                    error=run.error,
+                    state_version=1,
+                )
+            )
+            conn.execute(run_steps.insert(), [_step_row(run.id, s) for s in run.steps.values()])
+            self._apply(conn, run, commands)
+        return True
+
+    def load_run(self, run_id: str) -> tuple[RunState, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"no run {run_id!r}", hint="list runs with `opsrail runs list`")
+            steps = conn.execute(sa.select(run_steps).where(run_steps.c.run_id == run_id)).mappings().all()
+        state = RunState(
+            id=row["id"],
+            playbook_id=row["playbook_id"],
+            version=row["version"],
+            status=row["status"],
+            input=row["input"] or {},
+            steps={s["step_id"]: _step_state(s) for s in steps},
+            created_at=as_utc(row["created_at"]) or row["created_at"],
+            finished_at=as_utc(row["finished_at"]),
+            error=row["error"],
+        )
+        return state, int(row["state_version"])
+
+    def save_run(self, run: RunState, state_version: int, commands: Sequence[Command]) -> bool:
+        now = _latest(commands)
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                runs.update()
+                .where(runs.c.id == run.id, runs.c.state_version == state_version)
+                .values(
+                    status=run.status,
+                    error=run.error,
+                    finished_at=run.finished_at,
+                    updated_at=now or sa.func.now(),
+                    state_version=state_version + 1,
+                )
+            )
+            if moved.rowcount != 1:
+                return False
+            for step in run.steps.values():
+                if step.changed:
+                    conn.execute(
+                        run_steps.update()
+                        .where(run_steps.c.run_id == run.id, run_steps.c.step_id == step.id)
+                        .values(
+                            **{k: v for k, v in _step_row(run.id, step).items() if k not in ("run_id", "step_id")},
+                            lease_owner=None,
+                            lease_expires_at=None,
+                        )
+                    )
+            self._apply(conn, run, commands)
+        return True
+
+    def _apply(self, conn: sa.Connection, run: RunState, commands: Sequence[Command]) -> None:
+        logs = [
+            {
+                "run_id": c.run_id,
+                "step_id": c.step_id,
+                "activity": c.activity,
+                "at": c.at,
+                "actor": c.attributes.get("actor"),
+                "attributes": _jsonable(c.attributes),
+            }
+            for c in commands
+            if isinstance(c, Log)
+        ]
+        if logs:
+            conn.execute(run_log.insert(), logs)
+        for command in commands:
+            if isinstance(command, OpenTask):
+                conn.execute(
+                    tasks.insert().values(
+                        id=self.ids.new("task"),
+                        run_id=command.run_id,
+                        step_id=command.step_id,
+                        kind="approval",
+                        title=command.title,
+                        roles=list(command.roles),
+                        required=command.count,
+                        status="open",
+                        due_at=command.due_at,
+                        context=_jsonable(command.context),
+                        decisions=[],
+                        created_at=_latest(commands),
+                    )
+                )
+            elif isinstance(command, CloseTasks):
+                conn.execute(
+                    tasks.update()
+                    .where(
+                        tasks.c.run_id == command.run_id, tasks.c.step_id == command.step_id, tasks.c.status == "open"
+                    )
+                    .values(status="closed", closed_at=_latest(commands))
+                )
+
+    # -- work ------------------------------------------------------------------------------------------
+
+    def claim(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Claimed]:
+        until = now + timedelta(seconds=lease_seconds)
+        takeable = sa.or_(
+            run_steps.c.status == "ready",
+            sa.and_(run_steps.c.status == "running", run_steps.c.lease_expires_at < now),
+        )
+        query = (
+            sa.select(run_steps.c.run_id, run_steps.c.step_id, run_steps.c.attempt)
+            .join(runs, runs.c.id == run_steps.c.run_id)
+            .where(takeable, runs.c.status == "running")
+            .limit(limit)
+        )
+        if self._postgres:
+            query = query.with_for_update(of=run_steps, skip_locked=True)
+        with write_transaction(self.engine) as conn:
+            rows = conn.execute(query).all()
+            claimed = [Claimed(r[0], r[1], r[2] + 1) for r in rows]
+            for item in claimed:
+                conn.execute(
+                    run_steps.update()
+                    .where(run_steps.c.run_id == item.run_id, run_steps.c.step_id == item.step_id)
+                    .values(
+                        status="running",
+                        attempt=item.attempt,
+                        lease_owner=owner,
+                        lease_expires_at=until,
+                        started_at=sa.func.coalesce(run_steps.c.started_at, now),
+                    )
+                )
+        return claimed
+
+    def renew(self, owner: str, claimed: Sequence[Claimed], until: datetime) -> None:
+        with write_transaction(self.engine) as conn:
+            for item in claimed:
+                conn.execute(
+                    run_steps.update()
+                    .where(
+                        run_steps.c.run_id == item.run_id,
+                        run_steps.c.step_id == item.step_id,
+                        run_steps.c.lease_owner == owner,
+                    )
+                    .values(lease_expires_at=until)
+                )
+
+    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(run_steps.c.run_id, run_steps.c.step_id)
+                .join(runs, runs.c.id == run_steps.c.run_id)
+                .where(run_steps.c.status == "waiting", run_steps.c.due_at <= now, runs.c.status == "running")
+                .limit(limit)
+            ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def waiting_for_event(self, limit: int) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(run_steps.c.run_id, run_steps.c.step_id)
+                .where(run_steps.c.status == "waiting", run_steps.c.waiting_for == "event")
+                .limit(limit)
+            ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def events_after(self, cursor: str, limit: int) -> tuple[int, list[LoggedEvent]]:
+        with self.engine.connect() as conn:
+            position = conn.execute(sa.select(cursors.c.position).where(cursors.c.name == cursor)).scalar() or 0
+            rows = conn.execute(
+                sa.select(events.c.seq, events.c.event_id, events.c.source, events.c.type, events.c.data)
+                .where(events.c.seq > position)
+                .order_by(events.c.seq)
+                .limit(limit)
+            ).all()
+        return int(position), [LoggedEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def move_cursor(self, cursor: str, position: int) -> None:
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(cursors.update().where(cursors.c.name == cursor).values(position=position))
+            if moved.rowcount == 0:
+                conn.execute(cursors.insert().values(name=cursor, position=position))
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def list_runs(self, status: str | None, playbook_id: str | None, limit: int) -> list[dict[str, Any]]:
+        query = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        if status:
+            query = query.where(runs.c.status == status)
+        if playbook_id:
+            query = query.where(runs.c.playbook_id == playbook_id)
+        with self.engine.connect() as conn:
+            return [_run_dict(r) for r in conn.execute(query).mappings()]
+
+    def timeline(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(sa.select(run_log).where(run_log.c.run_id == run_id).order_by(run_log.c.seq))
+                .mappings()
+                .all()
+            )
+        return [
+            {"at": as_utc(r["at"]), "step": r["step_id"], "activity": r["activity"], "attributes": r["attributes"]}
+            for r in rows
+        ]
+
+    def open_tasks(self, role: str | None, limit: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(tasks)
+                    .where(tasks.c.status == "open")
+                    .order_by(tasks.c.due_at, tasks.c.created_at)
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+        found = [_task_dict(r) for r in rows]
+        return [t for t in found if role is None or role in t["roles"]]
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no task {task_id!r}", hint="list open tasks with `opsrail tasks list`")
+        return _task_dict(row)
+
+    def record_decision(self, task_id: str, decision: dict[str, Any]) -> list[dict[str, Any]]:
+        with write_transaction(self.engine) as conn:
+            current = conn.execute(sa.select(tasks.c.decisions).where(tasks.c.id == task_id)).scalar() or []
+            updated = [*current, _jsonable(decision)]
+            conn.execute(tasks.update().where(tasks.c.id == task_id).values(decisions=updated))
+        return updated
+
+
+def _latest(commands: Sequence[Command]) -> datetime | None:
+    times = [c.at for c in commands if isinstance(c, Log)]
+    return max(times) if times else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _step_row(run_id: str, step: StepState) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "step_id": step.id,
+        "status": step.status,
+        "attempt": step.attempt,
+        "due_at": step.due_at,
+        "waiting_for": step.waiting_for,
+        "output": _jsonable(step.output),
+        "error": step.error,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "handler": step.handler,
+        "activated_by": step.activated_by,
+        "recovered_by": step.recovered_by,
+    }
+
+
+def _step_state(row: sa.RowMapping) -> StepState:
+    return StepState(
+        id=row["step_id"],
+        status=row["status"],
+        attempt=row["attempt"],
+        due_at=as_utc(row["due_at"]),
+        waiting_for=row["waiting_for"],
+        output=row["output"],
+        error=row["error"],
+        started_at=as_utc(row["started_at"]),
+        finished_at=as_utc(row["finished_at"]),
+        handler=row["handler"],
+        activated_by=row["activated_by"],
+        recovered_by=row["recovered_by"],
+    )
+
+
+def _run_dict(row: sa.RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "playbook": row["playbook_id"],
+        "version": row["version"],
+        "status": row["status"],
+        "created_at": as_utc(row["created_at"]),
+        "finished_at": as_utc(row["finished_at"]),
+        "error": row["error"],
+        "input": row["input"],
+    }
+
+
+def _task_dict(row: sa.RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "run_id": row["run_id"],
+        "step_id": row["step_id"],
+        "kind": row["kind"],
+        "title": row["title"],
+        "roles": row["roles"],
+        "required": row["required"],
+        "status": row["status"],
+        "due_at": as_utc(row["due_at"]),
+        "decisions": row["decisions"],
+        "context": row["context"],
+        "created_at": as_utc(row["created_at"]),
+    }

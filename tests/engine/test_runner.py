@@ -1,0 +1,198 @@
+"""The runner against real stores (SQLite and PostgreSQL): claims, operations, timers, tasks, triggers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from opsrail.engine import CallContext, OperationFailed
+from opsrail.model import Conflict, InvalidInput
+from opsrail.wiring import Container
+from tests.support import FakeClock, cloudevent, incident_event
+
+SEV1 = """
+id: sev1
+version: 1
+trigger:
+  events: [com.opsrail.incident.opened]
+  when: "event.data.severity == 1"
+steps:
+  - id: classify
+    decide: incident-router
+    with: {team: "sre", credit_exposure: 250.0}
+  - id: defect
+    needs: [classify]
+    action: test.record
+    with: {summary: "${ run.input.title }", team: "${ steps.classify.output.team }"}
+    retry: {attempts: 3, initial: PT2S}
+  - id: credit
+    needs: [classify]
+    when: "steps.classify.output.credit_exposure > 0.0"
+    approval: {roles: [finance_controller], timeout: P1D}
+  - id: resolved
+    needs: [defect]
+    wait: {event: com.opsrail.incident.resolved, correlate: "event.data.id == run.input.id", timeout: PT4H}
+"""
+
+
+class Vendor:
+    """An operation that records each effect by idempotency key, and can answer 503 a few times first."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.failures = 0
+
+    async def record(self, params: dict[str, Any], call: CallContext) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise OperationFailed("vendor answered 503", retryable=True)
+        self.calls.append({"key": call.idempotency_key, "attempt": call.attempt, **params})
+        return {"issue": f"ENG-{len(self.calls)}"}
+
+
+@pytest.fixture
+def vendor(container: Container) -> Vendor:
+    fake = Vendor()
+    container.runner.operations.register("test.record", fake.record)
+    return fake
+
+
+def publish(container: Container, tmp_path: Path, text: str, name: str = "pb.yaml") -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    container.automation.publish(path, "tester")
+
+
+def drain(container: Container) -> None:
+    async def go() -> None:
+        for _ in range(50):
+            if not await container.runner.tick():
+                return
+
+    asyncio.run(go())
+
+
+def test_an_event_starts_a_run_that_runs_in_parallel_waits_and_finishes(
+    container: Container, tmp_path: Path, clock: FakeClock, vendor: Vendor
+) -> None:
+    publish(container, tmp_path, SEV1)
+    ingest = container.ingestion
+    ingest.ingest_single(orjson.dumps(incident_event("e-low", severity=3)))
+    ingest.ingest_single(orjson.dumps(incident_event("e-sev1", severity=1, title="Checkout down")))
+    drain(container)
+    [run] = container.automation.runs()
+    detail = container.automation.show(run["id"])
+    steps = {s["id"]: s["status"] for s in detail["steps"]}
+    assert steps == {"classify": "succeeded", "defect": "succeeded", "credit": "waiting", "resolved": "waiting"}
+    assert vendor.calls == [{"key": f"{run['id']}:defect", "attempt": 1, "summary": "Checkout down", "team": "sre"}]
+
+    [task] = container.automation.tasks("finance_controller")
+    container.automation.decide(task["id"], approve=True, by="fiona")
+    assert container.automation.tasks() == []
+
+    ingest.ingest_single(
+        orjson.dumps(
+            cloudevent(
+                "e-res-other",
+                type="com.opsrail.incident.resolved",
+                data={"id": "other", "title": "t", "status": "resolved"},
+            )
+        )
+    )
+    drain(container)
+    assert container.automation.show(run["id"])["status"] == "running"
+    ingest.ingest_single(
+        orjson.dumps(
+            cloudevent(
+                "e-res",
+                type="com.opsrail.incident.resolved",
+                data={"id": "acme:INC-1", "title": "t", "status": "resolved"},
+            )
+        )
+    )
+    drain(container)
+    detail = container.automation.show(run["id"])
+    assert detail["status"] == "succeeded"
+    activities = [e["activity"] for e in detail["timeline"]]
+    assert activities[0] == "run.started" and activities[-1] == "run.succeeded"
+    assert "task.opened" in activities
+
+    # The same trigger event again starts nothing new.
+    ingest.ingest_single(orjson.dumps(incident_event("e-sev1", severity=1)))
+    drain(container)
+    assert len(container.automation.runs()) == 1
+
+
+def test_retries_wait_for_the_clock(container: Container, tmp_path: Path, clock: FakeClock, vendor: Vendor) -> None:
+    publish(container, tmp_path, SEV1)
+    vendor.failures = 1
+    run_id = container.automation.start("sev1", {"title": "x", "id": "i"})
+    drain(container)
+    defect = {s["id"]: s for s in container.automation.show(run_id)["steps"]}["defect"]
+    assert defect["status"] == "waiting" and defect["waiting_for"] == "retry"
+    clock.advance(seconds=2)
+    drain(container)
+    defect = {s["id"]: s for s in container.automation.show(run_id)["steps"]}["defect"]
+    assert defect["status"] == "succeeded" and defect["attempt"] == 2
+    assert [c["key"] for c in vendor.calls] == [f"{run_id}:defect"]
+
+
+def test_tasks_need_distinct_approvers_and_reasons_to_reject(container: Container, tmp_path: Path) -> None:
+    publish(
+        container,
+        tmp_path,
+        """
+id: four-eyes
+version: 1
+steps:
+  - id: approve
+    approval: {roles: [finance_controller, approver], count: 2}
+""",
+    )
+    run_id = container.automation.start("four-eyes", {})
+    drain(container)
+    [task] = container.automation.tasks()
+    container.automation.decide(task["id"], approve=True, by="ann")
+    with pytest.raises(Conflict, match="counts once"):
+        container.automation.decide(task["id"], approve=True, by="ann")
+    assert container.automation.show(run_id)["status"] == "running"
+    with pytest.raises(InvalidInput, match="reason"):
+        container.automation.decide(task["id"], approve=False, by="bob")
+    container.automation.decide(task["id"], approve=True, by="bob")
+    assert container.automation.show(run_id)["status"] == "succeeded"
+
+
+def test_an_expired_lease_is_taken_over(container: Container, tmp_path: Path, clock: FakeClock) -> None:
+    publish(
+        container,
+        tmp_path,
+        """
+id: one
+version: 1
+steps:
+  - id: only
+    action: core.set
+""",
+    )
+    run_id = container.automation.start("one", {})
+    store = container.automation.store
+    [claimed] = store.claim("dead-worker", clock.now(), 30, 10)
+    assert store.claim("other", clock.now(), 30, 10) == []
+    clock.advance(seconds=31)
+    drain(container)
+    detail = container.automation.show(run_id)
+    assert detail["status"] == "succeeded" and detail["steps"][0]["attempt"] == claimed.attempt + 1
+
+
+def test_published_versions_never_change(container: Container, tmp_path: Path) -> None:
+    publish(container, tmp_path, SEV1)
+    publish(container, tmp_path, SEV1)  # the same text again is fine
+    with pytest.raises(Conflict, match="raise `version`"):
+        publish(container, tmp_path, SEV1.replace("PT4H", "PT5H"))
+    publish(container, tmp_path, SEV1.replace("version: 1", "version: 2"))
+    versions = {(p["version"], p["active"]) for p in container.automation.playbooks()}
+    assert versions == {(1, False), (2, True)}
