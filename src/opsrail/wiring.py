@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import socket
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from opsrail.engine import Engine, Operations
 from opsrail.ingest import builtin_mappers
-from opsrail.model import Clock, IdFactory, Unavailable
+from opsrail.model import Clock, IdFactory, InvalidInput, Unavailable
 from opsrail.services import AutomationService, IngestionService, TokenService
 from opsrail.settings import Settings
 from opsrail.storage import (
@@ -107,7 +108,7 @@ def build(
     database = engine.url.database
     run_store = SqlRunStore(engine, ids)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    runner = Engine(run_store, Operations(), clock, ids, owner=owner, lease_seconds=settings.lease_seconds)
+    runner = Engine(run_store, operations(settings), clock, ids, owner=owner, lease_seconds=settings.lease_seconds)
     return Container(
         settings=settings,
         engine=engine,
@@ -118,6 +119,21 @@ def build(
         automation=AutomationService(run_store, runner, clock),
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )
+
+
+def operations(settings: Settings) -> Operations:
+    """The built-in operations plus those of every configured plugin module."""
+    registry = Operations()
+    for name in settings.plugins:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise InvalidInput(f"plugin {name!r} cannot be imported: {exc}", hint="check OPSRAIL_PLUGINS") from None
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise InvalidInput(f"plugin {name!r} has no register(operations) function", hint="check OPSRAIL_PLUGINS")
+        register(registry)
+    return registry
 
 
 def upgrade_database(container: Container) -> tuple[str | None, str]:

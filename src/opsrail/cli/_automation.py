@@ -15,6 +15,7 @@ import typer
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, short_time, table
 from opsrail.model import InvalidInput
+from opsrail.playbooks import validate_file
 from opsrail.settings import Settings
 from opsrail.wiring import build
 
@@ -36,9 +37,8 @@ def _plain(value: Any) -> Any:
 @playbooks_app.command("validate")
 @handled
 def playbooks_validate(file: Path, json: JsonFlag = False) -> None:
-    """Check a playbook file; errors name the file, line and field."""
-    with opened() as container:
-        playbook = container.automation.validate(file)
+    """Check a playbook file (no database needed); errors name the file, line and field."""
+    playbook = validate_file(file)
     if json:
         emit_json({"valid": True, "id": playbook.id, "version": playbook.version, "steps": len(playbook.steps)})
     else:
