@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     ingest_batch_limit: int = Field(default=10_000, ge=1, description="most events in one batch request")
     lease_seconds: float = Field(default=30.0, gt=0.5, le=3600, description="how long a worker holds a claimed step")
     worker: bool = Field(default=True, description="run the engine's worker inside `opsrail up`")
+    worker_concurrency: int = Field(default=256, ge=1, le=10_000, description="steps a worker runs at once")
     plugins: list[str] = Field(
         default_factory=list,
         description="modules whose register(operations) adds operations, e.g. OPSRAIL_PLUGINS='[\"acme.ops\"]'",

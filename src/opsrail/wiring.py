@@ -108,7 +108,15 @@ def build(
     database = engine.url.database
     run_store = SqlRunStore(engine, ids)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    runner = Engine(run_store, operations(settings), clock, ids, owner=owner, lease_seconds=settings.lease_seconds)
+    runner = Engine(
+        run_store,
+        operations(settings),
+        clock,
+        ids,
+        owner=owner,
+        lease_seconds=settings.lease_seconds,
+        concurrency=settings.worker_concurrency,
+    )
     return Container(
         settings=settings,
         engine=engine,

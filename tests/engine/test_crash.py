@@ -54,6 +54,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_effect(tmp_path:
     env.update(
         OPSRAIL_HOME=str(tmp_path),
         OPSRAIL_LEASE_SECONDS="1",
+        OPSRAIL_WORKER_CONCURRENCY="8",
         OPSRAIL_PLUGINS='["tests.engine.crash_plugin"]',
         OPSRAIL_TEST_EFFECTS=str(effects),
         OPSRAIL_LOG_LEVEL="error",
@@ -109,6 +110,7 @@ def test_postgres_two_workers_one_killed_the_other_finishes(postgres_url: str, t
         OPSRAIL_HOME=str(tmp_path),
         OPSRAIL_DATABASE_URL=postgres_url,
         OPSRAIL_LEASE_SECONDS="1",
+        OPSRAIL_WORKER_CONCURRENCY="8",
         OPSRAIL_PLUGINS='["tests.engine.crash_plugin"]',
         OPSRAIL_TEST_EFFECTS=str(effects),
         OPSRAIL_LOG_LEVEL="error",

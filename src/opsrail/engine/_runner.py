@@ -19,6 +19,7 @@ from opsrail.engine._operations import CallContext, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, RunStore
 from opsrail.engine._state import RunState
 from opsrail.engine._transitions import (
+    Command,
     Completed,
     EventArrived,
     Signal,
@@ -76,6 +77,20 @@ class Engine:
         commands = advance(playbook, run, Start(), now)
         return run.id if self.store.create_run(run, commands, trigger) else None
 
+    def start_runs(
+        self, playbook_id: str, inputs: Sequence[dict[str, Any]], *, version: int | None = None
+    ) -> list[str]:
+        """Start many runs of one playbook in one transaction."""
+        version = version or self.store.active_version(playbook_id)
+        playbook = self.store.playbook(playbook_id, version)
+        now = self.clock.now()
+        started = []
+        for run_input in inputs:
+            run = initial_state(playbook, self.ids.new("run"), run_input, now)
+            started.append((run, advance(playbook, run, Start(), now)))
+        self.store.create_runs(started)
+        return [run.id for run, _ in started]
+
     def signal(self, run_id: str, signal: Signal) -> RunState:
         """Apply a signal to a run and save it; raises Conflict when the signal does not fit the run."""
         for _ in range(_CONFLICT_RETRIES):
@@ -120,28 +135,49 @@ class Engine:
         return fired
 
     async def execute_ready(self) -> int:
+        """Claim a batch of ready steps, run their operations concurrently, and save all results at once."""
         claimed = self.store.claim(self.owner, self.clock.now(), self.lease_seconds, self.concurrency)
         if not claimed:
             return 0
+        loaded = self.store.load_runs([c.run_id for c in claimed])
         self._in_flight = claimed
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            outcomes = await asyncio.gather(*(self._execute(c) for c in claimed))
+            outcomes = await asyncio.gather(*(self._execute(c, loaded.get(c.run_id)) for c in claimed))
         finally:
             heartbeat.cancel()
             self._in_flight = []
-        for item, signal in zip(claimed, outcomes, strict=True):
-            if signal is None:
+        by_run: dict[str, list[Completed]] = {}
+        for item, outcome in zip(claimed, outcomes, strict=True):
+            by_run.setdefault(item.run_id, []).append(outcome)
+        changes = []
+        now = self.clock.now()
+        for run_id, signals in by_run.items():
+            if run_id not in loaded:
                 continue
-            try:
-                self.signal(item.run_id, signal)
-            except Conflict as exc:
-                log.info("result dropped", extra={"run_id": item.run_id, "step_id": item.step_id, "reason": str(exc)})
+            run, state_version = loaded[run_id]
+            playbook = self.store.playbook(run.playbook_id, run.version)
+            commands: list[Command] = []
+            for signal in signals:
+                try:
+                    commands += advance(playbook, run, signal, now)
+                except TransitionError as exc:
+                    log.info("result dropped", extra={"run_id": run_id, "step_id": signal.step_id, "reason": str(exc)})
+            changes.append((run, state_version, commands))
+        # A run changed by someone else meanwhile (a task decided, a cancel) gets its results one by one.
+        for run_id in self.store.save_runs(changes):
+            for signal in by_run[run_id]:
+                try:
+                    self.signal(run_id, signal)
+                except Conflict as exc:
+                    log.info("result dropped", extra={"run_id": run_id, "step_id": signal.step_id, "reason": str(exc)})
         return len(claimed)
 
-    async def _execute(self, item: Claimed) -> Completed | None:
+    async def _execute(self, item: Claimed, loaded: tuple[RunState, int] | None) -> Completed:
         try:
-            run, _ = self.store.load_run(item.run_id)
+            if loaded is None:
+                raise NotFound(f"run {item.run_id} is gone")
+            run = loaded[0]
             playbook = self.store.playbook(run.playbook_id, run.version)
             command = execute_command(playbook, run, item.step_id)
             limit = playbook.step(item.step_id).timeout

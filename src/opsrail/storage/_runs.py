@@ -51,10 +51,15 @@ class SqlRunStore:
         self.engine = engine
         self.ids = ids
         self._postgres = engine.dialect.name == "postgresql"
+        self._playbooks: dict[tuple[str, int], Playbook] = {}
 
     # -- playbooks -------------------------------------------------------------------------------------
 
     def playbook(self, playbook_id: str, version: int) -> Playbook:
+        # Published versions never change, so each is read from the database once per process.
+        cached = self._playbooks.get((playbook_id, version))
+        if cached is not None:
+            return cached
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(playbook_versions.c.document, playbook_versions.c.filename).where(
@@ -63,7 +68,9 @@ class SqlRunStore:
             ).first()
         if row is None:
             raise NotFound(f"playbook {playbook_id} has no version {version}", hint="see `opsrail playbooks list`")
-        return _parse(row[0], row[1] or f"{playbook_id}@{version}")
+        parsed = _parse(row[0], row[1] or f"{playbook_id}@{version}")
+        self._playbooks[(playbook_id, version)] = parsed
+        return parsed
 
     def active_version(self, playbook_id: str) -> int:
         with self.engine.connect() as conn:
@@ -145,6 +152,38 @@ class SqlRunStore:
 
     # -- runs ------------------------------------------------------------------------------------------
 
+    def create_runs(self, started: Sequence[tuple[RunState, Sequence[Command]]]) -> None:
+        """Store many new runs (started on demand, without a trigger) in one transaction."""
+        if not started:
+            return
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                runs.insert(),
+                [
+                    {
+                        "id": run.id,
+                        "playbook_id": run.playbook_id,
+                        "version": run.version,
+                        "status": run.status,
+                        "input": run.input,
+                        "trigger_source": None,
+                        "trigger_event_id": None,
+                        "created_at": run.created_at,
+                        "updated_at": run.created_at,
+                        "finished_at": run.finished_at,
+                        "error": run.error,
+                        "state_version": 1,
+                    }
+                    for run, _ in started
+                ],
+            )
+            conn.execute(run_steps.insert(), [_step_row(run.id, s) for run, _ in started for s in run.steps.values()])
+            logs = [_log_row(c) for _, commands in started for c in commands if isinstance(c, Log)]
+            if logs:
+                conn.execute(run_log.insert(), logs)
+            for run, commands in started:
+                self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
+
     def create_run(self, run: RunState, commands: Sequence[Command], trigger: tuple[str, str] | None) -> bool:
         with write_transaction(self.engine) as conn:
             if trigger is not None:
@@ -177,68 +216,90 @@ class SqlRunStore:
             self._apply(conn, run, commands)
         return True
 
+    def load_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[RunState, int]]:
+        """Several runs in two queries; ids that do not exist are left out."""
+        found: dict[str, tuple[RunState, int]] = {}
+        unique = list(dict.fromkeys(run_ids))
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                rows = conn.execute(sa.select(runs).where(runs.c.id.in_(chunk))).mappings().all()
+                steps: dict[str, dict[str, StepState]] = {}
+                for s in conn.execute(sa.select(run_steps).where(run_steps.c.run_id.in_(chunk))).mappings():
+                    steps.setdefault(s["run_id"], {})[s["step_id"]] = _step_state(s)
+                for row in rows:
+                    found[row["id"]] = (_run_state(row, steps.get(row["id"], {})), int(row["state_version"]))
+        return found
+
     def load_run(self, run_id: str) -> tuple[RunState, int]:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
             if row is None:
                 raise NotFound(f"no run {run_id!r}", hint="list runs with `opsrail runs list`")
             steps = conn.execute(sa.select(run_steps).where(run_steps.c.run_id == run_id)).mappings().all()
-        state = RunState(
-            id=row["id"],
-            playbook_id=row["playbook_id"],
-            version=row["version"],
-            status=row["status"],
-            input=row["input"] or {},
-            steps={s["step_id"]: _step_state(s) for s in steps},
-            created_at=as_utc(row["created_at"]) or row["created_at"],
-            finished_at=as_utc(row["finished_at"]),
-            error=row["error"],
-        )
-        return state, int(row["state_version"])
+        return _run_state(row, {s["step_id"]: _step_state(s) for s in steps}), int(row["state_version"])
+
+    def save_runs(self, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> set[str]:
+        """Save several runs in one transaction; returns the ids that conflicted (and were not saved)."""
+        if not changes:
+            return set()
+        if self.engine.dialect.supports_sane_multi_rowcount:
+            try:
+                with write_transaction(self.engine) as conn:
+                    self._save_all(conn, changes)
+                return set()
+            except _SomeoneElseSaved:
+                pass  # rolled back; now run by run, so that the others still land
+        conflicted: set[str] = set()
+        with write_transaction(self.engine) as conn:
+            for run, state_version, commands in changes:
+                if not self._save(conn, run, state_version, commands):
+                    conflicted.add(run.id)
+        return conflicted
+
+    def _save_all(self, conn: sa.Connection, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> None:
+        """The whole batch in a few statements; raises _SomeoneElseSaved if any run moved meanwhile."""
+        moved = conn.execute(_RUN_UPDATE, [_run_values(run, version, commands) for run, version, commands in changes])
+        if moved.rowcount != len(changes):
+            raise _SomeoneElseSaved
+        steps = [
+            {**_step_values(step), "b_run_id": run.id, "b_step_id": step.id}
+            for run, _, _ in changes
+            for step in run.steps.values()
+            if step.changed
+        ]
+        if steps:
+            conn.execute(_STEP_UPDATE, steps)
+        logs = [_log_row(c) for _, _, commands in changes for c in commands if isinstance(c, Log)]
+        if logs:
+            conn.execute(run_log.insert(), logs)
+        for run, _, commands in changes:
+            self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
 
     def save_run(self, run: RunState, state_version: int, commands: Sequence[Command]) -> bool:
-        now = _latest(commands)
         with write_transaction(self.engine) as conn:
-            moved = conn.execute(
-                runs.update()
-                .where(runs.c.id == run.id, runs.c.state_version == state_version)
-                .values(
-                    status=run.status,
-                    error=run.error,
-                    finished_at=run.finished_at,
-                    updated_at=now or sa.func.now(),
-                    state_version=state_version + 1,
-                )
-            )
-            if moved.rowcount != 1:
-                return False
-            for step in run.steps.values():
-                if step.changed:
-                    conn.execute(
-                        run_steps.update()
-                        .where(run_steps.c.run_id == run.id, run_steps.c.step_id == step.id)
-                        .values(
-                            **{k: v for k, v in _step_row(run.id, step).items() if k not in ("run_id", "step_id")},
-                            lease_owner=None,
-                            lease_expires_at=None,
-                        )
-                    )
-            self._apply(conn, run, commands)
+            return self._save(conn, run, state_version, commands)
+
+    def _save(self, conn: sa.Connection, run: RunState, state_version: int, commands: Sequence[Command]) -> bool:
+        moved = conn.execute(_RUN_UPDATE, _run_values(run, state_version, commands))
+        if moved.rowcount != 1:
+            return False
+        changed = [
+            {**_step_values(step), "b_run_id": run.id, "b_step_id": step.id}
+            for step in run.steps.values()
+            if step.changed
+        ]
+        if changed:
+            conn.execute(_STEP_UPDATE, changed)
+        self._apply(conn, run, commands)
         return True
 
-    def _apply(self, conn: sa.Connection, run: RunState, commands: Sequence[Command]) -> None:
-        logs = [
-            {
-                "run_id": c.run_id,
-                "step_id": c.step_id,
-                "activity": c.activity,
-                "at": c.at,
-                "actor": c.attributes.get("actor"),
-                "attributes": _jsonable(c.attributes),
-            }
-            for c in commands
-            if isinstance(c, Log)
-        ]
+    def _apply(
+        self, conn: sa.Connection, run: RunState, commands: Sequence[Command], at: datetime | None = None
+    ) -> None:
+        """Persist what commands ask for: log entries, opened and closed tasks (at ``at``, or the latest log time)."""
+        at = at or _latest(commands)
+        logs = [_log_row(c) for c in commands if isinstance(c, Log)]
         if logs:
             conn.execute(run_log.insert(), logs)
         for command in commands:
@@ -256,7 +317,7 @@ class SqlRunStore:
                         due_at=command.due_at,
                         context=_jsonable(command.context),
                         decisions=[],
-                        created_at=_latest(commands),
+                        created_at=at,
                     )
                 )
             elif isinstance(command, CloseTasks):
@@ -265,8 +326,10 @@ class SqlRunStore:
                     .where(
                         tasks.c.run_id == command.run_id, tasks.c.step_id == command.step_id, tasks.c.status == "open"
                     )
-                    .values(status="closed", closed_at=_latest(commands))
+                    .values(status="closed", closed_at=at)
                 )
+
+    # -- work ------------------------------------------------------------------------------------------
 
     # -- work ------------------------------------------------------------------------------------------
 
@@ -287,17 +350,20 @@ class SqlRunStore:
         with write_transaction(self.engine) as conn:
             rows = conn.execute(query).all()
             claimed = [Claimed(r[0], r[1], r[2] + 1) for r in rows]
-            for item in claimed:
+            if claimed:
                 conn.execute(
-                    run_steps.update()
-                    .where(run_steps.c.run_id == item.run_id, run_steps.c.step_id == item.step_id)
-                    .values(
-                        status="running",
-                        attempt=item.attempt,
-                        lease_owner=owner,
-                        lease_expires_at=until,
-                        started_at=sa.func.coalesce(run_steps.c.started_at, now),
-                    )
+                    _CLAIM,
+                    [
+                        {
+                            "b_run_id": c.run_id,
+                            "b_step_id": c.step_id,
+                            "b_attempt": c.attempt,
+                            "b_owner": owner,
+                            "b_until": until,
+                            "b_now": now,
+                        }
+                        for c in claimed
+                    ],
                 )
         return claimed
 
@@ -401,6 +467,96 @@ class SqlRunStore:
             updated = [*current, _jsonable(decision)]
             conn.execute(tasks.update().where(tasks.c.id == task_id).values(decisions=updated))
         return updated
+
+
+# Statements built once: SQLAlchemy then reuses their compiled form instead of rebuilding them per call.
+_RUN_UPDATE = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("b_id"), runs.c.state_version == sa.bindparam("b_version"))
+    .values(
+        status=sa.bindparam("b_status"),
+        error=sa.bindparam("b_error"),
+        finished_at=sa.bindparam("b_finished_at"),
+        updated_at=sa.bindparam("b_updated_at"),
+        state_version=sa.bindparam("b_next"),
+    )
+)
+_CLAIM = (
+    run_steps.update()
+    .where(run_steps.c.run_id == sa.bindparam("b_run_id"), run_steps.c.step_id == sa.bindparam("b_step_id"))
+    .values(
+        status="running",
+        attempt=sa.bindparam("b_attempt"),
+        lease_owner=sa.bindparam("b_owner"),
+        lease_expires_at=sa.bindparam("b_until"),
+        started_at=sa.func.coalesce(run_steps.c.started_at, sa.bindparam("b_now")),
+    )
+)
+_STEP_COLUMNS = (
+    "status",
+    "attempt",
+    "due_at",
+    "waiting_for",
+    "output",
+    "error",
+    "started_at",
+    "finished_at",
+    "handler",
+    "activated_by",
+    "recovered_by",
+)
+_STEP_UPDATE = (
+    run_steps.update()
+    .where(run_steps.c.run_id == sa.bindparam("b_run_id"), run_steps.c.step_id == sa.bindparam("b_step_id"))
+    .values({**{c: sa.bindparam(c) for c in _STEP_COLUMNS}, "lease_owner": None, "lease_expires_at": None})
+)
+
+
+class _SomeoneElseSaved(Exception):
+    """A run in a batch was saved by another worker since it was loaded."""
+
+
+def _run_values(run: RunState, state_version: int, commands: Sequence[Command]) -> dict[str, Any]:
+    return {
+        "b_id": run.id,
+        "b_version": state_version,
+        "b_status": run.status,
+        "b_error": run.error,
+        "b_finished_at": run.finished_at,
+        "b_updated_at": _latest(commands) or run.created_at,
+        "b_next": state_version + 1,
+    }
+
+
+def _log_row(command: Log) -> dict[str, Any]:
+    return {
+        "run_id": command.run_id,
+        "step_id": command.step_id,
+        "activity": command.activity,
+        "at": command.at,
+        "actor": command.attributes.get("actor"),
+        "attributes": _jsonable(command.attributes),
+    }
+
+
+def _run_state(row: sa.RowMapping, steps: dict[str, StepState]) -> RunState:
+    return RunState(
+        id=row["id"],
+        playbook_id=row["playbook_id"],
+        version=row["version"],
+        status=row["status"],
+        input=row["input"] or {},
+        steps=steps,
+        created_at=as_utc(row["created_at"]) or row["created_at"],
+        finished_at=as_utc(row["finished_at"]),
+        error=row["error"],
+    )
+
+
+def _step_values(step: StepState) -> dict[str, Any]:
+    row = _step_row("", step)
+    del row["run_id"], row["step_id"]
+    return row
 
 
 def _latest(commands: Sequence[Command]) -> datetime | None:
