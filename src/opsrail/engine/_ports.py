@@ -17,6 +17,7 @@ class Claimed:
     run_id: str
     step_id: str
     attempt: int
+    state_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

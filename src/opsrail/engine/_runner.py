@@ -58,6 +58,20 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
         self._in_flight: list[Claimed] = []
+        # Runs this worker saved last, with the state version it saved. A claim reports the run's current
+        # version, so a cached run is used only while nobody else has saved it since.
+        self._cache: dict[str, tuple[RunState, int]] = {}
+
+    def _remember(self, run: RunState, state_version: int) -> None:
+        for step in run.steps.values():
+            step.changed = False
+        run.changed = False
+        if run.terminal:
+            self._cache.pop(run.id, None)
+            return
+        if len(self._cache) >= 50_000:
+            self._cache.clear()
+        self._cache[run.id] = (run, state_version)
 
     # -- runs ------------------------------------------------------------------------------------------
 
@@ -89,6 +103,8 @@ class Engine:
             run = initial_state(playbook, self.ids.new("run"), run_input, now)
             started.append((run, advance(playbook, run, Start(), now)))
         self.store.create_runs(started)
+        for run, _ in started:
+            self._remember(run, 1)
         return [run.id for run, _ in started]
 
     def signal(self, run_id: str, signal: Signal) -> RunState:
@@ -101,6 +117,7 @@ class Engine:
             except TransitionError as exc:
                 raise Conflict(str(exc)) from None
             if self.store.save_run(run, state_version, commands):
+                self._cache.pop(run_id, None)
                 return run
         raise Conflict(f"run {run_id} is changing too fast; try again")
 
@@ -139,7 +156,18 @@ class Engine:
         claimed = self.store.claim(self.owner, self.clock.now(), self.lease_seconds, self.concurrency)
         if not claimed:
             return 0
-        loaded = self.store.load_runs([c.run_id for c in claimed])
+        loaded: dict[str, tuple[RunState, int]] = {}
+        for item in claimed:
+            hit = self._cache.get(item.run_id)
+            if hit is not None and hit[1] == item.state_version:
+                loaded[item.run_id] = hit
+                step = hit[0].steps.get(item.step_id)
+                if step is not None:  # mirror what the claim wrote
+                    step.status = "running"
+                    step.attempt = item.attempt
+        missing = [item.run_id for item in claimed if item.run_id not in loaded]
+        if missing:
+            loaded.update(self.store.load_runs(missing))
         self._in_flight = claimed
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -165,7 +193,13 @@ class Engine:
                     log.info("result dropped", extra={"run_id": run_id, "step_id": signal.step_id, "reason": str(exc)})
             changes.append((run, state_version, commands))
         # A run changed by someone else meanwhile (a task decided, a cancel) gets its results one by one.
-        for run_id in self.store.save_runs(changes):
+        conflicted = self.store.save_runs(changes)
+        for run, state_version, _ in changes:
+            if run.id in conflicted:
+                self._cache.pop(run.id, None)
+            else:
+                self._remember(run, state_version + 1)
+        for run_id in conflicted:
             for signal in by_run[run_id]:
                 try:
                     self.signal(run_id, signal)

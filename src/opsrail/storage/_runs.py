@@ -340,7 +340,7 @@ class SqlRunStore:
             sa.and_(run_steps.c.status == "running", run_steps.c.lease_expires_at < now),
         )
         query = (
-            sa.select(run_steps.c.run_id, run_steps.c.step_id, run_steps.c.attempt)
+            sa.select(run_steps.c.run_id, run_steps.c.step_id, run_steps.c.attempt, runs.c.state_version)
             .join(runs, runs.c.id == run_steps.c.run_id)
             .where(takeable, runs.c.status == "running")
             .limit(limit)
@@ -349,21 +349,19 @@ class SqlRunStore:
             query = query.with_for_update(of=run_steps, skip_locked=True)
         with write_transaction(self.engine) as conn:
             rows = conn.execute(query).all()
-            claimed = [Claimed(r[0], r[1], r[2] + 1) for r in rows]
-            if claimed:
+            claimed = [Claimed(r[0], r[1], r[2] + 1, r[3]) for r in rows]
+            for start in range(0, len(claimed), 400):
+                keys = [(c.run_id, c.step_id) for c in claimed[start : start + 400]]
                 conn.execute(
-                    _CLAIM,
-                    [
-                        {
-                            "b_run_id": c.run_id,
-                            "b_step_id": c.step_id,
-                            "b_attempt": c.attempt,
-                            "b_owner": owner,
-                            "b_until": until,
-                            "b_now": now,
-                        }
-                        for c in claimed
-                    ],
+                    run_steps.update()
+                    .where(sa.tuple_(run_steps.c.run_id, run_steps.c.step_id).in_(keys))
+                    .values(
+                        status="running",
+                        attempt=run_steps.c.attempt + 1,
+                        lease_owner=owner,
+                        lease_expires_at=until,
+                        started_at=sa.func.coalesce(run_steps.c.started_at, now),
+                    )
                 )
         return claimed
 
@@ -479,17 +477,6 @@ _RUN_UPDATE = (
         finished_at=sa.bindparam("b_finished_at"),
         updated_at=sa.bindparam("b_updated_at"),
         state_version=sa.bindparam("b_next"),
-    )
-)
-_CLAIM = (
-    run_steps.update()
-    .where(run_steps.c.run_id == sa.bindparam("b_run_id"), run_steps.c.step_id == sa.bindparam("b_step_id"))
-    .values(
-        status="running",
-        attempt=sa.bindparam("b_attempt"),
-        lease_owner=sa.bindparam("b_owner"),
-        lease_expires_at=sa.bindparam("b_until"),
-        started_at=sa.func.coalesce(run_steps.c.started_at, sa.bindparam("b_now")),
     )
 )
 _STEP_COLUMNS = (
