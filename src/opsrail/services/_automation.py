@@ -22,6 +22,8 @@ class AutomationStore(RunStore, Protocol):
 
     def timeline(self, run_id: str) -> list[dict[str, Any]]: ...
 
+    def log_after(self, seq: int, limit: int) -> list[dict[str, Any]]: ...
+
     def open_tasks(self, role: str | None, limit: int) -> list[dict[str, Any]]: ...
 
     def task(self, task_id: str) -> dict[str, Any]: ...
@@ -77,6 +79,10 @@ class AutomationService:
         if action not in ("cancel", "pause", "resume", "retry_step"):
             raise InvalidInput(f"unknown run action {action!r}")
         return self.engine.signal(run_id, Control(action, step_id, actor))  # type: ignore[arg-type]
+
+    def changes(self, after: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Every state change after the cursor ``after`` (a run-log sequence number), oldest first."""
+        return self.store.log_after(after, limit)
 
     # -- tasks -------------------------------------------------------------------------------------------
 

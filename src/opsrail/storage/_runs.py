@@ -425,6 +425,26 @@ class SqlRunStore:
         with self.engine.connect() as conn:
             return [_run_dict(r) for r in conn.execute(query).mappings()]
 
+    def log_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        """Run-log entries after ``seq``, oldest first: the feed of the change stream."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(sa.select(run_log).where(run_log.c.seq > seq).order_by(run_log.c.seq).limit(limit))
+                .mappings()
+                .all()
+            )
+        return [
+            {
+                "seq": r["seq"],
+                "run_id": r["run_id"],
+                "step": r["step_id"],
+                "activity": r["activity"],
+                "at": as_utc(r["at"]),
+                "attributes": r["attributes"],
+            }
+            for r in rows
+        ]
+
     def timeline(self, run_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = (

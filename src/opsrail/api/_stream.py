@@ -1,0 +1,56 @@
+"""``GET /v1/stream``: state changes as server-sent events, resumable from a cursor.
+
+Each event's ``id`` is its run-log sequence number; a client that reconnects with ``Last-Event-ID`` (or
+``?after=``) gets everything after it, so nothing is missed and nothing needs polling on the client's side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from opsrail.api._auth import Principal, container_of
+
+router = APIRouter(tags=["stream"])
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
+
+
+@router.get("/v1/stream", summary="Run and step state changes as server-sent events (text/event-stream)")
+async def stream(
+    request: Request,
+    _token: Principal,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="resume after this event id")] = None,
+    run: Annotated[str | None, Query(max_length=64, description="only this run's changes")] = None,
+) -> StreamingResponse:
+    header = request.headers.get("last-event-id", "")
+    cursor = after if after is not None else (int(header) if header.isdigit() else 0)
+    service = container_of(request).automation
+
+    async def events() -> AsyncIterator[bytes]:
+        position = cursor
+        quiet = 0.0
+        yield b": opsrail change stream\n\n"
+        while not await request.is_disconnected():
+            batch = await run_in_threadpool(service.changes, position, 500)
+            for change in batch:
+                position = change["seq"]
+                if run is None or change["run_id"] == run:
+                    data = orjson.dumps(change, default=str).decode()
+                    yield f"id: {position}\nevent: {change['activity']}\ndata: {data}\n\n".encode()
+            if batch:
+                quiet = 0.0
+                continue
+            await asyncio.sleep(POLL_SECONDS)
+            quiet += POLL_SECONDS
+            if quiet >= KEEPALIVE_SECONDS:  # a comment keeps proxies from closing an idle stream
+                quiet = 0.0
+                yield b": keep-alive\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,123 @@
+"""Runs, tasks and the change stream over real HTTP, with the worker running inside `opsrail up`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from opsrail.settings import Settings
+from opsrail.wiring import build
+from tests.api.conftest import Server
+
+PLAYBOOK = """
+id: http-flow
+version: 1
+steps:
+  - id: prepare
+    action: core.set
+    with: {account: "${ run.input.account }"}
+  - id: approve
+    needs: [prepare]
+    approval: {roles: [finance_controller]}
+  - id: book
+    needs: [approve]
+    action: core.set
+    with: {booked: true}
+"""
+
+
+def publish(server: Server, tmp_path: Path) -> None:
+    settings = Settings(home=Path(server.env["OPSRAIL_HOME"]), database_url=server.env.get("OPSRAIL_DATABASE_URL"))
+    container = build(settings)
+    path = tmp_path / "flow.yaml"
+    path.write_text(PLAYBOOK)
+    container.automation.publish(path)
+    container.close()
+
+
+def wait_for(client: httpx.Client, run_id: str, predicate: Any, seconds: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        run: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
+        if predicate(run) or time.monotonic() > deadline:
+            return run
+        time.sleep(0.1)
+
+
+def test_a_run_started_over_http_waits_for_an_approval_and_finishes(server: Server, tmp_path: Path) -> None:
+    publish(server, tmp_path)
+    with server.client() as client:
+        started = client.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "acme"}})
+        assert started.status_code == 201, started.text
+        run_id = started.json()["run_id"]
+        run = wait_for(client, run_id, lambda r: any(s["status"] == "waiting" for s in r["steps"]))
+        steps = {s["id"]: s for s in run["steps"]}
+        assert steps["prepare"]["output"] == {"account": "acme"}
+        tasks = client.get("/v1/tasks", params={"role": "finance_controller"}).json()["items"]
+        [task] = [t for t in tasks if t["run_id"] == run_id]
+        assert client.post(f"/v1/tasks/{task['id']}:reject", json={}).status_code == 400  # a reason is required
+        decided = client.post(f"/v1/tasks/{task['id']}:approve", json={"comment": "fine"})
+        assert decided.status_code == 200, decided.text
+        run = wait_for(client, run_id, lambda r: r["status"] != "running")
+        assert run["status"] == "succeeded"
+        assert [e["activity"] for e in run["timeline"]][-1] == "run.succeeded"
+
+        listed = client.get("/v1/runs", params={"playbook": "http-flow"}).json()["items"]
+        assert run_id in {r["id"] for r in listed}
+        assert client.get("/v1/runs/run_nothing").status_code == 404
+        unknown = client.post("/v1/runs", json={"playbook": "nothing-like-it"})
+        assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+
+
+def test_runs_can_be_cancelled_once(server: Server, tmp_path: Path) -> None:
+    publish(server, tmp_path)
+    with server.client() as client:
+        run_id = client.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "x"}}).json()["run_id"]
+        wait_for(client, run_id, lambda r: any(s["status"] == "waiting" for s in r["steps"]))
+        cancelled = client.post(f"/v1/runs/{run_id}:cancel")
+        assert cancelled.json() == {"id": run_id, "status": "cancelled"}
+        again = client.post(f"/v1/runs/{run_id}:cancel")
+        assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+        assert client.get("/v1/tasks").json()["items"] == [] or all(
+            t["run_id"] != run_id for t in client.get("/v1/tasks").json()["items"]
+        )
+
+
+def read_events(
+    client: httpx.Client, params: dict[str, Any], headers: dict[str, str], want: int
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    with client.stream("GET", "/v1/stream", params=params, headers=headers, timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event: dict[str, Any] = {}
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                event["id"] = int(line[4:])
+            elif line.startswith("event: "):
+                event["event"] = line[7:]
+            elif line.startswith("data: "):
+                event["data"] = orjson.loads(line[6:])
+            elif line == "" and event:
+                found.append(event)
+                event = {}
+                if len(found) >= want:
+                    break
+    return found
+
+
+def test_the_change_stream_is_resumable(server: Server, tmp_path: Path) -> None:
+    publish(server, tmp_path)
+    with server.client() as client:
+        run_id = client.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "s"}}).json()["run_id"]
+        wait_for(client, run_id, lambda r: any(s["status"] == "waiting" for s in r["steps"]))
+        events = read_events(client, {"run": run_id, "after": 0}, {}, want=4)
+        assert [e["event"] for e in events[:2]] == ["run.started", "step.ready"]
+        assert all(e["data"]["run_id"] == run_id for e in events)
+        ids = [e["id"] for e in events]
+        assert ids == sorted(ids)
+        resumed = read_events(client, {"run": run_id}, {"Last-Event-ID": str(ids[1])}, want=1)
+        assert resumed[0]["id"] == ids[2]
