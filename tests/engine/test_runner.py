@@ -11,6 +11,7 @@ import pytest
 
 from opsrail.engine import CallContext, OperationFailed
 from opsrail.model import Conflict, InvalidInput
+from opsrail.services import EventQuery
 from opsrail.wiring import Container
 from tests.support import FakeClock, cloudevent, incident_event
 
@@ -196,3 +197,51 @@ def test_published_versions_never_change(container: Container, tmp_path: Path) -
     publish(container, tmp_path, SEV1.replace("version: 1", "version: 2"))
     versions = {(p["version"], p["active"]) for p in container.automation.playbooks()}
     assert versions == {(1, False), (2, True)}
+
+
+def test_an_sla_breach_is_an_escalation_event_that_starts_a_playbook(
+    container: Container, tmp_path: Path, clock: FakeClock
+) -> None:
+    publish(
+        container,
+        tmp_path,
+        """
+id: provision
+version: 1
+steps:
+  - id: tenant
+    wait: {event: com.opsrail.implementation_task.done}
+    sla: {target: PT2H, warn_at: 0.75}
+""",
+        "provision.yaml",
+    )
+    publish(
+        container,
+        tmp_path,
+        """
+id: sla-escalation
+version: 1
+trigger:
+  events: [com.opsrail.escalation.opened]
+  when: "event.data.level == 2"
+steps:
+  - id: page
+    notify: {channel: core.log, to: [sdm], message: "${ run.input.reason }"}
+""",
+        "escalation.yaml",
+    )
+    run_id = container.automation.start("provision", {})
+    drain(container)
+    clock.advance(minutes=91)
+    drain(container)
+    assert [s["id"] for s in container.automation.show(run_id)["steps"]] == ["tenant"]
+    clock.advance(minutes=30)
+    drain(container)
+    escalations = container.ingestion.events.find(EventQuery(kind="escalation"))
+    assert [e.data["level"] for e in escalations] == [2, 1]
+    assert escalations[0].data["attributes"]["run_id"] == run_id
+    [page_run] = container.automation.runs(playbook_id="sla-escalation")
+    assert page_run["status"] == "succeeded"
+    assert "breached its SLA" in page_run["input"]["reason"]
+    timeline = [e["activity"] for e in container.automation.show(run_id)["timeline"]]
+    assert timeline.count("sla.near_breach") == 1 and timeline.count("sla.breached") == 1

@@ -10,11 +10,14 @@ import pytest
 from opsrail.engine import (
     Completed,
     Control,
+    Escalate,
     EventArrived,
     Execute,
     OpenTask,
     RunState,
+    SlaCheck,
     Start,
+    StepState,
     TaskDecided,
     TimerFired,
     TransitionError,
@@ -41,6 +44,10 @@ def begin(pb: Playbook, run_input: dict[str, Any] | None = None) -> RunState:
 def outcome(run: RunState) -> str:
     # A function call keeps mypy from narrowing run.status for the rest of a test.
     return run.status
+
+
+def sla(state: StepState) -> str | None:
+    return state.sla_state
 
 
 def status(run: RunState) -> dict[str, str]:
@@ -302,3 +309,39 @@ def test_cancel_pause_resume_and_retry_a_failed_step() -> None:
     assert outcome(run) == "cancelled" and status(run)["b"] == "cancelled"
     with pytest.raises(TransitionError):
         advance(pb, run, Control("cancel"), T0)
+
+
+def test_an_sla_clock_warns_then_breaches_on_its_calendar() -> None:
+    pb = playbook("""
+  - id: resolve
+    wait: {event: com.opsrail.incident.resolved}
+    sla: {target: PT4H, calendar: business-hours, warn_at: 0.5}
+""")
+    monday_9 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    run = initial_state(pb, "run_1", {}, monday_9)
+    advance(pb, run, Start(), monday_9)
+    state = run.steps["resolve"]
+    assert (state.sla_warn_at, state.sla_due_at) == (monday_9 + timedelta(hours=2), monday_9 + timedelta(hours=4))
+    with pytest.raises(TransitionError):
+        advance(pb, run, SlaCheck("resolve"), monday_9 + timedelta(hours=1))
+    [warned] = [
+        c for c in advance(pb, run, SlaCheck("resolve"), monday_9 + timedelta(hours=2)) if isinstance(c, Escalate)
+    ]
+    assert warned.level == 1 and sla(state) == "near_breach"
+    [breached] = [
+        c for c in advance(pb, run, SlaCheck("resolve"), monday_9 + timedelta(hours=4)) if isinstance(c, Escalate)
+    ]
+    assert breached.level == 2 and sla(state) == "breached"
+    advance(pb, run, EventArrived("resolve", {"type": "com.opsrail.incident.resolved"}), monday_9 + timedelta(hours=5))
+    assert sla(state) == "breached" and outcome(run) == "succeeded"
+
+
+def test_an_sla_met_stops_its_clock() -> None:
+    pb = playbook("""
+  - id: quick
+    action: core.set
+    sla: {target: PT1H}
+""")
+    run = begin(pb)
+    succeed(pb, run, "quick", {}, T0 + timedelta(minutes=10))
+    assert run.steps["quick"].sla_state == "met"

@@ -1,5 +1,6 @@
 """The durable engine: pure transitions, the runner and its ports, operations, business calendars."""
 
+from opsrail.engine._calendars import BusinessCalendar, CalendarRegistry, load_calendars
 from opsrail.engine._operations import CallContext, Operation, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, LoggedEvent, RunStore
 from opsrail.engine._runner import Engine
@@ -9,11 +10,13 @@ from opsrail.engine._transitions import (
     Command,
     Completed,
     Control,
+    Escalate,
     EventArrived,
     Execute,
     Log,
     OpenTask,
     Signal,
+    SlaCheck,
     Start,
     TaskDecided,
     TimerFired,
@@ -27,6 +30,8 @@ from opsrail.engine._transitions import (
 
 __all__ = [
     "TERMINAL",
+    "BusinessCalendar",
+    "CalendarRegistry",
     "CallContext",
     "Claimed",
     "CloseTasks",
@@ -34,6 +39,7 @@ __all__ = [
     "Completed",
     "Control",
     "Engine",
+    "Escalate",
     "EventArrived",
     "Execute",
     "Log",
@@ -46,6 +52,7 @@ __all__ = [
     "RunStatus",
     "RunStore",
     "Signal",
+    "SlaCheck",
     "Start",
     "StepState",
     "StepStatus",
@@ -57,4 +64,5 @@ __all__ = [
     "execute_command",
     "handler_ids",
     "initial_state",
+    "load_calendars",
 ]

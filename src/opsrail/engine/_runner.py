@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from opsrail.engine._calendars import CalendarRegistry
 from opsrail.engine._operations import CallContext, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, RunStore
 from opsrail.engine._state import RunState
@@ -23,6 +24,7 @@ from opsrail.engine._transitions import (
     Completed,
     EventArrived,
     Signal,
+    SlaCheck,
     Start,
     TimerFired,
     TransitionError,
@@ -49,7 +51,9 @@ class Engine:
         owner: str,
         lease_seconds: float = 30.0,
         concurrency: int = 256,
+        calendars: CalendarRegistry | None = None,
     ) -> None:
+        self.calendars = calendars or CalendarRegistry()
         self.store = store
         self.operations = operations
         self.clock = clock
@@ -88,7 +92,7 @@ class Engine:
         playbook = self.store.playbook(playbook_id, version)
         now = self.clock.now()
         run = initial_state(playbook, self.ids.new("run"), run_input, now)
-        commands = advance(playbook, run, Start(), now)
+        commands = advance(playbook, run, Start(), now, self.calendars)
         return run.id if self.store.create_run(run, commands, trigger) else None
 
     def start_runs(
@@ -101,7 +105,7 @@ class Engine:
         started = []
         for run_input in inputs:
             run = initial_state(playbook, self.ids.new("run"), run_input, now)
-            started.append((run, advance(playbook, run, Start(), now)))
+            started.append((run, advance(playbook, run, Start(), now, self.calendars)))
         self.store.create_runs(started)
         for run, _ in started:
             self._remember(run, 1)
@@ -113,7 +117,7 @@ class Engine:
             run, state_version = self.store.load_run(run_id)
             playbook = self.store.playbook(run.playbook_id, run.version)
             try:
-                commands = advance(playbook, run, signal, self.clock.now())
+                commands = advance(playbook, run, signal, self.clock.now(), self.calendars)
             except TransitionError as exc:
                 raise Conflict(str(exc)) from None
             if self.store.save_run(run, state_version, commands):
@@ -143,6 +147,12 @@ class Engine:
 
     def fire_timers(self) -> int:
         fired = 0
+        for run_id, step_id in self.store.sla_due(self.clock.now(), 500):
+            try:
+                self.signal(run_id, SlaCheck(step_id))
+                fired += 1
+            except (Conflict, NotFound) as exc:
+                log.debug("SLA check dropped", extra={"run_id": run_id, "step_id": step_id, "reason": str(exc)})
         for run_id, step_id in self.store.due(self.clock.now(), 500):
             try:
                 self.signal(run_id, TimerFired(step_id))
@@ -188,7 +198,7 @@ class Engine:
             commands: list[Command] = []
             for signal in signals:
                 try:
-                    commands += advance(playbook, run, signal, now)
+                    commands += advance(playbook, run, signal, now, self.calendars)
                 except TransitionError as exc:
                     log.info("result dropped", extra={"run_id": run_id, "step_id": signal.step_id, "reason": str(exc)})
             changes.append((run, state_version, commands))

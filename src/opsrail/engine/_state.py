@@ -9,6 +9,7 @@ from typing import Any, Literal
 StepStatus = Literal["pending", "ready", "running", "waiting", "succeeded", "failed", "skipped", "cancelled"]
 RunStatus = Literal["running", "paused", "succeeded", "failed", "cancelled"]
 WaitReason = Literal["retry", "timer", "event", "approval"]
+SlaState = Literal["running", "near_breach", "breached", "met"]
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 
@@ -28,6 +29,10 @@ class StepState:
     handler: bool = False
     activated_by: str | None = None
     recovered_by: str | None = None
+    # The step's SLA clock, when it has one: warn and due instants on its business calendar, and how it went.
+    sla_warn_at: datetime | None = None
+    sla_due_at: datetime | None = None
+    sla_state: SlaState | None = None
     changed: bool = field(default=False, compare=False)
 
     @property

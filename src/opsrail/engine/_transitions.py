@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from opsrail.engine._calendars import CalendarRegistry
 from opsrail.engine._state import RunState, StepState
+from opsrail.model import NotFound
 from opsrail.playbooks import Expression, ExpressionError, Playbook, Step, render
 
 
@@ -65,7 +67,20 @@ class Log:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-Command = Execute | OpenTask | CloseTasks | Log
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    """An SLA near-breach (level 1) or breach (level 2): published as a canonical escalation event."""
+
+    run_id: str
+    step_id: str
+    level: int
+    reason: str
+    at: datetime
+    due_at: datetime
+    playbook_id: str
+
+
+Command = Execute | OpenTask | CloseTasks | Log | Escalate
 
 
 # -- signals ----------------------------------------------------------------------------------------------
@@ -106,17 +121,25 @@ class TaskDecided:
 
 
 @dataclass(frozen=True, slots=True)
+class SlaCheck:
+    step_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Control:
     action: Literal["cancel", "pause", "resume", "retry_step"]
     step_id: str | None = None
     actor: str | None = None
 
 
-Signal = Start | Completed | TimerFired | EventArrived | TaskDecided | Control
+Signal = Start | Completed | TimerFired | EventArrived | TaskDecided | Control | SlaCheck
 
 
 class TransitionError(Exception):
     """A signal that does not fit the run's state (stale or unknown); the runner logs and drops it."""
+
+
+_DEFAULT_CALENDARS = CalendarRegistry()
 
 
 def initial_state(playbook: Playbook, run_id: str, run_input: dict[str, Any], now: datetime) -> RunState:
@@ -144,19 +167,26 @@ def handler_ids(playbook: Playbook) -> set[str]:
     return found
 
 
-def advance(playbook: Playbook, run: RunState, signal: Signal, now: datetime) -> list[Command]:
+def advance(
+    playbook: Playbook,
+    run: RunState,
+    signal: Signal,
+    now: datetime,
+    calendars: CalendarRegistry | None = None,
+) -> list[Command]:
     """Apply one signal to a run (in place) and return what must happen next."""
-    machine = _Machine(playbook, run, now)
+    machine = _Machine(playbook, run, now, calendars or _DEFAULT_CALENDARS)
     machine.apply(signal)
     machine.settle()
     return machine.commands
 
 
 class _Machine:
-    def __init__(self, playbook: Playbook, run: RunState, now: datetime) -> None:
+    def __init__(self, playbook: Playbook, run: RunState, now: datetime, calendars: CalendarRegistry) -> None:
         self.playbook = playbook
         self.run = run
         self.now = now
+        self.calendars = calendars
         self.commands: list[Command] = []
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -168,6 +198,10 @@ class _Machine:
         for key, value in changes.items():
             setattr(state, key, value)
         state.changed = True
+        if state.terminal and state.sla_state in ("running", "near_breach"):
+            # Finished (or ended) before its SLA target: the clock stops and the outcome is recorded.
+            state.sla_state = "met"
+            self.log(state.id, "sla.met")
 
     def context(self, **extra: Any) -> dict[str, Any]:
         view = self.run.view()
@@ -198,6 +232,8 @@ class _Machine:
             self.completed(step, state, signal)
         elif isinstance(signal, TimerFired):
             self.timer(step, state)
+        elif isinstance(signal, SlaCheck):
+            self.sla_check(step, state)
         elif isinstance(signal, EventArrived):
             if state.status != "waiting" or state.waiting_for != "event":
                 raise TransitionError(f"step {state.id} is not waiting for an event")
@@ -247,6 +283,25 @@ class _Machine:
                 run.changed = True
             self.set(state, status="ready", error=None, due_at=None, waiting_for=None, finished_at=None)
             self.log(state.id, "step.retried", actor=signal.actor)
+
+    def sla_check(self, step: Step, state: StepState) -> None:
+        if state.sla_due_at is None or state.sla_warn_at is None or state.terminal:
+            raise TransitionError(f"step {state.id} has no running SLA clock")
+        if state.sla_state == "running" and self.now >= state.sla_warn_at and self.now < state.sla_due_at:
+            self.set(state, sla_state="near_breach")
+            self.escalate(state, 1, f"step {state.id} is near its SLA target")
+        elif state.sla_state in ("running", "near_breach") and self.now >= state.sla_due_at:
+            self.set(state, sla_state="breached")
+            self.escalate(state, 2, f"step {state.id} breached its SLA target")
+        else:
+            raise TransitionError(f"no SLA threshold due for {state.id}")
+
+    def escalate(self, state: StepState, level: int, reason: str) -> None:
+        assert state.sla_due_at is not None
+        self.commands.append(
+            Escalate(self.run.id, state.id, level, reason, self.now, state.sla_due_at, self.playbook.id)
+        )
+        self.log(state.id, "sla.breached" if level == 2 else "sla.near_breach", due_at=state.sla_due_at.isoformat())
 
     def completed(self, step: Step, state: StepState, signal: Completed) -> None:
         if not signal.ok:
@@ -431,6 +486,19 @@ class _Machine:
                 self.log(state.id, "step.skipped", reason="when is false")
                 return
         self.set(state, started_at=state.started_at or self.now)
+        if step.sla is not None and state.sla_due_at is None:
+            try:
+                calendar = self.calendars.get(step.sla.calendar)
+            except NotFound as exc:
+                self.fail(step, state, exc.detail, retryable=False)
+                return
+            self.set(
+                state,
+                sla_state="running",
+                sla_due_at=calendar.add(self.now, step.sla.target),
+                sla_warn_at=calendar.add(self.now, step.sla.target * step.sla.warn_at),
+            )
+            self.log(state.id, "sla.started", due_at=state.sla_due_at.isoformat() if state.sla_due_at else None)
         if step.approval is not None:
             due = self.now + step.approval.timeout if step.approval.timeout else None
             self.set(state, status="waiting", waiting_for="approval", due_at=due)

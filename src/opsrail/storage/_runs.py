@@ -13,11 +13,14 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from opsrail.engine import (
     Claimed,
     CloseTasks,
     Command,
+    Escalate,
     Log,
     LoggedEvent,
     OpenTask,
@@ -320,6 +323,8 @@ class SqlRunStore:
                         created_at=at,
                     )
                 )
+            elif isinstance(command, Escalate):
+                self._publish_escalation(conn, command)
             elif isinstance(command, CloseTasks):
                 conn.execute(
                     tasks.update()
@@ -329,7 +334,37 @@ class SqlRunStore:
                     .values(status="closed", closed_at=at)
                 )
 
-    # -- work ------------------------------------------------------------------------------------------
+    def _publish_escalation(self, conn: sa.Connection, command: Escalate) -> None:
+        """An SLA escalation becomes an ingested canonical event, so playbooks can be triggered by it."""
+        kind = "breached" if command.level == 2 else "near_breach"
+        data = {
+            "id": f"sla:{command.run_id}:{command.step_id}",
+            "level": command.level,
+            "reason": command.reason,
+            "status": "open",
+            "opened_at": command.at.isoformat(),
+            "attributes": {
+                "run_id": command.run_id,
+                "step_id": command.step_id,
+                "playbook": command.playbook_id,
+                "sla": kind,
+                "due_at": command.due_at.isoformat(),
+            },
+        }
+        insert = (sqlite_insert if not self._postgres else postgresql_insert)(events).values(
+            source="opsrail/engine",
+            event_id=f"{command.run_id}:{command.step_id}:sla:{kind}",
+            type="com.opsrail.escalation.opened",
+            subject=data["id"],
+            time=command.at,
+            received_at=command.at,
+            kind="escalation",
+            object_id=data["id"],
+            channel="engine",
+            attributes={},
+            data=data,
+        )
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["source", "event_id"]))
 
     # -- work ------------------------------------------------------------------------------------------
 
@@ -384,6 +419,22 @@ class SqlRunStore:
                 sa.select(run_steps.c.run_id, run_steps.c.step_id)
                 .join(runs, runs.c.id == run_steps.c.run_id)
                 .where(run_steps.c.status == "waiting", run_steps.c.due_at <= now, runs.c.status == "running")
+                .limit(limit)
+            ).all()
+        return [(r[0], r[1]) for r in rows]
+
+    def sla_due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """Steps whose SLA clock has passed its warning or its target and was not yet told so."""
+        open_step = run_steps.c.status.not_in(["succeeded", "failed", "skipped", "cancelled"])
+        passed = sa.or_(
+            sa.and_(run_steps.c.sla_state == "running", run_steps.c.sla_warn_at <= now),
+            sa.and_(run_steps.c.sla_state == "near_breach", run_steps.c.sla_due_at <= now),
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(run_steps.c.run_id, run_steps.c.step_id)
+                .join(runs, runs.c.id == run_steps.c.run_id)
+                .where(open_step, passed, runs.c.status == "running")
                 .limit(limit)
             ).all()
         return [(r[0], r[1]) for r in rows]
@@ -500,6 +551,9 @@ _RUN_UPDATE = (
     )
 )
 _STEP_COLUMNS = (
+    "sla_warn_at",
+    "sla_due_at",
+    "sla_state",
     "status",
     "attempt",
     "due_at",
@@ -596,6 +650,9 @@ def _step_row(run_id: str, step: StepState) -> dict[str, Any]:
         "handler": step.handler,
         "activated_by": step.activated_by,
         "recovered_by": step.recovered_by,
+        "sla_warn_at": step.sla_warn_at,
+        "sla_due_at": step.sla_due_at,
+        "sla_state": step.sla_state,
     }
 
 
@@ -613,6 +670,9 @@ def _step_state(row: sa.RowMapping) -> StepState:
         handler=row["handler"],
         activated_by=row["activated_by"],
         recovered_by=row["recovered_by"],
+        sla_warn_at=as_utc(row["sla_warn_at"]),
+        sla_due_at=as_utc(row["sla_due_at"]),
+        sla_state=row["sla_state"],
     )
 
 

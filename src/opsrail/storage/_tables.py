@@ -143,7 +143,11 @@ run_steps = sa.Table(
     sa.Column("recovered_by", sa.String(64)),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_expires_at", Timestamp),
+    sa.Column("sla_warn_at", Timestamp),
+    sa.Column("sla_due_at", Timestamp),
+    sa.Column("sla_state", sa.String(16)),
     sa.Index(None, "status", "due_at"),
+    sa.Index(None, "sla_state", "sla_warn_at"),
     sa.Index(None, "status", "lease_expires_at"),
 )
 
