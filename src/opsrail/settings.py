@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0.5, le=3600, description="how long a worker holds a claimed step")
     worker: bool = Field(default=True, description="run the engine's worker inside `opsrail up`")
     worker_concurrency: int = Field(default=256, ge=1, le=10_000, description="steps a worker runs at once")
+    calendars: Path | None = Field(
+        default=None, description="YAML file of business calendars for SLA clocks (built-in: 24x7, business-hours)"
+    )
     plugins: list[str] = Field(
         default_factory=list,
         description="modules whose register(operations) adds operations, e.g. OPSRAIL_PLUGINS='[\"acme.ops\"]'",

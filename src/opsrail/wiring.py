@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from opsrail.engine import Engine, Operations
+from opsrail.engine import CalendarRegistry, Engine, Operations, load_calendars
 from opsrail.ingest import builtin_mappers
 from opsrail.model import Clock, IdFactory, InvalidInput, Unavailable
 from opsrail.services import AutomationService, IngestionService, TokenService
@@ -116,6 +116,7 @@ def build(
         owner=owner,
         lease_seconds=settings.lease_seconds,
         concurrency=settings.worker_concurrency,
+        calendars=CalendarRegistry(load_calendars(settings.calendars) if settings.calendars else {}),
     )
     return Container(
         settings=settings,

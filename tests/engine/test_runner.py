@@ -245,3 +245,21 @@ steps:
     assert "breached its SLA" in page_run["input"]["reason"]
     timeline = [e["activity"] for e in container.automation.show(run_id)["timeline"]]
     assert timeline.count("sla.near_breach") == 1 and timeline.count("sla.breached") == 1
+
+
+def test_a_canary_takes_its_share_of_new_runs_and_running_ones_keep_their_version(
+    container: Container, tmp_path: Path
+) -> None:
+    base = "id: canary\nversion: {v}\nsteps:\n  - id: only\n    wait: {{duration: PT1H}}\n"
+    publish(container, tmp_path, base.format(v=1), "v1.yaml")
+    early = container.automation.start("canary", {})
+    publish(container, tmp_path, base.format(v=2), "v2.yaml")
+    container.automation.activate("canary", 1)
+    container.automation.activate("canary", 2, canary_percent=30)
+    runs = container.runner.start_runs("canary", [{} for _ in range(400)])
+    versions = [container.automation.show(r)["version"] for r in runs]
+    assert 0.2 < versions.count(2) / len(versions) < 0.4
+    assert {p["version"]: p["canary_percent"] for p in container.automation.playbooks()} == {1: 0, 2: 30}
+    assert container.automation.show(early)["version"] == 1  # never changed silently
+    container.automation.activate("canary", 2, canary_percent=0)
+    assert {container.automation.show(r)["version"] for r in container.runner.start_runs("canary", [{}] * 20)} == {1}

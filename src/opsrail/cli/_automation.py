@@ -68,8 +68,17 @@ def playbooks_list(json: JsonFlag = False) -> None:
         return
     table(
         "Playbooks",
-        ["id", "version", "active", "published"],
-        [(p["id"], p["version"], "yes" if p["active"] else "", _when(p["published_at"])) for p in items],
+        ["id", "version", "active", "canary", "published"],
+        [
+            (
+                p["id"],
+                p["version"],
+                "yes" if p["active"] else "",
+                f"{p['canary_percent']}%" if p["canary_percent"] else "",
+                _when(p["published_at"]),
+            )
+            for p in items
+        ],
     )
 
 
@@ -95,11 +104,20 @@ def playbooks_show(
 
 @playbooks_app.command("activate")
 @handled
-def playbooks_activate(playbook_id: str, version: int) -> None:
-    """Make a published version the one new runs take."""
+def playbooks_activate(
+    playbook_id: str,
+    version: int,
+    canary: Annotated[
+        int | None, typer.Option(min=0, max=100, help="send only this percentage of new runs to VERSION (0 ends it)")
+    ] = None,
+) -> None:
+    """Make a published version the one new runs take, or a canary for a share of them."""
     with opened() as container:
-        container.automation.activate(playbook_id, version)
-    typer.echo(f"{playbook_id} version {version} is active")
+        container.automation.activate(playbook_id, version, canary)
+    if canary is None:
+        typer.echo(f"{playbook_id} version {version} is active")
+    else:
+        typer.echo(f"{playbook_id} version {version} takes {canary}% of new runs")
 
 
 @runs_app.command("start")

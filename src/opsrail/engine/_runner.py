@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -87,29 +88,40 @@ class Engine:
         version: int | None = None,
         trigger: tuple[str, str] | None = None,
     ) -> str | None:
-        """Start a run of the active (or the given) version; None if this trigger already started one."""
-        version = version or self.store.active_version(playbook_id)
+        """Start a run of the given version, or of the active one (or its canary, for the canary's share).
+
+        None if this trigger already started a run of the playbook.
+        """
+        run_id = self.ids.new("run")
+        version = version or self.pick_version(playbook_id, run_id)
         playbook = self.store.playbook(playbook_id, version)
         now = self.clock.now()
-        run = initial_state(playbook, self.ids.new("run"), run_input, now)
+        run = initial_state(playbook, run_id, run_input, now)
         commands = advance(playbook, run, Start(), now, self.calendars)
         return run.id if self.store.create_run(run, commands, trigger) else None
 
     def start_runs(
         self, playbook_id: str, inputs: Sequence[dict[str, Any]], *, version: int | None = None
     ) -> list[str]:
-        """Start many runs of one playbook in one transaction."""
-        version = version or self.store.active_version(playbook_id)
-        playbook = self.store.playbook(playbook_id, version)
+        """Start many runs of one playbook in one transaction (each picks its version like ``start_run``)."""
         now = self.clock.now()
         started = []
         for run_input in inputs:
-            run = initial_state(playbook, self.ids.new("run"), run_input, now)
+            run_id = self.ids.new("run")
+            playbook = self.store.playbook(playbook_id, version or self.pick_version(playbook_id, run_id))
+            run = initial_state(playbook, run_id, run_input, now)
             started.append((run, advance(playbook, run, Start(), now, self.calendars)))
         self.store.create_runs(started)
         for run, _ in started:
             self._remember(run, 1)
         return [run.id for run, _ in started]
+
+    def pick_version(self, playbook_id: str, run_id: str) -> int:
+        """The active version, or the canary for a stable share of run ids."""
+        active, canary, percent = self.store.rollout(playbook_id)
+        if canary is not None and zlib.crc32(run_id.encode()) % 100 < percent:
+            return canary
+        return active
 
     def signal(self, run_id: str, signal: Signal) -> RunState:
         """Apply a signal to a run and save it; raises Conflict when the signal does not fit the run."""
@@ -271,7 +283,7 @@ class Engine:
                     log.warning("trigger could not be evaluated", extra={"playbook": playbook.id, "error": str(exc)})
                     continue
                 run_input = event.data if isinstance(event.data, dict) else {"data": event.data}
-                self.start_run(playbook.id, run_input, version=playbook.version, trigger=(event.source, event.id))
+                self.start_run(playbook.id, run_input, trigger=(event.source, event.id))
             self._deliver(document, waiting)
         self.store.move_cursor("engine", events[-1].seq)
         return len(events)

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from opsrail.engine import Control, Engine, RunState, RunStore, TaskDecided
-from opsrail.model import Clock, Conflict, InvalidInput, NotFound
+from opsrail.model import Clock, Conflict, FieldError, InvalidInput, NotFound
 from opsrail.playbooks import Playbook, load_playbook
 
 
 class AutomationStore(RunStore, Protocol):
     def publish(self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime) -> bool: ...
 
-    def activate(self, playbook_id: str, version: int, now: datetime) -> None: ...
+    def activate(self, playbook_id: str, version: int, now: datetime, canary_percent: int | None = None) -> None: ...
 
     def list_playbooks(self) -> list[dict[str, Any]]: ...
 
@@ -45,6 +45,17 @@ class AutomationService:
     def publish(self, path: Path, by: str | None = None) -> Playbook:
         document = _read(path)
         playbook = load_playbook(document, str(path))
+        unknown = [
+            FieldError(f"$.steps[{i}].sla.calendar", f"no calendar named {step.sla.calendar!r}", "unknown_calendar")
+            for i, step in enumerate(playbook.steps)
+            if step.sla is not None and step.sla.calendar not in self.engine.calendars.names()
+        ]
+        if unknown:
+            raise InvalidInput(
+                f"{path} names calendars that are not configured",
+                hint=f"known: {', '.join(self.engine.calendars.names())}; add others with OPSRAIL_CALENDARS",
+                errors=unknown,
+            )
         if not self.store.publish(playbook, document, str(path), by, self.clock.now()):
             raise Conflict(
                 f"{playbook.id} version {playbook.version} is published already with other content",
@@ -52,8 +63,10 @@ class AutomationService:
             )
         return playbook
 
-    def activate(self, playbook_id: str, version: int) -> None:
-        self.store.activate(playbook_id, version, self.clock.now())
+    def activate(self, playbook_id: str, version: int, canary_percent: int | None = None) -> None:
+        if canary_percent is not None and not 0 <= canary_percent <= 100:
+            raise InvalidInput("--canary is a percentage from 0 to 100")
+        self.store.activate(playbook_id, version, self.clock.now(), canary_percent)
 
     def playbooks(self) -> list[dict[str, Any]]:
         return self.store.list_playbooks()

@@ -128,14 +128,33 @@ class SqlRunStore:
                 )
         return True
 
-    def activate(self, playbook_id: str, version: int, now: datetime) -> None:
+    def activate(self, playbook_id: str, version: int, now: datetime, canary_percent: int | None = None) -> None:
+        """Make ``version`` the active one, or (with ``canary_percent``) the canary that gets that share of new runs."""
         self.playbook(playbook_id, version)
+        if canary_percent is None:
+            values: dict[str, Any] = {"active_version": version, "canary_version": None, "canary_percent": 0}
+        elif canary_percent == 0:
+            values = {"canary_version": None, "canary_percent": 0}
+        else:
+            values = {"canary_version": version, "canary_percent": canary_percent}
         with write_transaction(self.engine) as conn:
             conn.execute(
-                playbooks.update()
-                .where(playbooks.c.playbook_id == playbook_id)
-                .values(active_version=version, updated_at=now)
+                playbooks.update().where(playbooks.c.playbook_id == playbook_id).values(updated_at=now, **values)
             )
+
+    def rollout(self, playbook_id: str) -> tuple[int, int | None, int]:
+        """(active version, canary version or None, canary percent)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(playbooks.c.active_version, playbooks.c.canary_version, playbooks.c.canary_percent).where(
+                    playbooks.c.playbook_id == playbook_id
+                )
+            ).first()
+        if row is None or row[0] is None:
+            raise NotFound(
+                f"playbook {playbook_id!r} has no active version", hint="publish it with `opsrail playbooks publish`"
+            )
+        return int(row[0]), row[1], int(row[2] or 0)
 
     def list_playbooks(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -145,12 +164,21 @@ class SqlRunStore:
                     playbook_versions.c.version,
                     playbook_versions.c.published_at,
                     playbooks.c.active_version,
+                    playbooks.c.canary_version,
+                    playbooks.c.canary_percent,
                 )
                 .join(playbooks, playbooks.c.playbook_id == playbook_versions.c.playbook_id)
                 .order_by(playbook_versions.c.playbook_id, playbook_versions.c.version)
             ).all()
         return [
-            {"id": pid, "version": v, "published_at": as_utc(at), "active": v == active} for pid, v, at, active in rows
+            {
+                "id": pid,
+                "version": v,
+                "published_at": as_utc(at),
+                "active": v == active,
+                "canary_percent": percent if v == canary else 0,
+            }
+            for pid, v, at, active, canary, percent in rows
         ]
 
     # -- runs ------------------------------------------------------------------------------------------
