@@ -263,3 +263,53 @@ def test_a_canary_takes_its_share_of_new_runs_and_running_ones_keep_their_versio
     assert container.automation.show(early)["version"] == 1  # never changed silently
     container.automation.activate("canary", 2, canary_percent=0)
     assert {container.automation.show(r)["version"] for r in container.runner.start_runs("canary", [{}] * 20)} == {1}
+
+
+MIGRATE_V1 = """
+id: migrating
+version: {version}
+steps:
+  - id: prepare
+    action: core.set
+  - id: {approval}
+    needs: [prepare]
+    approval: {{roles: [approver]}}
+{extra}"""
+
+
+def test_in_flight_runs_migrate_to_a_new_version_after_checking_the_mapping(
+    container: Container, tmp_path: Path
+) -> None:
+    publish(container, tmp_path, MIGRATE_V1.format(version=1, approval="approve", extra=""), "m1.yaml")
+    run_id = container.automation.start("migrating", {})
+    drain(container)
+    v2_extra = "  - id: book\n    needs: [sign-off]\n    action: core.set\n"
+    publish(container, tmp_path, MIGRATE_V1.format(version=2, approval="sign-off", extra=v2_extra), "m2.yaml")
+    v3 = (
+        "id: migrating\nversion: 3\nsteps:\n  - id: prepare\n    action: core.set\n"
+        "  - id: approve\n    action: core.log\n"
+    )
+    publish(container, tmp_path, v3, "m3.yaml")
+
+    with pytest.raises(InvalidInput, match="mapping"):
+        container.automation.migrate("migrating", 1, 2, {"approve": "nothing"})
+    refused = container.automation.migrate("migrating", 1, 3)
+    assert refused["moved"] == [] and "approval" in refused["refused"][0]["reason"]
+    dry = container.automation.migrate("migrating", 1, 2, {"approve": "sign-off"})
+    assert dry["moved"] == [run_id] and container.automation.show(run_id)["version"] == 1
+
+    done = container.automation.migrate("migrating", 1, 2, {"approve": "sign-off"}, apply=True, actor="ops")
+    assert done["moved"] == [run_id]
+    detail = container.automation.show(run_id)
+    assert detail["version"] == 2
+    assert {s["id"]: s["status"] for s in detail["steps"]} == {
+        "prepare": "succeeded",
+        "sign-off": "waiting",
+        "book": "pending",
+    }
+    assert "run.migrated" in [e["activity"] for e in detail["timeline"]]
+    [task] = container.automation.tasks()
+    assert task["step_id"] == "sign-off"
+    container.automation.decide(task["id"], approve=True, by="ann")
+    drain(container)
+    assert container.automation.show(run_id)["status"] == "succeeded"

@@ -43,6 +43,7 @@ SURFACE = {
         "field_errors",
         "media_type",
         "normalise",
+        "nul_errors",
         "refuse_nul",
         "rfc3339",
         "split_batch",

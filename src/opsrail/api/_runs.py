@@ -30,7 +30,7 @@ async def start_run(
     token: Sender,
     playbook: Annotated[str, Body(pattern=PLAIN_TEXT, max_length=64)],
     input: Annotated[dict[str, Any], Body()] = {},  # noqa: B006 - FastAPI copies body defaults
-    version: Annotated[int | None, Body(ge=1)] = None,
+    version: Annotated[int | None, Body(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     run_id = await run_in_threadpool(container_of(request).automation.start, playbook, input, version)
     return _json({"run_id": run_id}, 201)

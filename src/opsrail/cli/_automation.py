@@ -195,6 +195,39 @@ def _control(run_id: str, action: str, step_id: str | None = None, actor: str | 
     typer.echo(f"{run.id}: {run.status}")
 
 
+@runs_app.command("migrate")
+@handled
+def runs_migrate(
+    playbook_id: str,
+    from_version: Annotated[int, typer.Option("--from", help="the version runs follow now")],
+    to_version: Annotated[int, typer.Option("--to", help="the version to move them to")],
+    map_: Annotated[list[str] | None, typer.Option("--map", help="OLD=NEW for a renamed step (repeatable)")] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="move them; without it, only report what would happen")
+    ] = False,
+    actor: Actor = None,
+    json: JsonFlag = False,
+) -> None:
+    """Move in-flight runs from one playbook version to another after checking the step mapping."""
+    mapping: dict[str, str] = {}
+    for item in map_ or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise InvalidInput(f"--map {item!r} is not OLD=NEW")
+        mapping[old] = new
+    with opened() as container:
+        report = container.automation.migrate(
+            playbook_id, from_version, to_version, mapping, apply=apply, actor=actor or getpass.getuser()
+        )
+    if json:
+        emit_json(report)
+        return
+    verb = "moved" if apply else "would move"
+    typer.echo(f"{verb} {len(report['moved'])} run(s) of {playbook_id} from version {from_version} to {to_version}")
+    for refused in report["refused"]:
+        typer.echo(f"  not {refused['run_id']}: {refused['reason']}")
+
+
 @runs_app.command("cancel")
 @handled
 def runs_cancel(run_id: str, actor: Actor = None) -> None:

@@ -14,6 +14,7 @@ from opsrail.engine._transitions import (
     EventArrived,
     Execute,
     Log,
+    Migrated,
     OpenTask,
     Signal,
     SlaCheck,
@@ -26,6 +27,7 @@ from opsrail.engine._transitions import (
     execute_command,
     handler_ids,
     initial_state,
+    migrate_state,
 )
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "Execute",
     "Log",
     "LoggedEvent",
+    "Migrated",
     "OpenTask",
     "Operation",
     "OperationFailed",
@@ -65,4 +68,5 @@ __all__ = [
     "handler_ids",
     "initial_state",
     "load_calendars",
+    "migrate_state",
 ]

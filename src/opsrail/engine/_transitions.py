@@ -126,13 +126,21 @@ class SlaCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class Migrated:
+    """The run now follows another version of its playbook; steps whose needs are now met may start."""
+
+    from_version: int
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Control:
     action: Literal["cancel", "pause", "resume", "retry_step"]
     step_id: str | None = None
     actor: str | None = None
 
 
-Signal = Start | Completed | TimerFired | EventArrived | TaskDecided | Control | SlaCheck
+Signal = Start | Completed | TimerFired | EventArrived | TaskDecided | Control | SlaCheck | Migrated
 
 
 class TransitionError(Exception):
@@ -219,6 +227,9 @@ class _Machine:
             return
         if isinstance(signal, Control):
             self.control(signal)
+            return
+        if isinstance(signal, Migrated):
+            self.log(None, "run.migrated", from_version=signal.from_version, to_version=run.version, actor=signal.actor)
             return
         if run.terminal:
             raise TransitionError(f"run {run.id} is {run.status}")
@@ -526,6 +537,73 @@ class _Machine:
         else:
             self.set(state, status="ready")
             self.log(state.id, "step.ready")
+
+
+def migrate_state(run: RunState, target: Playbook, mapping: dict[str, str]) -> tuple[RunState | None, str | None]:
+    """The run moved onto ``target``: each new step takes the state of the old step mapped to it (same id unless
+    ``mapping`` says otherwise). Returns (new state, None), or (None, the reason the run cannot move)."""
+    if run.terminal:
+        return None, f"run is {run.status}"
+    new_ids = {step.id for step in target.steps}
+    handlers = handler_ids(target)
+    steps: dict[str, StepState] = {s.id: StepState(id=s.id, handler=s.id in handlers) for s in target.steps}
+    for old in run.steps.values():
+        new_id = mapping.get(old.id, old.id)
+        if new_id not in new_ids:
+            if old.status in ("ready", "running", "waiting"):
+                return None, f"step {old.id} is {old.status} and has no counterpart in version {target.version}"
+            continue  # finished history or a step that never started: nothing in flight is lost
+        if old.status == "running":
+            return None, f"step {old.id} is running an operation; migrate when it has finished"
+        moved = steps[new_id]
+        for attribute in (
+            "status",
+            "attempt",
+            "due_at",
+            "waiting_for",
+            "output",
+            "error",
+            "started_at",
+            "finished_at",
+            "activated_by",
+            "recovered_by",
+            "sla_warn_at",
+            "sla_due_at",
+            "sla_state",
+        ):
+            setattr(moved, attribute, getattr(old, attribute))
+        if old.status == "waiting":
+            kind = target.step(new_id).kind
+            expected = {"approval": "approval", "event": "wait", "timer": "wait", "retry": kind}[
+                old.waiting_for or "retry"
+            ]
+            if kind != expected:
+                return (
+                    None,
+                    f"step {old.id} waits for {old.waiting_for}; {new_id} in version {target.version} is a {kind}",
+                )
+    for state in steps.values():
+        state.changed = True
+        for attribute in ("activated_by", "recovered_by"):
+            reference = getattr(state, attribute)
+            if reference is not None:
+                renamed = mapping.get(reference, reference)
+                if renamed not in new_ids:
+                    return None, f"step {state.id} refers to {reference}, which version {target.version} lacks"
+                setattr(state, attribute, renamed)
+    migrated = RunState(
+        id=run.id,
+        playbook_id=run.playbook_id,
+        version=target.version,
+        status=run.status,
+        input=run.input,
+        steps=steps,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+        error=run.error,
+        changed=True,
+    )
+    return migrated, None
 
 
 def backoff(kind: str, initial: timedelta, maximum: timedelta, attempt: int) -> timedelta:

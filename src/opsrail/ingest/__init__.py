@@ -6,6 +6,7 @@ from opsrail.ingest._payloads import (
     check_single_media_type,
     decode_json,
     media_type,
+    nul_errors,
     refuse_nul,
     split_batch,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "field_errors",
     "media_type",
     "normalise",
+    "nul_errors",
     "refuse_nul",
     "rfc3339",
     "split_batch",

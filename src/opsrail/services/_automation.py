@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from opsrail.engine import Control, Engine, RunState, RunStore, TaskDecided
+from opsrail.engine import Command, Control, Engine, Migrated, RunState, RunStore, TaskDecided, advance, migrate_state
+from opsrail.ingest import nul_errors
 from opsrail.model import Clock, Conflict, FieldError, InvalidInput, NotFound
 from opsrail.playbooks import Playbook, load_playbook
 
@@ -29,6 +31,10 @@ class AutomationStore(RunStore, Protocol):
     def task(self, task_id: str) -> dict[str, Any]: ...
 
     def record_decision(self, task_id: str, decision: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def migrate_run(
+        self, run: RunState, state_version: int, renamed: dict[str, str], commands: Sequence[Command]
+    ) -> bool: ...
 
 
 class AutomationService:
@@ -77,6 +83,9 @@ class AutomationService:
     # -- runs --------------------------------------------------------------------------------------------
 
     def start(self, playbook_id: str, run_input: dict[str, Any], version: int | None = None) -> str:
+        problems = nul_errors(run_input, "$.input")
+        if problems:
+            raise InvalidInput("the run's input holds the NUL character", errors=problems)
         run_id = self.engine.start_run(playbook_id, run_input, version=version)
         assert run_id is not None, "a run without a trigger is never a duplicate"
         return run_id
@@ -96,6 +105,65 @@ class AutomationService:
     def changes(self, after: int, limit: int = 500) -> list[dict[str, Any]]:
         """Every state change after the cursor ``after`` (a run-log sequence number), oldest first."""
         return self.store.log_after(after, limit)
+
+    def migrate(
+        self,
+        playbook_id: str,
+        from_version: int,
+        to_version: int,
+        mapping: dict[str, str] | None = None,
+        *,
+        apply: bool = False,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Move the in-flight runs of one version to another; without ``apply`` only reports what would happen."""
+        source = self.store.playbook(playbook_id, from_version)
+        target = self.store.playbook(playbook_id, to_version)
+        mapping = dict(mapping or {})
+        problems = [
+            FieldError(
+                f"$.map.{old}",
+                f"{old} -> {new}: "
+                + (
+                    "no such step in the old version"
+                    if old not in {s.id for s in source.steps}
+                    else f"no step {new} in version {to_version}"
+                ),
+                "unknown_step",
+            )
+            for old, new in mapping.items()
+            if old not in {s.id for s in source.steps} or new not in {s.id for s in target.steps}
+        ]
+        if problems:
+            raise InvalidInput("the step mapping does not fit these versions", errors=problems)
+        moved, refused = [], []
+        for item in self.store.list_runs("running", playbook_id, 100_000) + self.store.list_runs(
+            "paused", playbook_id, 100_000
+        ):
+            if item["version"] != from_version:
+                continue
+            run, state_version = self.store.load_run(item["id"])
+            migrated, reason = migrate_state(run, target, mapping)
+            if migrated is None:
+                refused.append({"run_id": run.id, "reason": reason})
+                continue
+            if apply:
+                commands = advance(
+                    target, migrated, Migrated(from_version, actor), self.clock.now(), self.engine.calendars
+                )
+                renamed = {old: new for old, new in mapping.items() if old != new}
+                if not self.store.migrate_run(migrated, state_version, renamed, commands):
+                    refused.append({"run_id": run.id, "reason": "changed while migrating; try again"})
+                    continue
+            moved.append(run.id)
+        return {
+            "playbook": playbook_id,
+            "from": from_version,
+            "to": to_version,
+            "applied": apply,
+            "moved": moved,
+            "refused": refused,
+        }
 
     # -- tasks -------------------------------------------------------------------------------------------
 

@@ -307,6 +307,25 @@ class SqlRunStore:
         for run, _, commands in changes:
             self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
 
+    def migrate_run(
+        self, run: RunState, state_version: int, renamed: dict[str, str], commands: Sequence[Command]
+    ) -> bool:
+        """Put a run on another version: its step rows are replaced and open tasks follow renamed steps."""
+        with write_transaction(self.engine) as conn:
+            moved = conn.execute(
+                runs.update()
+                .where(runs.c.id == run.id, runs.c.state_version == state_version)
+                .values(version=run.version, state_version=state_version + 1)
+            )
+            if moved.rowcount != 1:
+                return False
+            conn.execute(run_steps.delete().where(run_steps.c.run_id == run.id))
+            conn.execute(run_steps.insert(), [_step_row(run.id, s) for s in run.steps.values()])
+            for old, new in renamed.items():
+                conn.execute(tasks.update().where(tasks.c.run_id == run.id, tasks.c.step_id == old).values(step_id=new))
+            self._apply(conn, run, commands)
+        return True
+
     def save_run(self, run: RunState, state_version: int, commands: Sequence[Command]) -> bool:
         with write_transaction(self.engine) as conn:
             return self._save(conn, run, state_version, commands)
