@@ -74,7 +74,7 @@ class Engine:
         if run.terminal:
             self._cache.pop(run.id, None)
             return
-        if len(self._cache) >= 50_000:
+        if len(self._cache) >= 10_000:
             self._cache.clear()
         self._cache[run.id] = (run, state_version)
 
