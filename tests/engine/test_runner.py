@@ -313,3 +313,48 @@ def test_in_flight_runs_migrate_to_a_new_version_after_checking_the_mapping(
     container.automation.decide(task["id"], approve=True, by="ann")
     drain(container)
     assert container.automation.show(run_id)["status"] == "succeeded"
+
+
+def test_a_call_step_runs_a_child_playbook_and_gets_its_outputs(container: Container, tmp_path: Path) -> None:
+    publish(
+        container,
+        tmp_path,
+        """
+id: provision-tenant
+version: 1
+steps:
+  - id: create
+    action: core.set
+    with: {tenant: "${ run.input.name + '-prod' }"}
+""",
+        "child.yaml",
+    )
+    publish(
+        container,
+        tmp_path,
+        """
+id: onboarding
+version: 1
+steps:
+  - id: tenant
+    call: {playbook: provision-tenant, input: {name: "${ run.input.customer }"}}
+  - id: welcome
+    needs: [tenant]
+    action: core.set
+    with: {message: "${ 'welcome to ' + steps.tenant.output.create.tenant }"}
+  - id: broken
+    call: {playbook: no-such-playbook}
+    on_failure: continue
+""",
+        "parent.yaml",
+    )
+    run_id = container.automation.start("onboarding", {"customer": "acme"})
+    drain(container)
+    detail = container.automation.show(run_id)
+    steps = {s["id"]: s for s in detail["steps"]}
+    assert detail["status"] == "succeeded", detail
+    assert steps["welcome"]["output"] == {"message": "welcome to acme-prod"}
+    assert "no-such-playbook" in steps["broken"]["error"]
+    [child] = container.automation.runs(playbook_id="provision-tenant")
+    assert child["status"] == "succeeded" and child["input"] == {"name": "acme"}
+    assert "step.called" in [e["activity"] for e in detail["timeline"]]

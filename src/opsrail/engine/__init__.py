@@ -6,6 +6,7 @@ from opsrail.engine._ports import Claimed, LoggedEvent, RunStore
 from opsrail.engine._runner import Engine
 from opsrail.engine._state import TERMINAL, RunState, RunStatus, StepState, StepStatus
 from opsrail.engine._transitions import (
+    ChildFinished,
     CloseTasks,
     Command,
     Completed,
@@ -35,6 +36,7 @@ __all__ = [
     "BusinessCalendar",
     "CalendarRegistry",
     "CallContext",
+    "ChildFinished",
     "Claimed",
     "CloseTasks",
     "Command",

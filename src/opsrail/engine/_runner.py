@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import zlib
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from opsrail.engine._operations import CallContext, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, RunStore
 from opsrail.engine._state import RunState
 from opsrail.engine._transitions import (
+    ChildFinished,
     Command,
     Completed,
     EventArrived,
@@ -142,6 +144,7 @@ class Engine:
     async def tick(self) -> int:
         """Do everything that is due now once; returns how much was done (0 means idle)."""
         done = self.fire_timers()
+        done += self.finish_calls()
         done += self.consume_events()
         done += await self.execute_ready()
         return done
@@ -239,6 +242,8 @@ class Engine:
             limit = playbook.step(item.step_id).timeout
         except (NotFound, TransitionError, ExpressionError) as exc:
             return Completed(item.step_id, item.attempt, ok=False, error=str(exc), retryable=False)
+        if command.kind == "call":
+            return self._start_child(item, command.params)
         call = CallContext(item.run_id, item.step_id, item.attempt, command.idempotency_key)
         try:
             result = await asyncio.wait_for(
@@ -253,6 +258,38 @@ class Engine:
             log.exception("operation raised", extra={"operation": command.operation})
             return Completed(item.step_id, item.attempt, ok=False, error=f"{type(exc).__name__}: {exc}")
         return Completed(item.step_id, item.attempt, ok=True, result=result)
+
+    def _start_child(self, item: Claimed, params: dict[str, Any]) -> Completed:
+        """Start the called playbook once: the child's id comes from the parent run and step, so a retry after a
+        crash finds the child it already started instead of starting another."""
+        child_id = "run_" + hashlib.sha256(f"{item.run_id}:{item.step_id}".encode()).hexdigest()[:24]
+        try:
+            if not self.store.run_exists(child_id):
+                playbook_id = str(params["playbook"])
+                version = params.get("version") or self.pick_version(playbook_id, child_id)
+                playbook = self.store.playbook(playbook_id, int(version))
+                now = self.clock.now()
+                child_input = params.get("input") or {}
+                run = initial_state(playbook, child_id, child_input if isinstance(child_input, dict) else {}, now)
+                run.parent = (item.run_id, item.step_id)
+                self.store.create_run(run, advance(playbook, run, Start(), now, self.calendars), None)
+        except NotFound as exc:
+            return Completed(item.step_id, item.attempt, ok=False, error=exc.detail, retryable=False)
+        return Completed(item.step_id, item.attempt, ok=True, result={"child_run_id": child_id})
+
+    def finish_calls(self) -> int:
+        """Report ended child runs to the call steps waiting for them."""
+        reported = 0
+        for parent_id, step_id, child_id in self.store.children_finished(500):
+            child, _ = self.store.load_run(child_id)
+            output = {s.id: s.output for s in child.steps.values() if s.status == "succeeded"}
+            signal = ChildFinished(step_id, child.status == "succeeded", output, child.error or child.status)
+            try:
+                self.signal(parent_id, signal)
+                reported += 1
+            except Conflict as exc:
+                log.debug("child result dropped", extra={"run_id": parent_id, "reason": str(exc)})
+        return reported
 
     async def _heartbeat(self) -> None:
         """Renew the leases of steps in flight, so slow operations are not taken over by another worker."""

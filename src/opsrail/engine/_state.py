@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 StepStatus = Literal["pending", "ready", "running", "waiting", "succeeded", "failed", "skipped", "cancelled"]
 RunStatus = Literal["running", "paused", "succeeded", "failed", "cancelled"]
-WaitReason = Literal["retry", "timer", "event", "approval"]
+WaitReason = Literal["retry", "timer", "event", "approval", "child"]
 SlaState = Literal["running", "near_breach", "breached", "met"]
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
@@ -52,6 +52,8 @@ class RunState:
     finished_at: datetime | None = None
     error: str | None = None
     changed: bool = field(default=False, compare=False)
+    # A run started by another run's `call` step reports back to that step.
+    parent: tuple[str, str] | None = None
 
     @property
     def terminal(self) -> bool:

@@ -126,6 +126,16 @@ class SlaCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildFinished:
+    """The run a `call` step started has ended; its steps' outputs become the call step's output."""
+
+    step_id: str
+    succeeded: bool
+    output: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Migrated:
     """The run now follows another version of its playbook; steps whose needs are now met may start."""
 
@@ -140,7 +150,7 @@ class Control:
     actor: str | None = None
 
 
-Signal = Start | Completed | TimerFired | EventArrived | TaskDecided | Control | SlaCheck | Migrated
+Signal = Start | Completed | TimerFired | EventArrived | TaskDecided | Control | SlaCheck | Migrated | ChildFinished
 
 
 class TransitionError(Exception):
@@ -245,6 +255,13 @@ class _Machine:
             self.timer(step, state)
         elif isinstance(signal, SlaCheck):
             self.sla_check(step, state)
+        elif isinstance(signal, ChildFinished):
+            if state.status != "waiting" or state.waiting_for != "child":
+                raise TransitionError(f"step {state.id} is not waiting for a child run")
+            if signal.succeeded:
+                self.succeed(step, state, signal.output)
+            else:
+                self.fail(step, state, f"the called playbook failed: {signal.error}", retryable=False)
         elif isinstance(signal, EventArrived):
             if state.status != "waiting" or state.waiting_for != "event":
                 raise TransitionError(f"step {state.id} is not waiting for an event")
@@ -315,6 +332,11 @@ class _Machine:
         self.log(state.id, "sla.breached" if level == 2 else "sla.near_breach", due_at=state.sla_due_at.isoformat())
 
     def completed(self, step: Step, state: StepState, signal: Completed) -> None:
+        if signal.ok and step.call is not None:
+            # The child run exists now; the step waits for it to end.
+            self.set(state, status="waiting", waiting_for="child", output=signal.result)
+            self.log(state.id, "step.called", child=(signal.result or {}).get("child_run_id"))
+            return
         if not signal.ok:
             self.fail(step, state, signal.error or "failed", retryable=signal.retryable)
             return
@@ -532,8 +554,6 @@ class _Machine:
                 due = self.now + step.wait.timeout if step.wait.timeout else None
                 self.set(state, status="waiting", waiting_for="event", due_at=due)
             self.log(state.id, "step.waiting", until=state.due_at.isoformat() if state.due_at else None)
-        elif step.call is not None:
-            self.fail(step, state, "call steps are not supported by this engine version", retryable=False)
         else:
             self.set(state, status="ready")
             self.log(state.id, "step.ready")
@@ -626,6 +646,13 @@ def execute_command(playbook: Playbook, run: RunState, step_id: str) -> Execute:
     elif step.notify is not None:
         kind, operation = "notify", step.notify.channel
         params = {"to": step.notify.to, "message": render(step.notify.message, context), **render(step.with_, context)}
+    elif step.call is not None:
+        kind, operation = "call", step.call.playbook
+        params = {
+            "playbook": step.call.playbook,
+            "version": step.call.version,
+            "input": render(step.call.input, context),
+        }
     else:
         raise TransitionError(f"step {step_id} ({step.kind}) has no operation to execute")
     return Execute(run.id, step_id, state.attempt, kind, operation, params, f"{run.id}:{step_id}")

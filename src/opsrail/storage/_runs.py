@@ -241,6 +241,8 @@ class SqlRunStore:
                     finished_at=run.finished_at,
                     error=run.error,
                     state_version=1,
+                    parent_run_id=run.parent[0] if run.parent else None,
+                    parent_step_id=run.parent[1] if run.parent else None,
                 )
             )
             conn.execute(run_steps.insert(), [_step_row(run.id, s) for s in run.steps.values()])
@@ -486,6 +488,32 @@ class SqlRunStore:
             ).all()
         return [(r[0], r[1]) for r in rows]
 
+    def children_finished(self, limit: int) -> list[tuple[str, str, str]]:
+        """(parent run, parent step, child run) for call steps still waiting on a child that has ended."""
+        parent_step = run_steps.alias("parent_step")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(runs.c.parent_run_id, runs.c.parent_step_id, runs.c.id)
+                .join(
+                    parent_step,
+                    sa.and_(
+                        parent_step.c.run_id == runs.c.parent_run_id, parent_step.c.step_id == runs.c.parent_step_id
+                    ),
+                )
+                .where(
+                    runs.c.parent_run_id.is_not(None),
+                    runs.c.status.in_(["succeeded", "failed", "cancelled"]),
+                    parent_step.c.status == "waiting",
+                    parent_step.c.waiting_for == "child",
+                )
+                .limit(limit)
+            ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def run_exists(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
+
     def waiting_for_event(self, limit: int) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -649,6 +677,7 @@ def _log_row(command: Log) -> dict[str, Any]:
 
 def _run_state(row: sa.RowMapping, steps: dict[str, StepState]) -> RunState:
     return RunState(
+        parent=(row["parent_run_id"], row["parent_step_id"]) if row["parent_run_id"] else None,
         id=row["id"],
         playbook_id=row["playbook_id"],
         version=row["version"],

@@ -121,8 +121,11 @@ runs = sa.Table(
     sa.Column("finished_at", Timestamp),
     sa.Column("error", sa.Text),
     sa.Column("state_version", sa.Integer, nullable=False),
+    sa.Column("parent_run_id", sa.String(40)),
+    sa.Column("parent_step_id", sa.String(64)),
     sa.UniqueConstraint("playbook_id", "trigger_source", "trigger_event_id"),
     sa.Index(None, "status", "created_at"),
+    sa.Index(None, "parent_run_id"),
 )
 
 run_steps = sa.Table(
