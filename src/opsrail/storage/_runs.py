@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -30,6 +31,7 @@ from opsrail.engine import (
 from opsrail.model import IdFactory, NotFound
 from opsrail.playbooks import Playbook, load_playbook
 from opsrail.storage._engine import write_transaction
+from opsrail.storage._sqlite_append import sqlite_time
 from opsrail.storage._tables import (
     as_utc,
     cursors,
@@ -292,6 +294,9 @@ class SqlRunStore:
 
     def _save_all(self, conn: sa.Connection, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> None:
         """The whole batch in a few statements; raises _SomeoneElseSaved if any run moved meanwhile."""
+        if not self._postgres:
+            self._save_all_sqlite(conn, changes)
+            return
         moved = conn.execute(_RUN_UPDATE, [_run_values(run, version, commands) for run, version, commands in changes])
         if moved.rowcount != len(changes):
             raise _SomeoneElseSaved
@@ -306,6 +311,82 @@ class SqlRunStore:
         logs = [_log_row(c) for _, _, commands in changes for c in commands if isinstance(c, Log)]
         if logs:
             conn.execute(run_log.insert(), logs)
+        for run, _, commands in changes:
+            self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
+
+    def _save_all_sqlite(self, conn: sa.Connection, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> None:
+        """The same on SQLite through the driver, inside SQLAlchemy's transaction.
+
+        SQLAlchemy's per-row parameter processing costs more than SQLite's own work for these small rows; the
+        text written is what SQLAlchemy's SQLite types read back (UTC timestamps, JSON text).
+        """
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(
+                "UPDATE runs SET status = ?, error = ?, finished_at = ?, updated_at = ?, state_version = ? "
+                "WHERE id = ? AND state_version = ?",
+                [
+                    (
+                        run.status,
+                        run.error,
+                        sqlite_time(run.finished_at),
+                        sqlite_time(_latest(commands) or run.created_at),
+                        version + 1,
+                        run.id,
+                        version,
+                    )
+                    for run, version, commands in changes
+                ],
+            )
+            if cursor.rowcount != len(changes):
+                raise _SomeoneElseSaved
+            cursor.executemany(
+                "UPDATE run_steps SET status = ?, attempt = ?, due_at = ?, waiting_for = ?, output = ?, error = ?, "
+                "started_at = ?, finished_at = ?, handler = ?, activated_by = ?, recovered_by = ?, sla_warn_at = ?, "
+                "sla_due_at = ?, sla_state = ?, lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE run_id = ? AND step_id = ?",
+                [
+                    (
+                        step.status,
+                        step.attempt,
+                        sqlite_time(step.due_at),
+                        step.waiting_for,
+                        _json_text(step.output),
+                        step.error,
+                        sqlite_time(step.started_at),
+                        sqlite_time(step.finished_at),
+                        step.handler,
+                        step.activated_by,
+                        step.recovered_by,
+                        sqlite_time(step.sla_warn_at),
+                        sqlite_time(step.sla_due_at),
+                        step.sla_state,
+                        run.id,
+                        step.id,
+                    )
+                    for run, _, _ in changes
+                    for step in run.steps.values()
+                    if step.changed
+                ],
+            )
+            cursor.executemany(
+                "INSERT INTO run_log (run_id, step_id, activity, at, actor, attributes) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.run_id,
+                        c.step_id,
+                        c.activity,
+                        sqlite_time(c.at),
+                        c.attributes.get("actor"),
+                        orjson.dumps(_jsonable(c.attributes)).decode(),
+                    )
+                    for _, _, commands in changes
+                    for c in commands
+                    if isinstance(c, Log)
+                ],
+            )
+        finally:
+            cursor.close()
         for run, _, commands in changes:
             self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
 
@@ -709,6 +790,11 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+def _json_text(value: Any) -> str:
+    # SQLAlchemy's JSON type stores None as the JSON text 'null'; so does this.
+    return orjson.dumps(_jsonable(value)).decode()
 
 
 def _step_row(run_id: str, step: StepState) -> dict[str, Any]:
