@@ -108,9 +108,10 @@ class Engine:
         """Start many runs of one playbook in one transaction (each picks its version like ``start_run``)."""
         now = self.clock.now()
         started = []
+        rollout = None if version else self.store.rollout(playbook_id)
         for run_input in inputs:
             run_id = self.ids.new("run")
-            playbook = self.store.playbook(playbook_id, version or self.pick_version(playbook_id, run_id))
+            playbook = self.store.playbook(playbook_id, version or _pick(rollout, run_id))
             run = initial_state(playbook, run_id, run_input, now)
             started.append((run, advance(playbook, run, Start(), now, self.calendars)))
         self.store.create_runs(started)
@@ -120,10 +121,7 @@ class Engine:
 
     def pick_version(self, playbook_id: str, run_id: str) -> int:
         """The active version, or the canary for a stable share of run ids."""
-        active, canary, percent = self.store.rollout(playbook_id)
-        if canary is not None and zlib.crc32(run_id.encode()) % 100 < percent:
-            return canary
-        return active
+        return _pick(self.store.rollout(playbook_id), run_id)
 
     def signal(self, run_id: str, signal: Signal) -> RunState:
         """Apply a signal to a run and save it; raises Conflict when the signal does not fit the run."""
@@ -344,3 +342,11 @@ class Engine:
                 self.signal(run_id, EventArrived(step_id, document))
             except Conflict:
                 continue
+
+
+def _pick(rollout: tuple[int, int | None, int] | None, run_id: str) -> int:
+    assert rollout is not None
+    active, canary, percent = rollout
+    if canary is not None and zlib.crc32(run_id.encode()) % 100 < percent:
+        return canary
+    return active
