@@ -4,6 +4,14 @@ Durations are ISO 8601 (``PT2S``, ``P1D``). Expressions (``when``, ``done_when``
 are CEL; string values in ``with`` may hold CEL templates, ``${ expr }``. The names an expression sees are
 ``event`` (the triggering or awaited event), ``run`` (``run.id``, ``run.input``), ``steps`` (``steps.<id>.output``,
 ``steps.<id>.status``) and, in ``done_when`` and ``outputs``, ``result`` (the step's own result).
+
+Steps run as a DAG: a step starts once the steps in its ``needs`` have settled, and steps whose needs are met run
+in parallel. A step named as another step's ``on_failure.fallback``, ``on_failure.compensate`` or
+``approval.on_timeout`` is a *handler*: the DAG never starts it on its own; it runs only when activated by the
+failure or timeout it handles. So a handler has no ``needs``, no step lists a handler in its ``needs`` (it needs
+the step the handler stands in for), and a handler's own ``on_failure`` is never used, since a failing handler
+ends the run. This schema describes single fields; those rules, and the others that span steps, are checked by
+:func:`opsrail.playbooks.load_playbook`.
 """
 
 from __future__ import annotations
