@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="modules whose register(operations) adds operations, e.g. OPSRAIL_PLUGINS='[\"acme.ops\"]'",
     )
+    knowledge_dir: Path | None = Field(
+        default=None,
+        description="folder of Markdown runbooks and policies cited in reviews (default: the built-in samples)",
+    )
+    summary_url: str | None = Field(
+        default=None, description="base URL of an OpenAI-compatible API for summaries (default: extractive, local)"
+    )
+    summary_api_key: SecretStr | None = Field(default=None, description="API key for OPSRAIL_SUMMARY_URL")
+    summary_model: str = Field(default="gpt-4o-mini", description="model name sent to OPSRAIL_SUMMARY_URL")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = False

@@ -10,15 +10,18 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 import sqlalchemy as sa
 
 from opsrail.engine import CalendarRegistry, Engine, Operations, load_calendars
 from opsrail.ingest import builtin_mappers
+from opsrail.knowledge import ExtractiveSummarizer, OpenAICompatibleSummarizer, Summarizer, reference_folder
 from opsrail.model import Clock, IdFactory, InvalidInput, Unavailable
-from opsrail.services import AutomationService, IngestionService, TokenService
+from opsrail.services import AutomationService, DecisionService, IngestionService, TokenService
 from opsrail.settings import Settings
 from opsrail.storage import (
     SqlDeadLetterStore,
+    SqlDecisionStore,
     SqlEventStore,
     SqlHealth,
     SqliteCheckpointer,
@@ -64,6 +67,7 @@ class Container:
     tokens: TokenService
     runner: Engine
     automation: AutomationService
+    decisions: DecisionService
 
     checkpointer: SqliteCheckpointer | None = None
 
@@ -118,6 +122,16 @@ def build(
         concurrency=settings.worker_concurrency,
         calendars=CalendarRegistry(load_calendars(settings.calendars) if settings.calendars else {}),
     )
+    automation = AutomationService(run_store, runner, clock)
+    decisions = DecisionService(
+        SqlDecisionStore(engine),
+        automation,
+        clock,
+        ids,
+        knowledge_dir=settings.knowledge_dir or reference_folder(),
+        summarizer=summarizer(settings),
+    )
+    runner.operations.set_decider(decisions.decide_step)
     return Container(
         settings=settings,
         engine=engine,
@@ -125,8 +139,19 @@ def build(
         ingestion=ingestion,
         tokens=TokenService(SqlTokenStore(engine), clock, ids),
         runner=runner,
-        automation=AutomationService(run_store, runner, clock),
+        automation=automation,
+        decisions=decisions,
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
+    )
+
+
+def summarizer(settings: Settings) -> Summarizer:
+    """Extractive and local by default; an OpenAI-compatible provider when OPSRAIL_SUMMARY_URL is set."""
+    if not settings.summary_url:
+        return ExtractiveSummarizer()
+    key = settings.summary_api_key.get_secret_value() if settings.summary_api_key else None
+    return OpenAICompatibleSummarizer(
+        settings.summary_url, key, settings.summary_model, client=httpx.Client(timeout=20.0)
     )
 
 

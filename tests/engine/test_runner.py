@@ -23,7 +23,7 @@ trigger:
   when: "event.data.severity == 1"
 steps:
   - id: classify
-    decide: incident-router
+    action: core.set
     with: {team: "sre", credit_exposure: 250.0}
   - id: defect
     needs: [classify]

@@ -32,10 +32,11 @@ def codes(text: str) -> list[str]:
 
 def test_the_reference_playbook_is_valid() -> None:
     playbook = validate_file(REFERENCE)
-    assert (playbook.id, playbook.version) == ("sev1-escalation", 3)
-    assert [step.kind for step in playbook.steps] == ["decide", "action", "approval", "wait", "notify", "notify"]
+    assert (playbook.id, playbook.version) == ("sev1-escalation", 4)
+    kinds = [step.kind for step in playbook.steps]
+    assert kinds == ["decide", "decide", "action", "approval", "wait", "notify", "notify"]
     defect = playbook.step("defect")
-    assert defect.with_ == {"project": "ENG", "summary": "${ run.input.title }"}
+    assert defect.with_["summary"] == "${ run.input.title }"
     assert defect.retry is not None
     assert defect.retry.attempts == 5
     assert defect.on_failure is not None
@@ -48,6 +49,7 @@ def test_the_reference_playbook_is_valid() -> None:
 def test_dependency_order_puts_needs_first_and_keeps_file_order_otherwise() -> None:
     playbook = validate_file(REFERENCE)
     assert dependency_order(playbook) == [
+        "topic",
         "classify",
         "defect",
         "credit-approval",

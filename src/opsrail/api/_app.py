@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 import opsrail
-from opsrail.api import _dead_letters, _events, _operations, _problems, _runs, _schemas, _stream
+from opsrail.api import _dead_letters, _decisions, _events, _operations, _problems, _runs, _schemas, _stream
 from opsrail.api._metrics import LatencyMiddleware, Metrics
 from opsrail.wiring import Container, DatabaseError, translate_errors
 
@@ -84,7 +84,7 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DatabaseError, database_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
-    for module in (_operations, _events, _dead_letters, _schemas, _runs, _stream):
+    for module in (_operations, _events, _dead_letters, _schemas, _runs, _decisions, _stream):
         app.include_router(module.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app

@@ -32,7 +32,8 @@ async def principal(
 async def sender(token: Annotated[ApiToken, Depends(principal)]) -> ApiToken:
     if token.role in READ_ONLY_ROLES:
         raise Forbidden(
-            f"the role {token.role!r} may not send events", hint="use a token with role operator or service"
+            f"the role {token.role!r} may only read; this route changes state",
+            hint="use a token with role operator or service",
         )
     return token
 

@@ -69,23 +69,47 @@ async def control_run(
 @router.get("/v1/tasks", summary="Open human tasks, soonest due first")
 async def list_tasks(
     request: Request,
-    _token: Principal,
+    token: Principal,
     role: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
+    mine: Annotated[bool, Query(description="assigned to the caller, or unassigned for the caller's role")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
-    return _json({"items": await run_in_threadpool(container_of(request).automation.tasks, role, limit)})
+    service = container_of(request).automation
+    if mine:
+        items = await run_in_threadpool(lambda: service.tasks(None, limit, mine=token.name, my_roles=(token.role,)))
+    else:
+        items = await run_in_threadpool(service.tasks, role, limit)
+    return _json({"items": items})
 
 
-@router.post("/v1/tasks/{task_id}:{decision}", summary="Approve or reject a task")
+@router.get("/v1/tasks/{task_id}", summary="A task: what it asks, the run's context, a review's recommendation")
+async def show_task(request: Request, task_id: Id, _token: Principal) -> Response:
+    return _json(await run_in_threadpool(container_of(request).automation.task, task_id))
+
+
+@router.post("/v1/tasks/{task_id}:reassign", summary="Give an open task to someone (or back to its roles)")
+async def reassign_task(
+    request: Request,
+    task_id: Id,
+    token: Sender,
+    to: Annotated[str | None, Body(embed=True, pattern=PLAIN_TEXT, min_length=1, max_length=128)] = None,
+    comment: Annotated[str | None, Body(embed=True, max_length=4000)] = None,
+) -> Response:
+    service = container_of(request).automation
+    return _json(await run_in_threadpool(lambda: service.reassign(task_id, to, by=token.name, comment=comment)))
+
+
+@router.post("/v1/tasks/{task_id}:{decision}", summary="Approve or reject a task (a review may carry a value)")
 async def decide_task(
     request: Request,
     task_id: Id,
     decision: Literal["approve", "reject"],
     token: Sender,
     comment: Annotated[str | None, Body(embed=True, max_length=4000)] = None,
+    value: Annotated[dict[str, Any] | None, Body(embed=True)] = None,
 ) -> Response:
     service = container_of(request).automation
     task = await run_in_threadpool(
-        lambda: service.decide(task_id, approve=decision == "approve", by=token.name, comment=comment)
+        lambda: service.decide(task_id, approve=decision == "approve", by=token.name, comment=comment, value=value)
     )
     return _json(task)

@@ -14,6 +14,7 @@ import typer
 import opsrail
 from opsrail.cli._automation import playbooks_app, runs_app, tasks_app, worker
 from opsrail.cli._common import JsonFlag, handled, opened
+from opsrail.cli._decisions import decisions_app, models_app
 from opsrail.cli._output import emit_json, short_time, table
 from opsrail.cli._serve import serve
 from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, json_schema
@@ -41,6 +42,8 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(runs_app, name="runs")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(decisions_app, name="decisions")
+app.add_typer(models_app, name="models")
 app.command(name="worker")(handled(worker))
 
 

@@ -259,30 +259,97 @@ def runs_retry_step(run_id: str, step_id: str, actor: Actor = None) -> None:
 @tasks_app.command("list")
 @handled
 def tasks_list(
-    role: Annotated[str | None, typer.Option(help="only tasks this role may decide")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option(help="only tasks this role may decide; with --mine, the roles you hold")
+    ] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="tasks assigned to you, or unassigned for your --role")] = False,
+    actor: Actor = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     json: JsonFlag = False,
 ) -> None:
     """Open tasks, soonest due first."""
+    roles = role or []
     with opened() as container:
-        items = container.automation.tasks(role, limit)
+        if mine:
+            items = container.automation.tasks(None, limit, mine=actor or getpass.getuser(), my_roles=roles)
+        else:
+            items = container.automation.tasks(roles[0] if len(roles) == 1 else None, limit)
+            if len(roles) > 1:
+                items = [t for t in items if set(roles) & set(t["roles"])]
     if json:
         emit_json(_plain(items))
         return
     table(
         "Open tasks",
-        ["id", "title", "roles", "needs", "due", "run"],
-        [(t["id"], t["title"], ", ".join(t["roles"]), t["required"], _when(t["due_at"]), t["run_id"]) for t in items],
+        ["id", "kind", "title", "roles", "assignee", "needs", "due", "run"],
+        [
+            (
+                t["id"],
+                t["kind"],
+                t["title"],
+                ", ".join(t["roles"]),
+                t["assignee"] or "",
+                t["required"],
+                _when(t["due_at"]),
+                t["run_id"],
+            )
+            for t in items
+        ],
     )
 
 
-def _decide(task_id: str, approve: bool, comment: str | None, actor: str | None, json: bool) -> None:
+@tasks_app.command("show")
+@handled
+def tasks_show(task_id: str, json: JsonFlag = False) -> None:
+    """Show a task: what it asks, the run's context, the recommendation and similar cases of a review."""
     with opened() as container:
-        task = container.automation.decide(task_id, approve=approve, by=actor or getpass.getuser(), comment=comment)
+        task = container.automation.task(task_id)
+    if json:
+        emit_json(_plain(task))
+        return
+    context = task["context"]
+    typer.echo(f"{task['id']} ({task['kind']}, {task['status']}): {task['title']}")
+    typer.echo(f"  run {task['run_id']} step {task['step_id']}; roles {', '.join(task['roles'])}")
+    typer.echo(f"  due {_when(task['due_at']) or 'no due time'}; assignee {task['assignee'] or 'none'}")
+    if "recommendation" in context:
+        typer.echo(f"  recommendation: {orjson.dumps(context['recommendation']).decode()}")
+        typer.echo(f"  confidence: {context.get('confidence')}; why: {context.get('why')}")
+        for item in context.get("explanation") or []:
+            typer.echo(f"    {orjson.dumps(item).decode()}")
+    for hit in context.get("similar") or []:
+        typer.echo(f"  similar [{hit['kind']}] {hit['score']:.2f} {hit['title']} ({hit['source']})")
+    summary = context.get("summary") or {}
+    if summary.get("text"):
+        typer.echo(f"  summary: {summary['text']}")
+    for decision in task["decisions"]:
+        verdict = "approved" if decision["approved"] else "rejected"
+        typer.echo(f"  {decision['by']} {verdict}: {decision.get('comment') or ''}")
+
+
+def _decide(
+    task_id: str, approve: bool, comment: str | None, actor: str | None, json: bool, value: str | None = None
+) -> None:
+    answer = _json_object(value, "--value") if value is not None else None
+    with opened() as container:
+        task = container.automation.decide(
+            task_id, approve=approve, by=actor or getpass.getuser(), comment=comment, value=answer
+        )
     if json:
         emit_json(_plain(task))
     else:
         typer.echo(f"{task['id']}: {task['status']} ({len(task['decisions'])} of {task['required']} decided)")
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{option} is not valid JSON: {exc}", hint=f"""e.g. {option} '{{"label": "Access"}}'"""
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{option} must be a JSON object")
+    return value
 
 
 @tasks_app.command("approve")
@@ -290,7 +357,7 @@ def _decide(task_id: str, approve: bool, comment: str | None, actor: str | None,
 def tasks_approve(
     task_id: str, comment: Annotated[str | None, typer.Option()] = None, actor: Actor = None, json: JsonFlag = False
 ) -> None:
-    """Approve a task."""
+    """Approve a task (on a review: accept the recommendation)."""
     _decide(task_id, True, comment, actor, json)
 
 
@@ -299,11 +366,35 @@ def tasks_approve(
 def tasks_reject(
     task_id: str,
     comment: Annotated[str | None, typer.Option(help="the reason (required)")] = None,
+    value: Annotated[
+        str | None, typer.Option(help='on a review: your own answer as a JSON object, e.g. \'{"label": "Access"}\'')
+    ] = None,
     actor: Actor = None,
     json: JsonFlag = False,
 ) -> None:
-    """Reject a task; a reason is required."""
-    _decide(task_id, False, comment, actor, json)
+    """Reject a task; a reason is required. On a review, --value gives the right answer (an override)."""
+    _decide(task_id, False, comment, actor, json, value)
+
+
+@tasks_app.command("reassign")
+@handled
+def tasks_reassign(
+    task_id: str,
+    to: Annotated[str | None, typer.Option("--to", help="the person who should decide it")] = None,
+    unassign: Annotated[bool, typer.Option("--unassign", help="give it back to everyone with its roles")] = False,
+    comment: Annotated[str | None, typer.Option()] = None,
+    actor: Actor = None,
+    json: JsonFlag = False,
+) -> None:
+    """Give an open task to someone else."""
+    if (to is None) == (not unassign):
+        raise typer.BadParameter("give exactly one of --to NAME or --unassign")
+    with opened() as container:
+        task = container.automation.reassign(task_id, to, by=actor or getpass.getuser(), comment=comment)
+    if json:
+        emit_json(_plain(task))
+    else:
+        typer.echo(f"{task['id']}: assigned to {task['assignee'] or 'nobody (its roles)'}")
 
 
 def worker() -> None:

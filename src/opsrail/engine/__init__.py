@@ -1,7 +1,7 @@
 """The durable engine: pure transitions, the runner and its ports, operations, business calendars."""
 
 from opsrail.engine._calendars import BusinessCalendar, CalendarRegistry, load_calendars
-from opsrail.engine._operations import CallContext, Operation, OperationFailed, Operations
+from opsrail.engine._operations import CallContext, Decider, Operation, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, LoggedEvent, RunStore
 from opsrail.engine._runner import Engine
 from opsrail.engine._state import TERMINAL, RunState, RunStatus, StepState, StepStatus
@@ -17,6 +17,7 @@ from opsrail.engine._transitions import (
     Log,
     Migrated,
     OpenTask,
+    ReviewNeeded,
     Signal,
     SlaCheck,
     Start,
@@ -42,6 +43,7 @@ __all__ = [
     "Command",
     "Completed",
     "Control",
+    "Decider",
     "Engine",
     "Escalate",
     "EventArrived",
@@ -53,6 +55,7 @@ __all__ = [
     "Operation",
     "OperationFailed",
     "Operations",
+    "ReviewNeeded",
     "RunState",
     "RunStatus",
     "RunStore",

@@ -1,9 +1,9 @@
 """Operations that ``action``, ``decide`` and ``notify`` steps call, by name.
 
 Built-in: ``core.set`` (returns its parameters), ``core.log`` (logs a message), ``core.fail`` (fails,
-retryable or not, for tests and simple flows). Connectors register theirs later. Until decision tables and
-models arrive, a ``decide`` step is answered by a stand-in that returns the step's ``with`` values plus the
-decision's name, so playbooks that decide can already run end to end.
+retryable or not, for tests and simple flows). Connectors and plugins register theirs. A ``decide`` step is
+answered by the decider the decision layer installs (``set_decider``); without one (a bare engine in tests), a
+stand-in returns the step's ``with`` values plus the decision's name.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class OperationFailed(Exception):
 
 
 Operation = Callable[[dict[str, Any], CallContext], Awaitable[Any]]
+Decider = Callable[[str, dict[str, Any], CallContext], Awaitable[Any]]
+"""``decider(name, inputs, call)``: a decision's output, or a ``ReviewNeeded`` for a person to settle."""
 
 
 async def core_set(params: dict[str, Any], call: CallContext) -> Any:
@@ -53,6 +55,10 @@ class Operations:
 
     def __init__(self) -> None:
         self._actions: dict[str, Operation] = {"core.set": core_set, "core.log": core_log, "core.fail": core_fail}
+        self._decider: Decider | None = None
+
+    def set_decider(self, decider: Decider) -> None:
+        self._decider = decider
 
     def register(self, name: str, operation: Operation) -> None:
         self._actions[name] = operation
@@ -62,6 +68,8 @@ class Operations:
 
     async def call(self, kind: str, name: str, params: dict[str, Any], call: CallContext) -> Any:
         if kind == "decide":
+            if self._decider is not None:
+                return await self._decider(name, params, call)
             return {"decision": name, **params}
         operation = self._actions.get(name)
         if operation is None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 StepStatus = Literal["pending", "ready", "running", "waiting", "succeeded", "failed", "skipped", "cancelled"]
 RunStatus = Literal["running", "paused", "succeeded", "failed", "cancelled"]
-WaitReason = Literal["retry", "timer", "event", "approval", "child"]
+WaitReason = Literal["retry", "timer", "event", "approval", "review", "child"]
 SlaState = Literal["running", "near_breach", "breached", "met"]
 
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})

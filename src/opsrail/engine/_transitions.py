@@ -47,6 +47,26 @@ class OpenTask:
     due_at: datetime | None
     title: str
     context: dict[str, Any]
+    kind: str = "approval"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewNeeded:
+    """A ``decide`` step's answer that a person must confirm before the run acts on it.
+
+    The decision layer returns it instead of a plain output when a decision is below its confidence threshold
+    (``kind="review"``) or its tier asks for approval (``kind="approval"``). The step waits with
+    ``recommendation`` as its provisional output; the task's decision settles it: approved keeps the
+    recommendation, a reviewer's ``value`` replaces it, a rejection without a value fails the step.
+    """
+
+    recommendation: dict[str, Any]
+    roles: tuple[str, ...]
+    count: int
+    title: str
+    context: dict[str, Any]
+    kind: str = "review"
+    due_in: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +138,8 @@ class TaskDecided:
     approved: bool
     by: tuple[str, ...]
     comment: str | None = None
+    value: dict[str, Any] | None = None
+    """A reviewer's own answer for a decision under review (replaces the recommendation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +289,12 @@ class _Machine:
                 raise TransitionError(f"step {state.id} is not waiting for an event")
             self.succeed(step, state, signal.event)
         elif isinstance(signal, TaskDecided):
-            if state.status != "waiting" or state.waiting_for != "approval":
+            if state.status != "waiting" or state.waiting_for not in ("approval", "review"):
                 raise TransitionError(f"step {state.id} is not waiting for an approval")
             self.commands.append(CloseTasks(run.id, step.id, "decided"))
-            if signal.approved:
+            if state.waiting_for == "review":
+                self.reviewed(step, state, signal)
+            elif signal.approved:
                 self.succeed(step, state, {"approved": True, "by": list(signal.by), "comment": signal.comment})
             else:
                 self.fail(
@@ -341,6 +365,9 @@ class _Machine:
             self.fail(step, state, signal.error or "failed", retryable=signal.retryable)
             return
         result = signal.result
+        if isinstance(result, ReviewNeeded):
+            self.review(step, state, result)
+            return
         if step.done_when:
             try:
                 achieved = Expression(step.done_when).evaluate_bool(self.context(result=result))
@@ -351,6 +378,38 @@ class _Machine:
                 self.fail(step, state, "answered, but done_when is false: the aim was not achieved", retryable=True)
                 return
         self.succeed(step, state, result)
+
+    def review(self, step: Step, state: StepState, need: ReviewNeeded) -> None:
+        due = self.now + need.due_in if need.due_in else None
+        self.set(state, status="waiting", waiting_for="review", output=need.recommendation, due_at=None)
+        self.commands.append(
+            OpenTask(
+                self.run.id,
+                step.id,
+                need.roles,
+                need.count,
+                due,
+                need.title,
+                {"run": self.run.view()["run"], "step": step.id, **need.context},
+                need.kind,
+            )
+        )
+        self.log(
+            state.id, "task.opened", kind=need.kind, roles=list(need.roles), due_at=due.isoformat() if due else None
+        )
+
+    def reviewed(self, step: Step, state: StepState, signal: TaskDecided) -> None:
+        by = list(signal.by)
+        if signal.value is not None:
+            self.log(state.id, "decision.overridden", by=by, comment=signal.comment)
+            self.succeed(step, state, signal.value)
+        elif signal.approved:
+            self.log(state.id, "decision.accepted", by=by)
+            self.succeed(step, state, state.output)
+        else:
+            self.fail(
+                step, state, f"decision rejected by {', '.join(by)}: {signal.comment or 'no reason'}", retryable=False
+            )
 
     def timer(self, step: Step, state: StepState) -> None:
         if state.due_at is None or state.due_at > self.now:
@@ -594,7 +653,7 @@ def migrate_state(run: RunState, target: Playbook, mapping: dict[str, str]) -> t
             setattr(moved, attribute, getattr(old, attribute))
         if old.status == "waiting":
             kind = target.step(new_id).kind
-            expected = {"approval": "approval", "event": "wait", "timer": "wait", "retry": kind}[
+            expected = {"approval": "approval", "review": "decide", "event": "wait", "timer": "wait", "retry": kind}[
                 old.waiting_for or "retry"
             ]
             if kind != expected:

@@ -1,6 +1,8 @@
 """Use cases: they validate, call the pure layers and the storage ports, and own transactions."""
 
 from opsrail.services._automation import AutomationService, AutomationStore, describe
+from opsrail.services._decision_policies import DecisionPolicy, load_policies
+from opsrail.services._decisions import DecisionService, DecisionStore, Evaluation
 from opsrail.services._group_commit import GroupCommitter
 from opsrail.services._ingestion import BatchOutcome, IngestionService, ItemResult, ParsedBatch, assemble_batch
 from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
@@ -13,6 +15,10 @@ __all__ = [
     "AutomationStore",
     "BatchOutcome",
     "DeadLetterStore",
+    "DecisionPolicy",
+    "DecisionService",
+    "DecisionStore",
+    "Evaluation",
     "EventQuery",
     "EventStore",
     "GroupCommitter",
@@ -25,4 +31,5 @@ __all__ = [
     "assemble_batch",
     "describe",
     "hash_token",
+    "load_policies",
 ]

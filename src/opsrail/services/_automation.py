@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +26,13 @@ class AutomationStore(RunStore, Protocol):
 
     def log_after(self, seq: int, limit: int) -> list[dict[str, Any]]: ...
 
-    def open_tasks(self, role: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def open_tasks(
+        self, role: str | None, limit: int, *, assignee: str | None = None, roles: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]: ...
+
+    def assign_task(
+        self, task_id: str, assignee: str | None, *, actor: str, at: datetime, comment: str | None
+    ) -> None: ...
 
     def task(self, task_id: str) -> dict[str, Any]: ...
 
@@ -37,11 +43,16 @@ class AutomationStore(RunStore, Protocol):
     ) -> bool: ...
 
 
+ReviewObserver = Callable[[dict[str, Any], bool, str, "str | None", "dict[str, Any] | None"], None]
+"""``observer(task, approved, by, comment, value)``: told when a review or decision-approval task is settled."""
+
+
 class AutomationService:
     def __init__(self, store: AutomationStore, engine: Engine, clock: Clock) -> None:
         self.store = store
         self.engine = engine
         self.clock = clock
+        self.review_observers: list[ReviewObserver] = []
 
     # -- playbooks -------------------------------------------------------------------------------------
 
@@ -167,25 +178,69 @@ class AutomationService:
 
     # -- tasks -------------------------------------------------------------------------------------------
 
-    def tasks(self, role: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        return self.store.open_tasks(role, limit)
+    def tasks(
+        self,
+        role: str | None = None,
+        limit: int = 50,
+        *,
+        mine: str | None = None,
+        my_roles: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Open tasks, earliest due first. ``mine``: those assigned to that person, or unassigned and asking for
+        one of ``my_roles``."""
+        return self.store.open_tasks(role, limit, assignee=mine, roles=tuple(my_roles))
 
-    def decide(self, task_id: str, *, approve: bool, by: str, comment: str | None = None) -> dict[str, Any]:
+    def task(self, task_id: str) -> dict[str, Any]:
+        return self.store.task(task_id)
+
+    def reassign(self, task_id: str, to: str | None, *, by: str, comment: str | None = None) -> dict[str, Any]:
+        """Give an open task to someone (``to``), or back to everyone with its roles (``None``)."""
+        task = self.store.task(task_id)
+        if task["status"] != "open":
+            raise Conflict(f"task {task_id} is {task['status']}", hint="only open tasks can be reassigned")
+        if to is not None and not to.strip():
+            raise InvalidInput("reassign needs the name of a person", hint="give --to NAME, or --unassign")
+        self.store.assign_task(task_id, to, actor=by, at=self.clock.now(), comment=comment)
+        return self.store.task(task_id)
+
+    def decide(
+        self,
+        task_id: str,
+        *,
+        approve: bool,
+        by: str,
+        comment: str | None = None,
+        value: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Approve or reject a task. On a review task, ``value`` is the reviewer's own answer (an override)."""
         task = self.store.task(task_id)
         if task["status"] != "open":
             raise Conflict(f"task {task_id} is {task['status']}", hint="only open tasks can be decided")
+        if value is not None and task["kind"] == "approval":
+            raise InvalidInput("an approval takes yes or no, not a value", hint="give a value only on review tasks")
         if not approve and not comment:
             raise InvalidInput("a rejection needs a reason", hint="add --comment '…'")
+        if value is not None and not comment:
+            raise InvalidInput("an override needs a reason", hint="add --comment '…'")
         if any(d["by"] == by for d in task["decisions"]):
             raise Conflict(f"{by} has already decided task {task_id}", hint="one person counts once")
         decisions = self.store.record_decision(
-            task_id, {"by": by, "approved": approve, "comment": comment, "at": self.clock.now()}
+            task_id, {"by": by, "approved": approve, "comment": comment, "value": value, "at": self.clock.now()}
         )
         approvers = tuple(d["by"] for d in decisions if d["approved"])
-        if not approve:
+        settled = False
+        if value is not None:
+            self.engine.signal(task["run_id"], TaskDecided(task["step_id"], approve, (by,), comment, value))
+            settled = True
+        elif not approve:
             self.engine.signal(task["run_id"], TaskDecided(task["step_id"], False, (by,), comment))
+            settled = True
         elif len(approvers) >= task["required"]:
             self.engine.signal(task["run_id"], TaskDecided(task["step_id"], True, approvers, comment))
+            settled = True
+        if settled:
+            for observer in self.review_observers:
+                observer(task, approve, by, comment, value)
         return self.store.task(task_id)
 
 

@@ -2,6 +2,7 @@
 
 from opsrail.storage._checkpoint import SqliteCheckpointer
 from opsrail.storage._dead_letters import SqlDeadLetterStore
+from opsrail.storage._decisions import SqlDecisionStore
 from opsrail.storage._engine import create_engine, translate_errors, write_transaction
 from opsrail.storage._events import SqlEventStore
 from opsrail.storage._health import SqlHealth
@@ -12,6 +13,7 @@ from opsrail.storage._tokens import SqlTokenStore
 
 __all__ = [
     "SqlDeadLetterStore",
+    "SqlDecisionStore",
     "SqlEventStore",
     "SqlHealth",
     "SqlRunStore",

@@ -442,7 +442,7 @@ class SqlRunStore:
                         id=self.ids.new("task"),
                         run_id=command.run_id,
                         step_id=command.step_id,
-                        kind="approval",
+                        kind=command.kind,
                         title=command.title,
                         roles=list(command.roles),
                         required=command.count,
@@ -664,20 +664,46 @@ class SqlRunStore:
             for r in rows
         ]
 
-    def open_tasks(self, role: str | None, limit: int) -> list[dict[str, Any]]:
+    def open_tasks(
+        self, role: str | None, limit: int, *, assignee: str | None = None, roles: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """Open tasks, earliest due first; with ``assignee``, those assigned to that person or, unassigned,
+        asking for one of ``roles``."""
+        query = sa.select(tasks).where(tasks.c.status == "open")
+        if assignee is not None and not roles:
+            query = query.where(tasks.c.assignee == assignee)
+        # Tasks without a due time sort last on both databases.
+        query = query.order_by(tasks.c.due_at.is_(None), tasks.c.due_at, tasks.c.created_at)
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(tasks)
-                    .where(tasks.c.status == "open")
-                    .order_by(tasks.c.due_at, tasks.c.created_at)
-                    .limit(limit)
-                )
-                .mappings()
-                .all()
-            )
+            rows = conn.execute(query).mappings().all()
         found = [_task_dict(r) for r in rows]
-        return [t for t in found if role is None or role in t["roles"]]
+        if role is not None:
+            found = [t for t in found if role in t["roles"]]
+        if assignee is not None and roles:
+            found = [
+                t
+                for t in found
+                if t["assignee"] == assignee or (t["assignee"] is None and set(roles) & set(t["roles"]))
+            ]
+        return found[:limit]
+
+    def assign_task(self, task_id: str, assignee: str | None, *, actor: str, at: datetime, comment: str | None) -> None:
+        """Set a task's assignee and log it in the run's event log, in one transaction."""
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(sa.select(tasks.c.run_id, tasks.c.step_id).where(tasks.c.id == task_id)).first()
+            if row is None:
+                raise NotFound(f"no task {task_id!r}", hint="list open tasks with `opsrail tasks list`")
+            conn.execute(tasks.update().where(tasks.c.id == task_id).values(assignee=assignee))
+            conn.execute(
+                run_log.insert().values(
+                    run_id=row[0],
+                    step_id=row[1],
+                    activity="task.reassigned",
+                    at=at,
+                    actor=actor,
+                    attributes={"task": task_id, "to": assignee, "comment": comment},
+                )
+            )
 
     def task(self, task_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -865,4 +891,5 @@ def _task_dict(row: sa.RowMapping) -> dict[str, Any]:
         "decisions": row["decisions"],
         "context": row["context"],
         "created_at": as_utc(row["created_at"]),
+        "assignee": row["assignee"],
     }

@@ -170,6 +170,7 @@ tasks = sa.Table(
     sa.Column("decisions", Json, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("closed_at", Timestamp),
+    sa.Column("assignee", sa.String(128)),
     sa.Index(None, "status", "due_at"),
     sa.Index(None, "run_id", "step_id"),
 )
@@ -192,4 +193,74 @@ cursors = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
+)
+
+decision_tables = sa.Table(
+    "decision_tables",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("filename", sa.String(512)),
+    sa.Column("published_at", Timestamp, nullable=False),
+    sa.Column("published_by", sa.String(128)),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("task", sa.String(32), nullable=False),
+    sa.Column("artifact", sa.LargeBinary, nullable=False),
+    sa.Column("artifact_sha256", sa.String(64), nullable=False),
+    sa.Column("cases", sa.LargeBinary),
+    sa.Column("data_sha256", sa.String(64), nullable=False),
+    sa.Column("data_source", sa.String(1024)),
+    sa.Column("columns", Json, nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("metrics", Json, nullable=False),
+    sa.Column("thresholds", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(128)),
+)
+
+decision_policies = sa.Table(
+    "decision_policies",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("policy", Json, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("updated_by", sa.String(128)),
+)
+
+decision_records = sa.Table(
+    "decision_records",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("idempotency_key", sa.String(200), unique=True),
+    sa.Column("decision", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer),
+    sa.Column("run_id", sa.String(40)),
+    sa.Column("step_id", sa.String(64)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("inputs", Json, nullable=False),
+    sa.Column("outputs", Json, nullable=False),
+    sa.Column("matched_rules", Json, nullable=False),
+    sa.Column("confidence", sa.Float),
+    sa.Column("explanation", Json, nullable=False),
+    sa.Column("tier", sa.String(16), nullable=False),
+    sa.Column("route", sa.String(16), nullable=False),
+    sa.Column("similar", Json, nullable=False),
+    sa.Column("summary", Json),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reviewed_by", sa.String(128)),
+    sa.Column("reviewed_at", Timestamp),
+    sa.Column("final_outputs", Json),
+    sa.Column("reason", sa.Text),
+    sa.Column("outcome", Json),
+    sa.Index(None, "decision", "created_at"),
+    sa.Index(None, "run_id", "step_id"),
+    sa.Index(None, "status", "created_at"),
 )

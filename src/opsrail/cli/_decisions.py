@@ -1,0 +1,458 @@
+"""CLI commands for decision tables, decision policies and records, and models."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from opsrail.cli._common import JsonFlag, handled, opened
+from opsrail.cli._output import emit_json, short_time, table
+from opsrail.model import InvalidInput
+from opsrail.services import DecisionService
+
+decisions_app = typer.Typer(help="Decision tables, decision policies and decision records.", no_args_is_help=True)
+records_app = typer.Typer(help="Decision records: every decision, machine or human.", no_args_is_help=True)
+policies_app = typer.Typer(
+    help="Decision policies: tiers, confidence floors, approval thresholds.", no_args_is_help=True
+)
+models_app = typer.Typer(help="Models: train, evaluate, list.", no_args_is_help=True)
+decisions_app.add_typer(records_app, name="records")
+decisions_app.add_typer(policies_app, name="policies")
+
+Actor = Annotated[str | None, typer.Option("--as", help="who is acting [default: the login name]")]
+
+
+def _plain(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{option} must be a JSON object")
+    return value
+
+
+# -- tables ------------------------------------------------------------------------------------------------
+
+
+@decisions_app.command("validate")
+@handled
+def decisions_validate(file: Path, json: JsonFlag = False) -> None:
+    """Check a decision table (no database needed); errors name the file, line and field."""
+    table_ = DecisionService.validate_table_file(file)
+    if json:
+        emit_json({"valid": True, "name": table_.name, "version": table_.version, "rules": len(table_.rules)})
+    else:
+        typer.echo(f"{file}: valid ({table_.name} version {table_.version}, {len(table_.rules)} rules)")
+
+
+@decisions_app.command("test")
+@handled
+def decisions_test(file: Path, json: JsonFlag = False) -> None:
+    """Run a table's own test cases; exits 1 when one fails."""
+    table_, outcomes = DecisionService.test_table_file(file)
+    failed = [o for o in outcomes if not o.passed]
+    if json:
+        emit_json(
+            {
+                "name": table_.name,
+                "version": table_.version,
+                "passed": len(outcomes) - len(failed),
+                "failed": len(failed),
+                "tests": [_plain(_outcome(o)) for o in outcomes],
+            }
+        )
+    else:
+        for outcome in outcomes:
+            mark = "ok  " if outcome.passed else "FAIL"
+            typer.echo(f"{mark} {outcome.name}" + ("" if outcome.passed else f": {outcome.message}"))
+        typer.echo(
+            f"{table_.name} version {table_.version}: {len(outcomes) - len(failed)} passed, {len(failed)} failed"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _outcome(outcome: Any) -> dict[str, Any]:
+    return {
+        "name": outcome.name,
+        "passed": outcome.passed,
+        "expected": outcome.expected,
+        "actual": outcome.actual,
+        "matched_rules": list(outcome.matched_rules),
+        "message": outcome.message,
+    }
+
+
+@decisions_app.command("publish")
+@handled
+def decisions_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -> None:
+    """Publish a table version (its own tests must pass); `decide` steps use the latest version."""
+    with opened() as container:
+        table_ = container.decisions.publish_table(file, actor or getpass.getuser())
+    if json:
+        emit_json({"name": table_.name, "version": table_.version})
+    else:
+        typer.echo(f"published decision table {table_.name} version {table_.version}")
+
+
+@decisions_app.command("list")
+@handled
+def decisions_list(json: JsonFlag = False) -> None:
+    """Every decision by name: published tables and trained models, with their tiers."""
+    with opened() as container:
+        items = container.decisions.catalog()
+    if json:
+        emit_json(_plain(items))
+        return
+    table(
+        "Decisions",
+        ["name", "kind", "latest", "tier", "min confidence"],
+        [
+            (
+                i["name"],
+                i["kind"] + (f" ({i['task']})" if i.get("task") else ""),
+                i["latest"],
+                i["policy"]["tier"],
+                i["policy"].get("min_confidence") if i["policy"].get("min_confidence") is not None else "model's",
+            )
+            for i in items
+        ],
+    )
+
+
+@decisions_app.command("show")
+@handled
+def decisions_show(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="default: the latest")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Show a decision table's rules (or a model's registration)."""
+    with opened() as container:
+        found = container.decisions.describe(name, version)
+    if json:
+        emit_json(_plain(found))
+        return
+    if found["kind"] == "model":
+        _print_model(found)
+        return
+    typer.echo(f"{found['name']} version {found['version']} (hit policy {found['hit_policy']})")
+    table(
+        "Rules",
+        ["id", "when", "then"],
+        [(r["id"], r["when"], orjson.dumps(r["then"]).decode()) for r in found["rules"]],
+    )
+
+
+@decisions_app.command("evaluate")
+@handled
+def decisions_evaluate(
+    name: str,
+    input: Annotated[str, typer.Option("--input", help="the inputs as a JSON object")],
+    version: Annotated[int | None, typer.Option()] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Evaluate a table or model by name and record the decision."""
+    inputs = _json_object(input, "--input")
+    with opened() as container:
+        record = container.decisions.evaluate_and_record(name, inputs, version=version)
+    if json:
+        emit_json(_plain(record))
+    else:
+        typer.echo(
+            f"{record['id']}: {orjson.dumps(record['outputs']).decode()} "
+            f"(confidence {record['confidence']:.2f}, route {record['route']})"
+        )
+
+
+# -- policies ----------------------------------------------------------------------------------------------
+
+
+@policies_app.command("apply")
+@handled
+def policies_apply(file: Path, actor: Actor = None, json: JsonFlag = False) -> None:
+    """Set the policies of the decisions a policy file names."""
+    with opened() as container:
+        applied = container.decisions.apply_policies(file, actor or getpass.getuser())
+    if json:
+        emit_json({name: p.model_dump(mode="json") for name, p in applied.items()})
+    else:
+        typer.echo(f"applied policies for {', '.join(sorted(applied))}")
+
+
+@policies_app.command("list")
+@handled
+def policies_list(json: JsonFlag = False) -> None:
+    """Decision policies in force."""
+    with opened() as container:
+        items = container.decisions.store.policies()
+    if json:
+        emit_json(_plain(items))
+        return
+    table(
+        "Decision policies",
+        ["decision", "tier", "min confidence", "reviewers", "approval rules"],
+        [
+            (n, p["tier"], p.get("min_confidence"), ", ".join(p["review"]["roles"]), len(p.get("approval") or []))
+            for n, p in sorted(items.items())
+        ],
+    )
+
+
+# -- records -----------------------------------------------------------------------------------------------
+
+
+@records_app.command("list")
+@handled
+def records_list(
+    decision: Annotated[str | None, typer.Option(help="only this decision")] = None,
+    status: Annotated[str | None, typer.Option(help="decided, pending, accepted, overridden or rejected")] = None,
+    run: Annotated[str | None, typer.Option(help="only this run's decisions")] = None,
+    tier: Annotated[str | None, typer.Option()] = None,
+    version: Annotated[int | None, typer.Option(help="only this table or model version")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    json: JsonFlag = False,
+) -> None:
+    """Decision records, newest first."""
+    with opened() as container:
+        items = container.decisions.records(
+            decision=decision, status=status, run_id=run, tier=tier, version=version, limit=limit
+        )
+    if json:
+        emit_json(_plain(items))
+        return
+    table(
+        "Decision records",
+        ["id", "decision", "version", "outputs", "confidence", "route", "status", "by", "created"],
+        [
+            (
+                r["id"],
+                r["decision"],
+                r["version"],
+                orjson.dumps({k: v for k, v in r["outputs"].items() if k != "probabilities"}).decode()[:60],
+                f"{r['confidence']:.2f}" if r["confidence"] is not None else "",
+                r["route"],
+                r["status"],
+                r["reviewed_by"] or "",
+                short_time(r["created_at"]),
+            )
+            for r in items
+        ],
+    )
+
+
+@records_app.command("show")
+@handled
+def records_show(record_id: str, json: JsonFlag = False) -> None:
+    """One decision record in full: inputs, versions, outputs, rules, confidence, explanation, route, review."""
+    with opened() as container:
+        record = container.decisions.record(record_id)
+    if json:
+        emit_json(_plain(record))
+        return
+    for key in (
+        "id",
+        "decision",
+        "source",
+        "version",
+        "run_id",
+        "step_id",
+        "created_at",
+        "tier",
+        "route",
+        "status",
+        "confidence",
+        "reviewed_by",
+        "reviewed_at",
+        "reason",
+    ):
+        typer.echo(f"{key:>13}: {record[key]}")
+    for key in ("inputs", "outputs", "matched_rules", "explanation", "final_outputs", "outcome"):
+        typer.echo(f"{key:>13}: {orjson.dumps(_plain(record[key])).decode()}")
+    for hit in record["similar"]:
+        typer.echo(f"      similar: [{hit['kind']}] {hit['score']:.2f} {hit['title']} ({hit['source']})")
+    if record["summary"]:
+        typer.echo(f"      summary: {record['summary']['text']}")
+
+
+@decisions_app.command("override")
+@handled
+def decisions_override(
+    record_id: str,
+    value: Annotated[str, typer.Option(help="the right answer, as a JSON object")],
+    reason: Annotated[str, typer.Option(help="why the decision was wrong (required)")],
+    actor: Actor = None,
+    json: JsonFlag = False,
+) -> None:
+    """Override a decision; a pending one's review task is settled with your answer."""
+    answer = _json_object(value, "--value")
+    with opened() as container:
+        record = container.decisions.override(record_id, answer, reason, actor or getpass.getuser())
+    if json:
+        emit_json(_plain(record))
+    else:
+        typer.echo(f"{record['id']}: {record['status']} by {record['reviewed_by']}")
+
+
+# -- models ------------------------------------------------------------------------------------------------
+
+_DURATION = TypeAdapter(timedelta)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield lambda stage, fraction: None
+        return
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=1.0)
+
+        def report(stage: str, fraction: float) -> None:
+            bar.update(task, description=stage, completed=max(0.0, min(1.0, fraction)))
+
+        yield report
+
+
+def _target(value: str | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if re.fullmatch(r"-?P[0-9WDTHMS.]+", value.strip(), flags=re.IGNORECASE):
+        try:
+            seconds = _DURATION.validate_python(value.strip()).total_seconds()
+        except ValidationError:
+            raise InvalidInput(f"--target {value!r} is not an ISO 8601 duration", hint="e.g. PT8H or P2D") from None
+        if seconds <= 0:
+            raise InvalidInput("--target must be a positive duration")
+        return {"target_seconds": seconds}
+    return {"target_column": value}
+
+
+@models_app.command("train")
+@handled
+def models_train(
+    task: Annotated[str, typer.Argument(help="text-classifier, next-activity, remaining-time or sla-breach")],
+    data: Annotated[Path | None, typer.Option("--data", help="CSV of labelled texts (gzip allowed)")] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="event log, CSV or XES (gzip allowed)")] = None,
+    text: Annotated[str | None, typer.Option(help="text column (text-classifier)")] = None,
+    label: Annotated[str | None, typer.Option(help="label column (text-classifier)")] = None,
+    case: Annotated[str | None, typer.Option(help="case id column [XES: case:concept:name]")] = None,
+    activity: Annotated[str | None, typer.Option(help="activity column [XES: concept:name]")] = None,
+    timestamp: Annotated[str | None, typer.Option(help="timestamp column [XES: time:timestamp]")] = None,
+    split: Annotated[str, typer.Option(help="tax2017, temporal or kfold")] = "tax2017",
+    target: Annotated[
+        str | None, typer.Option(help="sla-breach: a resolution-time target (PT8H) or a column holding one")
+    ] = None,
+    target_precision: Annotated[float, typer.Option(min=0.5, max=0.999)] = 0.95,
+    name: Annotated[str | None, typer.Option(help="the decision name steps use [default: the task]")] = None,
+    seed: int = 0,
+    actor: Actor = None,
+    json: JsonFlag = False,
+) -> None:
+    """Train, evaluate and register a new version of a model."""
+    source = data or log
+    if source is None or (data is not None and log is not None):
+        raise InvalidInput("give the training file with --data (texts) or --log (event logs)")
+    if name is not None and not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", name):
+        raise InvalidInput(f"--name {name!r}: use lowercase letters, digits, - and _ (starting with a letter)")
+    options: dict[str, Any] = {
+        "text": text,
+        "label": label,
+        "case": case,
+        "activity": activity,
+        "timestamp": timestamp,
+        "split": split,
+        "seed": seed,
+        "target_precision": target_precision,
+        **_target(target),
+    }
+    with opened() as container, _progress(not json) as progress:
+        info = container.decisions.train_model(
+            task, source, options, name=name, by=actor or getpass.getuser(), progress=progress
+        )
+    if json:
+        emit_json(_plain(info))
+    else:
+        _print_model(info)
+
+
+@models_app.command("evaluate")
+@handled
+def models_evaluate(
+    model: str,
+    data: Annotated[Path, typer.Option("--data", help="a file with the columns the model was trained on")],
+    version: Annotated[int | None, typer.Option(help="default: the latest")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Score a file with a registered model."""
+    with opened() as container, _progress(not json) as progress:
+        figures = container.decisions.evaluate_model(model, data, version=version, progress=progress)
+    if json:
+        emit_json(_plain(figures))
+        return
+    for key, value in figures.items():
+        if not isinstance(value, (dict, list)):
+            typer.echo(f"{key:>28}: {value}")
+
+
+@models_app.command("list")
+@handled
+def models_list(json: JsonFlag = False) -> None:
+    """Registered models, latest version of each."""
+    with opened() as container:
+        items = container.decisions.store.list_models()
+    if json:
+        emit_json(_plain(items))
+        return
+    table(
+        "Models",
+        ["name", "task", "latest", "trained", "data"],
+        [(m["name"], m["task"], m["latest"], short_time(m["created_at"]), m["data_source"]) for m in items],
+    )
+
+
+@models_app.command("show")
+@handled
+def models_show(name: str, version: Annotated[int | None, typer.Option()] = None, json: JsonFlag = False) -> None:
+    """A model's registration: data hash, parameters, metrics, thresholds."""
+    with opened() as container:
+        info = container.decisions.model_info(name, version)
+    if json:
+        emit_json(_plain(info))
+    else:
+        _print_model(info)
+
+
+def _print_model(info: dict[str, Any]) -> None:
+    typer.echo(f"{info['name']} version {info['version']} ({info['task']})")
+    typer.echo(f"  data {info['data_source']} sha256 {info['data_sha256'][:16]}…")
+    typer.echo(f"  columns {orjson.dumps(info['columns']).decode()}")
+    for key, value in (info.get("metrics") or {}).items():
+        if not isinstance(value, (dict, list)):
+            typer.echo(f"  {key}: {value}")
+    if info.get("thresholds"):
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in info["thresholds"].items() if isinstance(v, (int, float)))
+        typer.echo(f"  thresholds: {shown}")

@@ -1,0 +1,620 @@
+"""Use cases of the decision layer: publish and evaluate decision tables, train and serve models, route each
+decision by its tier and confidence, and keep a decision record of every decision, machine or human.
+
+A ``decide`` step in a playbook names a decision table or a model. The service evaluates it, finds similar
+cases and approved knowledge, records the decision, and answers the engine with the outputs (the decision acts)
+or a :class:`~opsrail.engine.ReviewNeeded` (a person must confirm it first: low confidence, an approval tier,
+or an advisory tier). When that person decides the task, the record is settled with who accepted or overrode it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import pickle
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from opsrail.decisions import CompiledTable, DecisionTable, compile_table, load_table, run_table_tests
+from opsrail.engine import CallContext, OperationFailed, ReviewNeeded
+from opsrail.knowledge import (
+    Document,
+    ExtractiveSummarizer,
+    Hit,
+    KnowledgeIndex,
+    Summarizer,
+    SummaryRequest,
+    load_markdown_folder,
+)
+from opsrail.ml import Prediction, Progress, TrainedModel, no_progress
+from opsrail.model import Clock, Conflict, IdFactory, InvalidInput, NotFound, OpsrailError
+from opsrail.services._automation import AutomationService
+from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
+from opsrail.services._model_training import TASKS, case_documents, train
+
+_SIMILAR_CASES = 5
+_KNOWLEDGE_HITS = 3
+
+
+class DecisionStore(Protocol):
+    def publish_table(
+        self, name: str, version: int, document: str, filename: str | None, by: str | None, now: Any
+    ) -> bool: ...
+
+    def table_document(self, name: str, version: int | None = None) -> tuple[int, str] | None: ...
+
+    def list_tables(self) -> list[dict[str, Any]]: ...
+
+    def add_model(self, row: dict[str, Any]) -> int: ...
+
+    def model_row(
+        self, name: str, version: int | None = None, *, with_artifact: bool = True
+    ) -> dict[str, Any] | None: ...
+
+    def latest_model_version(self, name: str) -> int | None: ...
+
+    def list_models(self) -> list[dict[str, Any]]: ...
+
+    def set_policy(self, name: str, policy: dict[str, Any], by: str | None, now: Any) -> None: ...
+
+    def policies(self) -> dict[str, dict[str, Any]]: ...
+
+    def add_record(self, record: dict[str, Any]) -> dict[str, Any]: ...
+
+    def record(self, record_id: str) -> dict[str, Any]: ...
+
+    def records(
+        self,
+        *,
+        decision: str | None = None,
+        status: str | None = None,
+        run_id: str | None = None,
+        source: str | None = None,
+        tier: str | None = None,
+        version: int | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]: ...
+
+    def settle_record(
+        self,
+        record_id: str,
+        *,
+        status: str,
+        by: str | None,
+        at: Any,
+        final_outputs: dict[str, Any] | None,
+        reason: str | None,
+        expect: tuple[str, ...] | None = None,
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a table or model answered, before routing."""
+
+    source: str  # "table" or "model"
+    name: str
+    version: int
+    outputs: dict[str, Any]
+    matched_rules: list[str]
+    confidence: float
+    accepted: bool
+    explanation: list[dict[str, Any]]
+    query_text: str
+
+
+class DecisionService:
+    def __init__(
+        self,
+        store: DecisionStore,
+        automation: AutomationService,
+        clock: Clock,
+        ids: IdFactory,
+        *,
+        knowledge_dir: Path | None = None,
+        summarizer: Summarizer | None = None,
+    ) -> None:
+        self.store = store
+        self.automation = automation
+        self.clock = clock
+        self.ids = ids
+        self.knowledge_dir = knowledge_dir
+        self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
+        self._tables: dict[tuple[str, int], CompiledTable] = {}
+        self._models: dict[tuple[str, int], tuple[TrainedModel, KnowledgeIndex | None]] = {}
+        self._knowledge: KnowledgeIndex | None = None
+        self._lock = threading.Lock()
+        automation.review_observers.append(self._task_settled)
+
+    # -- tables ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def validate_table_file(path: Path) -> DecisionTable:
+        return load_table(_read(path), str(path))
+
+    @staticmethod
+    def test_table_file(path: Path) -> tuple[DecisionTable, list[Any]]:
+        table = load_table(_read(path), str(path))
+        return table, list(run_table_tests(table))
+
+    def describe(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """A table's rules, or a model's registration, by decision name."""
+        if self.store.table_document(name, version) is not None:
+            table, document = self.table(name, version)
+            return {
+                "kind": "table",
+                "name": table.name,
+                "version": table.version,
+                "hit_policy": table.hit_policy,
+                "rules": [{"id": r.id, "when": r.when, "then": dict(r.then)} for r in table.rules],
+                "document": document,
+                "policy": self.policy(name).model_dump(mode="json"),
+            }
+        return {"kind": "model", **self.model_info(name, version), "policy": self.policy(name).model_dump(mode="json")}
+
+    def publish_table(self, path: Path, by: str | None = None) -> DecisionTable:
+        document = _read(path)
+        return self.publish_table_text(document, str(path), by)
+
+    def publish_table_text(self, document: str, source: str, by: str | None = None) -> DecisionTable:
+        table = load_table(document, source)
+        failing = [o for o in run_table_tests(table) if not o.passed]
+        if failing:
+            raise InvalidInput(
+                f"{source}: {len(failing)} of the table's own tests fail",
+                hint="run `opsrail decisions test FILE` to see them; a table is published only when its tests pass",
+            )
+        if self.store.latest_model_version(table.name) is not None:
+            raise Conflict(f"a model is named {table.name!r} already", hint="decision names are shared: pick another")
+        if not self.store.publish_table(table.name, table.version, document, source, by, self.clock.now()):
+            raise Conflict(
+                f"{table.name} version {table.version} is published already with other content",
+                hint="published versions never change: raise `version` in the file",
+            )
+        return table
+
+    def table(self, name: str, version: int | None = None) -> tuple[DecisionTable, str]:
+        found = self.store.table_document(name, version)
+        if found is None:
+            raise NotFound(f"no decision table {name!r}" + (f" version {version}" if version else ""))
+        return load_table(found[1], f"{name}@{found[0]}"), found[1]
+
+    def _compiled(self, name: str, version: int | None) -> CompiledTable | None:
+        found = self.store.table_document(name, version)
+        if found is None:
+            return None
+        key = (name, found[0])
+        compiled = self._tables.get(key)
+        if compiled is None:
+            compiled = compile_table(load_table(found[1], f"{name}@{found[0]}"))
+            self._tables[key] = compiled
+        return compiled
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """Every decision by name: published tables and registered models, with their latest versions."""
+        policies = self.store.policies()
+        found = self.store.list_tables() + self.store.list_models()
+        for item in found:
+            item["policy"] = policies.get(item["name"], DEFAULT_POLICY.model_dump(mode="json"))
+        return sorted(found, key=lambda item: item["name"])
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    def train_model(
+        self,
+        task: str,
+        data: Path,
+        options: Mapping[str, Any],
+        *,
+        name: str | None = None,
+        by: str | None = None,
+        progress: Progress = no_progress,
+    ) -> dict[str, Any]:
+        if task not in TASKS:
+            raise InvalidInput(f"unknown model task {task!r}", hint=f"one of: {', '.join(TASKS)}")
+        if not data.is_file():
+            raise NotFound(f"no such file: {data}", hint="give the path of a CSV or XES file (gzip allowed)")
+        name = name or task
+        if self.store.table_document(name) is not None:
+            raise Conflict(f"a decision table is named {name!r} already", hint="decision names are shared")
+        model = train(task, data, options, progress)
+        artifact = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        cases = case_documents(task, data, model)
+        index = KnowledgeIndex.build(cases) if cases else None
+        version = self.store.add_model(
+            {
+                "name": name,
+                "task": task,
+                "artifact": artifact,
+                "artifact_sha256": hashlib.sha256(artifact).hexdigest(),
+                "cases": pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL) if index is not None else None,
+                "data_sha256": _file_sha256(data),
+                "data_source": str(data),
+                "columns": dict(model.columns),
+                "params": _jsonable(dict(model.params)),
+                "metrics": _jsonable(dict(model.metrics)),
+                "thresholds": _jsonable(dict(model.thresholds)),
+                "created_at": self.clock.now(),
+                "created_by": by,
+            }
+        )
+        return self.model_info(name, version)
+
+    def model_info(self, name: str, version: int | None = None) -> dict[str, Any]:
+        row = self.store.model_row(name, version, with_artifact=False)
+        if row is None:
+            raise NotFound(f"no model {name!r}" + (f" version {version}" if version else ""))
+        return row
+
+    def evaluate_model(
+        self, name: str, data: Path, *, version: int | None = None, progress: Progress = no_progress
+    ) -> dict[str, Any]:
+        if not data.is_file():
+            raise NotFound(f"no such file: {data}")
+        model, _, found_version = self._model(name, version)
+        try:
+            figures = model.evaluate(data, progress=progress)
+        except ValueError as exc:
+            raise InvalidInput(f"{data}: {exc}") from None
+        return {"model": name, "version": found_version, "task": model.task, **figures}
+
+    def _model(self, name: str, version: int | None) -> tuple[TrainedModel, KnowledgeIndex | None, int]:
+        found = version or self.store.latest_model_version(name)
+        if found is None:
+            raise NotFound(f"no model {name!r}", hint="train one with `opsrail models train`")
+        key = (name, found)
+        with self._lock:
+            cached = self._models.get(key)
+        if cached is None:
+            row = self.store.model_row(name, found)
+            if row is None:
+                raise NotFound(f"no model {name!r} version {found}")
+            artifact = bytes(row["artifact"])
+            if hashlib.sha256(artifact).hexdigest() != row["artifact_sha256"]:
+                # Only artifacts whose hash matches what was registered are unpickled.
+                raise OpsrailError(f"model {name} version {found}: the stored artifact does not match its hash")
+            model = pickle.loads(artifact)  # noqa: S301 - our own artifact, verified against its registered hash
+            index = pickle.loads(bytes(row["cases"])) if row["cases"] else None  # noqa: S301 - same row
+            cached = (model, index)
+            with self._lock:
+                self._models[key] = cached
+        return cached[0], cached[1], found
+
+    # -- policies --------------------------------------------------------------------------------------
+
+    def apply_policies(self, path: Path, by: str | None = None) -> dict[str, DecisionPolicy]:
+        policies = load_policies(_read(path), str(path))
+        for name, policy in policies.items():
+            self.store.set_policy(name, policy.model_dump(mode="json"), by, self.clock.now())
+        return policies
+
+    def policy(self, name: str) -> DecisionPolicy:
+        stored = self.store.policies().get(name)
+        return parse_policy(stored) if stored else DEFAULT_POLICY
+
+    # -- evaluating --------------------------------------------------------------------------------------
+
+    def evaluate(self, name: str, inputs: dict[str, Any], *, version: int | None = None) -> Evaluation:
+        """Evaluate a table or model by name (tables first), without recording anything."""
+        compiled = self._compiled(name, version)
+        if compiled is not None:
+            try:
+                result = compiled.evaluate(inputs)
+            except ValueError as exc:
+                raise InvalidInput(f"decision {name}: {exc}") from None
+            return Evaluation(
+                source="table",
+                name=name,
+                version=result.version,
+                outputs=dict(result.outputs),
+                matched_rules=list(result.matched_rules),
+                confidence=1.0,
+                accepted=True,
+                explanation=[{"rule": line} for line in _lines(result.explanation)],
+                query_text=_as_text(inputs),
+            )
+        if self.store.latest_model_version(name) is None:
+            raise NotFound(
+                f"no decision table or model named {name!r}",
+                hint="publish a table with `opsrail decisions publish` or train a model with `opsrail models train`",
+            )
+        model, _, found = self._model(name, version)
+        try:
+            prediction = model.predict(inputs)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"model {name} cannot score these inputs: {exc}",
+                hint='a text classifier takes {"text": …}; an event-log model {"events": [{"activity", "timestamp"}]}',
+            ) from None
+        return Evaluation(
+            source="model",
+            name=name,
+            version=found,
+            outputs=_prediction_outputs(prediction),
+            matched_rules=[],
+            confidence=float(prediction.confidence),
+            accepted=bool(prediction.accepted),
+            explanation=[dict(item) for item in prediction.explanation],
+            query_text=str(inputs.get("text") or _as_text(inputs)),
+        )
+
+    def decide(
+        self,
+        name: str,
+        inputs: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        step_id: str | None = None,
+        idempotency_key: str | None = None,
+        version: int | None = None,
+    ) -> tuple[dict[str, Any], Evaluation, tuple[str, ...], int, str]:
+        """Evaluate, route and record one decision; returns the record and how it was routed."""
+        evaluation = self.evaluate(name, inputs, version=version)
+        policy = self.policy(name)
+        route_taken, roles, count, why = route(
+            policy, evaluation.outputs, inputs, evaluation.confidence, evaluation.accepted
+        )
+        similar = self.similar(name, evaluation.query_text, evaluation.source)
+        summary = None
+        if route_taken != "acted":
+            summary = self._summary(name, inputs, evaluation, similar)
+        record = self.store.add_record(
+            {
+                "id": self.ids.new("dec"),
+                "idempotency_key": idempotency_key,
+                "decision": name,
+                "source": evaluation.source,
+                "version": evaluation.version,
+                "run_id": run_id,
+                "step_id": step_id,
+                "created_at": self.clock.now(),
+                "inputs": _jsonable(inputs),
+                "outputs": _jsonable(evaluation.outputs),
+                "matched_rules": evaluation.matched_rules,
+                "confidence": evaluation.confidence,
+                "explanation": _jsonable([*evaluation.explanation, {"route": why}]),
+                "tier": policy.tier,
+                "route": route_taken,
+                "similar": [_hit_dict(h) for h in similar],
+                "summary": summary,
+                "status": "decided" if route_taken == "acted" else "pending",
+            }
+        )
+        return record, evaluation, roles, count, why
+
+    def evaluate_and_record(self, name: str, inputs: dict[str, Any], *, version: int | None = None) -> dict[str, Any]:
+        """Evaluate a decision outside any run (the API and CLI); the record says where it would be routed."""
+        record, *_ = self.decide(name, inputs, version=version)
+        return record
+
+    async def decide_step(self, name: str, params: dict[str, Any], call: CallContext) -> Any:
+        """The engine's decider: a ``decide`` step's answer (outputs, or a review for a person)."""
+        try:
+            record, evaluation, roles, count, why = await asyncio.to_thread(
+                self.decide,
+                name,
+                params,
+                run_id=call.run_id,
+                step_id=call.step_id,
+                idempotency_key=f"{call.idempotency_key}:{call.attempt}",
+            )
+        except NotFound as exc:
+            raise OperationFailed(exc.detail, retryable=False) from None
+        except InvalidInput as exc:
+            raise OperationFailed(exc.detail, retryable=False) from None
+        outputs = {**record["outputs"], "decision_record": record["id"]}
+        if record["route"] == "acted":
+            return outputs
+        kind = "approval" if record["route"] == "approval" else "review"
+        policy = self.policy(name)
+        verb = {"review": "Review", "approval": "Approve", "advisory": "Decide"}[record["route"]]
+        return ReviewNeeded(
+            recommendation=outputs,
+            roles=roles,
+            count=count,
+            title=f"{verb} {name}: {_headline(evaluation)}",
+            context={
+                "decision_record": record["id"],
+                "decision": name,
+                "recommendation": record["outputs"],
+                "confidence": record["confidence"],
+                "why": why,
+                "explanation": record["explanation"],
+                "similar": record["similar"],
+                "summary": record["summary"],
+            },
+            kind=kind,
+            due_in=policy.review.due,
+        )
+
+    # -- similar cases and knowledge ---------------------------------------------------------------------
+
+    def similar(self, name: str, text: str, source: str) -> list[Hit]:
+        hits: list[Hit] = []
+        if source == "model":
+            _, cases, _ = self._model(name, None)
+            if cases is not None:
+                hits.extend(cases.search(text, k=_SIMILAR_CASES))
+        knowledge = self.knowledge()
+        if knowledge is not None:
+            hits.extend(knowledge.search(text, k=_KNOWLEDGE_HITS))
+        return hits
+
+    def knowledge(self) -> KnowledgeIndex | None:
+        if self._knowledge is None and self.knowledge_dir is not None and self.knowledge_dir.is_dir():
+            documents: Sequence[Document] = load_markdown_folder(self.knowledge_dir)
+            self._knowledge = KnowledgeIndex.build(documents)
+        return self._knowledge
+
+    def search_knowledge(self, query: str, k: int = 5) -> list[dict[str, Any]]:
+        index = self.knowledge()
+        return [_hit_dict(h) for h in index.search(query, k=k)] if index is not None else []
+
+    def _summary(
+        self, name: str, inputs: dict[str, Any], evaluation: Evaluation, similar: Sequence[Hit]
+    ) -> dict[str, Any]:
+        facts = {
+            "decision": name,
+            "recommendation": _headline(evaluation),
+            "confidence": round(evaluation.confidence, 3),
+            **{k: v for k, v in inputs.items() if isinstance(v, (str, int, float, bool)) and k != "text"},
+        }
+        texts = [str(inputs["text"])] if isinstance(inputs.get("text"), str) else []
+        texts.extend(h.snippet for h in similar)
+        request = SummaryRequest(
+            title=f"{name}: {_headline(evaluation)}", facts=facts, texts=texts, citations=list(similar)
+        )
+        summary = self.summarizer.summarize(request)
+        return {
+            "text": summary.text,
+            "citations": list(summary.citations),
+            "provider": summary.provider,
+            "model": summary.model,
+            "prompt": summary.prompt,
+            "answer": summary.answer,
+        }
+
+    # -- records -----------------------------------------------------------------------------------------
+
+    def records(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.store.records(**{k: v for k, v in filters.items() if v is not None})
+
+    def record(self, record_id: str) -> dict[str, Any]:
+        record = self.store.record(record_id)
+        if record["run_id"] and record["outcome"] is None:
+            try:
+                run = self.automation.show(record["run_id"])
+            except NotFound:
+                return record
+            record["outcome"] = {
+                "run_status": run["status"],
+                "finished_at": run["finished_at"],
+                "run_error": run["error"],
+            }
+        return record
+
+    def override(self, record_id: str, value: dict[str, Any], reason: str, by: str) -> dict[str, Any]:
+        """Replace a decision's answer: through its open review task if it has one, else on the record."""
+        if not reason.strip():
+            raise InvalidInput("an override needs a reason", hint="add --reason '…'")
+        record = self.store.record(record_id)
+        if record["status"] == "pending" and record["run_id"]:
+            task = self._open_task_for(record)
+            if task is not None:
+                self.automation.decide(task["id"], approve=False, by=by, comment=reason, value=value)
+                return self.store.record(record_id)
+        return self.store.settle_record(
+            record_id,
+            status="overridden",
+            by=by,
+            at=self.clock.now(),
+            final_outputs=value,
+            reason=reason,
+            expect=("decided", "accepted", "pending"),
+        )
+
+    def _open_task_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        for task in self.automation.tasks(limit=10_000):
+            if task["context"].get("decision_record") == record["id"]:
+                return task
+        return None
+
+    def _task_settled(
+        self, task: dict[str, Any], approved: bool, by: str, comment: str | None, value: dict[str, Any] | None
+    ) -> None:
+        record_id = task["context"].get("decision_record")
+        if not record_id:
+            return
+        record = self.store.record(record_id)
+        if value is not None:
+            status, final = "overridden", value
+        elif approved:
+            status, final = "accepted", record["outputs"]
+        else:
+            status, final = "rejected", None
+        self.store.settle_record(
+            record_id,
+            status=status,
+            by=by,
+            at=self.clock.now(),
+            final_outputs=final,
+            reason=comment,
+            expect=("pending",),
+        )
+
+
+def _prediction_outputs(prediction: Prediction) -> dict[str, Any]:
+    outputs: dict[str, Any] = {"confidence": round(float(prediction.confidence), 6)}
+    if prediction.label is not None:
+        outputs["label"] = prediction.label
+    if prediction.value is not None:
+        outputs["value"] = float(prediction.value)
+    if prediction.probabilities:
+        outputs["probabilities"] = {k: round(float(v), 6) for k, v in prediction.probabilities.items()}
+    return outputs
+
+
+def _headline(evaluation: Evaluation) -> str:
+    outputs = evaluation.outputs
+    if "label" in outputs:
+        return f"{outputs['label']} ({evaluation.confidence:.0%})"
+    shown = ", ".join(f"{k}={v}" for k, v in outputs.items() if k not in ("probabilities", "confidence"))
+    return shown[:120] or "no outputs"
+
+
+def _hit_dict(hit: Hit) -> dict[str, Any]:
+    return {
+        "id": hit.id,
+        "kind": hit.kind,
+        "title": hit.title,
+        "source": hit.source,
+        "score": round(float(hit.score), 4),
+        "snippet": hit.snippet,
+        "metadata": _jsonable(dict(hit.metadata)),
+    }
+
+
+def _as_text(inputs: Mapping[str, Any]) -> str:
+    return " ".join(f"{k} {v}" for k, v in inputs.items() if isinstance(v, (str, int, float)))
+
+
+def _lines(explanation: Any) -> list[str]:
+    if isinstance(explanation, str):
+        return [line for line in explanation.splitlines() if line.strip()]
+    if isinstance(explanation, (list, tuple)):
+        return [str(x) for x in explanation]
+    return [str(explanation)]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item):
+        return _jsonable(item())
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise NotFound(f"no such file: {path}", hint="give the path of a YAML file")
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,248 @@
+"""Decision tables, the model registry, decision policies and decision records, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from opsrail.model import Conflict, NotFound
+from opsrail.storage._engine import write_transaction
+from opsrail.storage._tables import as_utc, decision_policies, decision_records, decision_tables, models
+
+_RECORD_TIMES = ("created_at", "reviewed_at")
+
+
+class SqlDecisionStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- tables ----------------------------------------------------------------------------------------
+
+    def publish_table(
+        self, name: str, version: int, document: str, filename: str | None, by: str | None, now: datetime
+    ) -> bool:
+        """Store a table version; False when that version exists with other content (versions never change)."""
+        with write_transaction(self.engine) as conn:
+            existing = conn.execute(
+                sa.select(decision_tables.c.document).where(
+                    decision_tables.c.name == name, decision_tables.c.version == version
+                )
+            ).scalar()
+            if existing is not None:
+                return bool(existing == document)
+            conn.execute(
+                decision_tables.insert().values(
+                    name=name, version=version, document=document, filename=filename, published_at=now, published_by=by
+                )
+            )
+        return True
+
+    def table_document(self, name: str, version: int | None = None) -> tuple[int, str] | None:
+        query = sa.select(decision_tables.c.version, decision_tables.c.document).where(decision_tables.c.name == name)
+        if version is not None:
+            query = query.where(decision_tables.c.version == version)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(decision_tables.c.version.desc()).limit(1)).first()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def list_tables(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    decision_tables.c.name,
+                    sa.func.max(decision_tables.c.version).label("latest"),
+                    sa.func.count().label("versions"),
+                    sa.func.max(decision_tables.c.published_at).label("published_at"),
+                ).group_by(decision_tables.c.name)
+            ).all()
+        return [
+            {"name": r[0], "kind": "table", "latest": int(r[1]), "versions": int(r[2]), "published_at": as_utc(r[3])}
+            for r in rows
+        ]
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    def add_model(self, row: dict[str, Any]) -> int:
+        """Register the next version of a model; returns the version."""
+        with write_transaction(self.engine) as conn:
+            latest = conn.execute(sa.select(sa.func.max(models.c.version)).where(models.c.name == row["name"])).scalar()
+            version = int(latest or 0) + 1
+            conn.execute(models.insert().values(**row, version=version))
+        return version
+
+    def model_row(self, name: str, version: int | None = None, *, with_artifact: bool = True) -> dict[str, Any] | None:
+        columns = [c for c in models.c if with_artifact or c.name not in ("artifact", "cases")]
+        query = sa.select(*columns).where(models.c.name == name)
+        if version is not None:
+            query = query.where(models.c.version == version)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(models.c.version.desc()).limit(1)).mappings().first()
+        if row is None:
+            return None
+        found = _plain_keys(row)
+        found["created_at"] = as_utc(found["created_at"])
+        return found
+
+    def latest_model_version(self, name: str) -> int | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.max(models.c.version)).where(models.c.name == name)).scalar()
+        return int(value) if value is not None else None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(
+                        models.c.name,
+                        models.c.version,
+                        models.c.task,
+                        models.c.metrics,
+                        models.c.created_at,
+                        models.c.data_source,
+                    ).order_by(models.c.name, models.c.version)
+                )
+                .mappings()
+                .all()
+            )
+        latest: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            latest[r["name"]] = {
+                "name": r["name"],
+                "kind": "model",
+                "task": r["task"],
+                "latest": r["version"],
+                "metrics": r["metrics"],
+                "created_at": as_utc(r["created_at"]),
+                "data_source": r["data_source"],
+            }
+        return list(latest.values())
+
+    # -- policies --------------------------------------------------------------------------------------
+
+    def set_policy(self, name: str, policy: dict[str, Any], by: str | None, now: datetime) -> None:
+        with write_transaction(self.engine) as conn:
+            updated = conn.execute(
+                decision_policies.update()
+                .where(decision_policies.c.name == name)
+                .values(policy=policy, updated_at=now, updated_by=by)
+            )
+            if updated.rowcount == 0:
+                conn.execute(decision_policies.insert().values(name=name, policy=policy, updated_at=now, updated_by=by))
+
+    def policies(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(decision_policies.c.name, decision_policies.c.policy)).all()
+        return {str(r[0]): dict(r[1]) for r in rows}
+
+    # -- records ---------------------------------------------------------------------------------------
+
+    def add_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Insert a decision record; one with the same idempotency key already there is returned instead."""
+        key = record.get("idempotency_key")
+        with write_transaction(self.engine) as conn:
+            if key is not None:
+                existing = (
+                    conn.execute(sa.select(decision_records).where(decision_records.c.idempotency_key == key))
+                    .mappings()
+                    .first()
+                )
+                if existing is not None:
+                    return _record(existing)
+            conn.execute(decision_records.insert().values(**record))
+        return self.record(record["id"])
+
+    def record(self, record_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(decision_records).where(decision_records.c.id == record_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no decision record {record_id!r}", hint="list them with `opsrail decisions records list`")
+        return _record(row)
+
+    def record_for_step(self, run_id: str, step_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(decision_records)
+                    .where(decision_records.c.run_id == run_id, decision_records.c.step_id == step_id)
+                    .order_by(decision_records.c.created_at.desc(), decision_records.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return _record(row) if row else None
+
+    def records(
+        self,
+        *,
+        decision: str | None = None,
+        status: str | None = None,
+        run_id: str | None = None,
+        source: str | None = None,
+        tier: str | None = None,
+        version: int | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        query = sa.select(decision_records)
+        for column, value in (
+            (decision_records.c.decision, decision),
+            (decision_records.c.status, status),
+            (decision_records.c.run_id, run_id),
+            (decision_records.c.source, source),
+            (decision_records.c.tier, tier),
+            (decision_records.c.version, version),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        query = query.order_by(decision_records.c.created_at.desc(), decision_records.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_record(r) for r in rows]
+
+    def settle_record(
+        self,
+        record_id: str,
+        *,
+        status: str,
+        by: str | None,
+        at: datetime,
+        final_outputs: dict[str, Any] | None,
+        reason: str | None,
+        expect: tuple[str, ...] | None = None,
+    ) -> dict[str, Any]:
+        """Record who accepted or overrode a decision; ``expect`` guards against settling it twice."""
+        with write_transaction(self.engine) as conn:
+            query = decision_records.update().where(decision_records.c.id == record_id)
+            if expect:
+                query = query.where(decision_records.c.status.in_(expect))
+            result = conn.execute(
+                query.values(status=status, reviewed_by=by, reviewed_at=at, final_outputs=final_outputs, reason=reason)
+            )
+        if result.rowcount == 0:
+            current = self.record(record_id)
+            raise Conflict(
+                f"decision record {record_id} is {current['status']}",
+                hint="a settled decision is not settled again; override it instead",
+            )
+        return self.record(record_id)
+
+    def set_outcome(self, run_id: str, outcome: dict[str, Any]) -> int:
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                decision_records.update().where(decision_records.c.run_id == run_id).values(outcome=outcome)
+            )
+        return int(result.rowcount)
+
+
+def _plain_keys(row: sa.RowMapping) -> dict[str, Any]:
+    # Mapping keys are SQLAlchemy's quoted_name, a str subclass that JSON encoders such as orjson refuse.
+    return {str(key): value for key, value in row.items()}
+
+
+def _record(row: sa.RowMapping) -> dict[str, Any]:
+    found = _plain_keys(row)
+    for name in _RECORD_TIMES:
+        found[name] = as_utc(found[name])
+    return found

@@ -1,0 +1,90 @@
+"""`opsrail decisions …` and `opsrail models …` in-process against a real store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import opsrail.decisions
+from opsrail.cli import app
+
+REFERENCE = Path(opsrail.decisions.__file__).parent / "reference"
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSRAIL_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    return runner
+
+
+def test_validate_test_publish_list_show_evaluate_and_records(run: CliRunner, tmp_path: Path) -> None:
+    table = str(REFERENCE / "incident-router.yaml")
+    valid = run.invoke(app, ["decisions", "validate", table, "--json"])
+    assert valid.exit_code == 0, valid.output
+    assert json.loads(valid.stdout)["name"] == "incident-router"
+    tested = run.invoke(app, ["decisions", "test", table, "--json"])
+    assert tested.exit_code == 0 and json.loads(tested.stdout)["failed"] == 0
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        (REFERENCE / "incident-router.yaml").read_text().replace("credit_exposure: 6000.0", "credit_exposure: 1.0")
+    )
+    failing = run.invoke(app, ["decisions", "test", str(broken)])
+    assert failing.exit_code == 1 and "FAIL" in failing.stdout
+
+    assert run.invoke(app, ["decisions", "publish", table, "--as", "ops"]).exit_code == 0
+    listed = json.loads(run.invoke(app, ["decisions", "list", "--json"]).stdout)
+    assert listed[0]["name"] == "incident-router" and listed[0]["latest"] == 2
+    shown = run.invoke(app, ["decisions", "show", "incident-router"])
+    assert shown.exit_code == 0 and "sev1-premium" in shown.stdout
+
+    evaluated = run.invoke(
+        app, ["decisions", "evaluate", "incident-router", "--input", '{"severity": 3, "topic": "Access"}', "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    record = json.loads(evaluated.stdout)
+    assert record["outputs"]["team"] == "identity" and record["matched_rules"] == ["access"]
+    bad_json = run.invoke(app, ["decisions", "evaluate", "incident-router", "--input", "{nope"])
+    assert bad_json.exit_code == 2 and "not valid JSON" in bad_json.stderr
+
+    overridden = run.invoke(
+        app,
+        ["decisions", "override", record["id"], "--value", '{"team": "sre"}', "--reason", "outage", "--as", "dana"],
+    )
+    assert overridden.exit_code == 0, overridden.output
+    records = json.loads(run.invoke(app, ["decisions", "records", "list", "--json"]).stdout)
+    assert [(r["id"], r["status"], r["reviewed_by"]) for r in records] == [(record["id"], "overridden", "dana")]
+    shown_record = run.invoke(app, ["decisions", "records", "show", record["id"]])
+    assert shown_record.exit_code == 0 and "outage" in shown_record.stdout
+    assert run.invoke(app, ["decisions", "records", "show", "dec_missing"]).exit_code == 4
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("decisions:\n  cli-example: {tier: advisory}\n")
+    assert run.invoke(app, ["decisions", "policies", "apply", str(policy)]).exit_code == 0
+    policies = json.loads(run.invoke(app, ["decisions", "policies", "list", "--json"]).stdout)
+    assert policies["cli-example"]["tier"] == "advisory"
+    policy.write_text("decisions:\n  cli-example: {tier: sometimes}\n")
+    refused = run.invoke(app, ["decisions", "policies", "apply", str(policy)])
+    assert refused.exit_code == 2 and "tier" in refused.stderr
+
+
+def test_models_train_needs_its_columns_and_says_which_exist(run: CliRunner, tmp_path: Path) -> None:
+    data = tmp_path / "tickets.csv"
+    data.write_text("body,queue\nprinter jammed,Hardware\nreset my password,Access\n")
+    missing = run.invoke(app, ["models", "train", "text-classifier", "--data", str(data), "--text", "body"])
+    assert missing.exit_code == 2 and "--label" in missing.stderr
+    wrong = run.invoke(
+        app, ["models", "train", "text-classifier", "--data", str(data), "--text", "Document", "--label", "queue"]
+    )
+    assert wrong.exit_code == 2 and "body" in wrong.stderr
+    nothing = run.invoke(app, ["models", "evaluate", "nothing", "--data", str(data)])
+    assert nothing.exit_code == 4
+    unknown = run.invoke(app, ["models", "train", "forecast", "--data", str(data)])
+    assert unknown.exit_code == 2 and "text-classifier" in unknown.stderr

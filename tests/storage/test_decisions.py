@@ -1,0 +1,241 @@
+"""The decision layer end to end on real stores: tables and models answer `decide` steps, confident decisions
+act, unsure ones become review tasks with similar cases, and every decision is a record that says who settled it."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+from pathlib import Path
+
+import pytest
+
+from opsrail.model import Conflict, InvalidInput, NotFound
+from opsrail.wiring import Container
+
+TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
+
+TABLE = """
+name: credit-tier
+version: 1
+hit_policy: first
+inputs:
+  amount: {type: double}
+  premium: {type: bool, default: false}
+outputs:
+  band: {type: string}
+  credit: {type: double, default: 0.0}
+rules:
+  - id: large
+    when: "amount > 5000.0"
+    then: {band: "large", credit: "${ amount * 0.1 }"}
+  - id: premium
+    when: "premium"
+    then: {band: "premium", credit: 100.0}
+  - id: small
+    when: "true"
+    then: {band: "small"}
+tests:
+  - name: large amounts get ten percent
+    inputs: {amount: 6000.0}
+    expect: {band: large, credit: 600.0}
+"""
+
+PLAYBOOK = """
+id: triage
+version: 1
+steps:
+  - id: tier
+    decide: credit-tier
+    with: {amount: "${ run.input.amount }"}
+  - id: book
+    needs: [tier]
+    action: core.set
+    with: {band: "${ steps.tier.output.band }"}
+"""
+
+TRIAGE = """
+id: ticket-triage
+version: 1
+steps:
+  - id: classify
+    decide: ticket-topic
+    with: {text: "${ run.input.text }"}
+  - id: route
+    needs: [classify]
+    action: core.set
+    with: {queue: "${ steps.classify.output.label }"}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def drain(container: Container) -> None:
+    async def go() -> None:
+        for _ in range(50):
+            if not await container.runner.tick():
+                return
+
+    asyncio.run(go())
+
+
+def ticket_sample(tmp_path: Path, rows: int = 1200) -> Path:
+    with gzip.open(TICKETS, "rt", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        sample = [row for _, row in zip(range(rows), reader, strict=False)]
+    path = tmp_path / "tickets.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["Document", "Topic_group"])
+        writer.writeheader()
+        writer.writerows(sample)
+    return path
+
+
+def test_a_table_answers_a_decide_step_and_the_decision_is_recorded(container: Container, tmp_path: Path) -> None:
+    container.decisions.publish_table(write(tmp_path, "t.yaml", TABLE), "ops")
+    container.automation.publish(write(tmp_path, "p.yaml", PLAYBOOK), "ops")
+    run_id = container.automation.start("triage", {"amount": 7500.0})
+    drain(container)
+    run = container.automation.show(run_id)
+    assert run["status"] == "succeeded"
+    steps = {s["id"]: s for s in run["steps"]}
+    assert steps["tier"]["output"]["band"] == "large" and steps["tier"]["output"]["credit"] == 750.0
+    assert steps["book"]["output"] == {"band": "large"}
+    [record] = container.decisions.records(run_id=run_id)
+    assert record["decision"] == "credit-tier" and record["source"] == "table" and record["version"] == 1
+    assert record["matched_rules"] == ["large"] and record["route"] == "acted" and record["status"] == "decided"
+    assert record["inputs"] == {"amount": 7500.0}
+    assert steps["tier"]["output"]["decision_record"] == record["id"]
+    shown = container.decisions.record(record["id"])
+    assert shown["outcome"]["run_status"] == "succeeded"
+
+
+def test_a_published_table_version_never_changes(container: Container, tmp_path: Path) -> None:
+    path = write(tmp_path, "t.yaml", TABLE)
+    container.decisions.publish_table(path, "ops")
+    container.decisions.publish_table(path, "ops")  # the same content again is fine
+    with pytest.raises(Conflict):
+        container.decisions.publish_table(
+            write(
+                tmp_path, "t2.yaml", TABLE.replace('band: "premium", credit: 100.0', 'band: "premium", credit: 200.0')
+            ),
+            "ops",
+        )
+
+
+def test_a_table_whose_own_tests_fail_is_not_published(container: Container, tmp_path: Path) -> None:
+    broken = TABLE.replace("expect: {band: large, credit: 600.0}", "expect: {band: small}")
+    with pytest.raises(InvalidInput, match="tests fail"):
+        container.decisions.publish_table(write(tmp_path, "t.yaml", broken), "ops")
+
+
+def test_an_unknown_decision_fails_the_step_with_a_clear_error(container: Container, tmp_path: Path) -> None:
+    container.automation.publish(write(tmp_path, "p.yaml", PLAYBOOK), "ops")
+    run_id = container.automation.start("triage", {"amount": 1.0})
+    drain(container)
+    run = container.automation.show(run_id)
+    assert run["status"] == "failed"
+    assert "no decision table or model named 'credit-tier'" in run["error"]
+    with pytest.raises(NotFound):
+        container.decisions.evaluate_and_record("credit-tier", {"amount": 1.0})
+
+
+def test_an_approval_tier_picks_approvers_by_threshold_and_the_record_shows_who_accepted(
+    container: Container, tmp_path: Path
+) -> None:
+    container.decisions.publish_table(write(tmp_path, "t.yaml", TABLE), "ops")
+    container.decisions.apply_policies(
+        write(
+            tmp_path,
+            "policy.yaml",
+            """
+decisions:
+  credit-tier:
+    tier: approval
+    approval:
+      - when: "output.credit <= 500.0"
+        tier: autonomous
+      - when: "output.credit <= 5000.0"
+        roles: [finance_controller]
+      - roles: [finance_controller, approver]
+        count: 2
+""",
+        ),
+        "ops",
+    )
+    container.automation.publish(write(tmp_path, "p.yaml", PLAYBOOK), "ops")
+    small = container.automation.start("triage", {"amount": 100.0})
+    large = container.automation.start("triage", {"amount": 90_000.0})
+    drain(container)
+    assert container.automation.show(small)["status"] == "succeeded"
+    [task] = container.automation.tasks()
+    assert task["run_id"] == large and task["kind"] == "approval" and task["required"] == 2
+    assert task["roles"] == ["finance_controller", "approver"]
+    assert task["context"]["recommendation"]["credit"] == 9000.0
+    container.automation.decide(task["id"], approve=True, by="fiona")
+    container.automation.decide(task["id"], approve=True, by="arun")
+    drain(container)
+    assert container.automation.show(large)["status"] == "succeeded"
+    [record] = container.decisions.records(run_id=large)
+    assert record["route"] == "approval" and record["status"] == "accepted" and record["reviewed_by"] == "arun"
+    assert record["final_outputs"] == record["outputs"]
+
+
+def test_overriding_an_acted_decision_keeps_the_reason(container: Container, tmp_path: Path) -> None:
+    container.decisions.publish_table(write(tmp_path, "t.yaml", TABLE), "ops")
+    record = container.decisions.evaluate_and_record("credit-tier", {"amount": 10.0})
+    assert record["route"] == "acted" and record["outputs"]["band"] == "small"
+    with pytest.raises(InvalidInput):
+        container.decisions.override(record["id"], {"band": "premium"}, " ", "dana")
+    overridden = container.decisions.override(record["id"], {"band": "premium"}, "premium customer", "dana")
+    assert overridden["status"] == "overridden" and overridden["final_outputs"] == {"band": "premium"}
+    assert overridden["reason"] == "premium customer" and overridden["reviewed_by"] == "dana"
+    assert [r["id"] for r in container.decisions.records(status="overridden")] == [record["id"]]
+
+
+@pytest.mark.slow
+def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(container: Container, tmp_path: Path) -> None:
+    info = container.decisions.train_model(
+        "text-classifier", ticket_sample(tmp_path), {"text": "Document", "label": "Topic_group"}, name="ticket-topic"
+    )
+    assert info["version"] == 1 and info["task"] == "text-classifier" and info["metrics"]["accuracy"] > 0.4
+    container.decisions.apply_policies(
+        write(
+            tmp_path,
+            "policy.yaml",
+            "decisions:\n  ticket-topic: {tier: autonomous, min_confidence: 0.999, review: {roles: [operator]}}\n",
+        ),
+        "ops",
+    )
+    container.automation.publish(write(tmp_path, "p.yaml", TRIAGE), "ops")
+    run_id = container.automation.start("ticket-triage", {"text": "please give access to the shared drive folder"})
+    drain(container)
+    [task] = container.automation.tasks(mine="dana", my_roles=("operator",))
+    assert task["kind"] == "review" and task["run_id"] == run_id
+    context = task["context"]
+    assert context["recommendation"]["label"] in info["thresholds"]
+    assert 0.0 < context["confidence"] < 0.999 and "below" in context["why"]
+    cases = [hit for hit in context["similar"] if hit["kind"] == "case"]
+    assert cases and all(hit["score"] > 0 for hit in cases) and "label" in cases[0]["metadata"]
+    assert context["summary"]["text"]
+    assert container.automation.tasks(mine="erin", my_roles=("finance_controller",)) == []
+    container.automation.reassign(task["id"], "erin", by="dana")
+    assert [t["id"] for t in container.automation.tasks(mine="erin")] == [task["id"]]
+    assert container.automation.tasks(mine="dana", my_roles=("operator",)) == []
+
+    container.automation.decide(
+        task["id"], approve=False, by="erin", comment="it is storage", value={"label": "Storage"}
+    )
+    drain(container)
+    run = container.automation.show(run_id)
+    assert run["status"] == "succeeded"
+    assert {s["id"]: s["output"] for s in run["steps"]}["route"] == {"queue": "Storage"}
+    [record] = container.decisions.records(run_id=run_id)
+    assert record["status"] == "overridden" and record["reviewed_by"] == "erin"
+    assert record["final_outputs"] == {"label": "Storage"} and record["reason"] == "it is storage"
+    assert record["source"] == "model" and record["version"] == 1 and record["explanation"]
+    assert any(entry["activity"] == "task.reassigned" for entry in run["timeline"])
