@@ -239,3 +239,59 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     assert record["final_outputs"] == {"label": "Storage"} and record["reason"] == "it is storage"
     assert record["source"] == "model" and record["version"] == 1 and record["explanation"]
     assert any(entry["activity"] == "task.reassigned" for entry in run["timeline"])
+
+
+@pytest.mark.slow
+def test_the_reference_sev1_playbook_classifies_routes_and_asks_when_unsure(
+    container: Container, tmp_path: Path
+) -> None:
+    import orjson
+
+    import opsrail.decisions
+    import opsrail.playbooks
+    from opsrail.engine import CallContext
+    from tests.support import incident_event
+
+    filed: list[dict[str, object]] = []
+
+    async def create_issue(params: dict[str, object], call: CallContext) -> object:
+        filed.append({"key": call.idempotency_key, **params})
+        return {"issue": f"ENG-{len(filed)}"}
+
+    container.runner.operations.register("jira.create_issue", create_issue)
+    container.decisions.train_model(
+        "text-classifier", ticket_sample(tmp_path), {"text": "Document", "label": "Topic_group"}, name="incident-topic"
+    )
+    container.decisions.apply_policies(
+        write(tmp_path, "policy.yaml", "decisions:\n  incident-topic: {min_confidence: 0.999}\n"), "ops"
+    )
+    container.decisions.publish_table(
+        Path(opsrail.decisions.__file__).parent / "reference" / "incident-router.yaml", "ops"
+    )
+    container.automation.publish(Path(opsrail.playbooks.__file__).parent / "reference" / "sev1-escalation.yaml", "ops")
+    event = incident_event("sev1-1", severity=1, title="users cannot access the vpn", premium_support=True, arr=100000)
+    container.ingestion.ingest_single(orjson.dumps(event))
+    drain(container)
+    [run] = container.automation.runs()
+    [review] = container.automation.tasks()
+    assert review["kind"] == "review" and review["step_id"] == "topic"
+    container.automation.decide(
+        review["id"], approve=False, by="dana", comment="vpn is access", value={"label": "Access"}
+    )
+    drain(container)
+    [approval] = container.automation.tasks("finance_controller")
+    assert approval["step_id"] == "credit-approval"
+    container.automation.decide(approval["id"], approve=True, by="fiona")
+    drain(container)
+    detail = container.automation.show(run["id"])
+    steps = {s["id"]: s for s in detail["steps"]}
+    assert steps["classify"]["output"]["team"] == "major-incident"
+    assert steps["classify"]["output"]["credit_exposure"] == 5000.0
+    assert steps["credit-approval"]["status"] == "succeeded"
+    assert filed and filed[0]["team"] == "major-incident"
+    assert steps["wait-resolution"]["status"] == "waiting"
+    records = container.decisions.records(run_id=run["id"])
+    assert sorted((r["decision"], r["status"]) for r in records) == [
+        ("incident-router", "decided"),
+        ("incident-topic", "overridden"),
+    ]

@@ -118,7 +118,10 @@ def tokens_list(json: JsonFlag = False) -> None:
     table(
         "API tokens",
         ["id", "name", "role", "created", "revoked"],
-        [(t.id, t.name, t.role, short_time(t.created_at), t.revoked_at) for t in items],
+        [
+            (t.id, t.name, t.role, short_time(t.created_at), short_time(t.revoked_at) if t.revoked_at else "")
+            for t in items
+        ],
     )
 
 

@@ -39,7 +39,7 @@ class CloudEvent(BaseModel):
         """
         found: list[tuple[str, str]] = []
         for name, value in (self.__pydantic_extra__ or {}).items():
-            if not _EXTENSION_NAME.match(name):
+            if not _EXTENSION_NAME.fullmatch(name):
                 found.append(
                     (name, "an extension attribute name is 1-20 lowercase letters or digits (CloudEvents 1.0)")
                 )

@@ -46,6 +46,8 @@ class DecisionStore(Protocol):
 
     def table_document(self, name: str, version: int | None = None) -> tuple[int, str] | None: ...
 
+    def latest_table_version(self, name: str) -> int | None: ...
+
     def list_tables(self) -> list[dict[str, Any]]: ...
 
     def add_model(self, row: dict[str, Any]) -> int: ...
@@ -183,12 +185,17 @@ class DecisionService:
         return load_table(found[1], f"{name}@{found[0]}"), found[1]
 
     def _compiled(self, name: str, version: int | None) -> CompiledTable | None:
-        found = self.store.table_document(name, version)
-        if found is None:
+        # Published versions never change, so a compiled version is cached for good; only the number of the
+        # latest version is read each time, so a newly published version answers at once.
+        wanted = version or self.store.latest_table_version(name)
+        if wanted is None:
             return None
-        key = (name, found[0])
+        key = (name, wanted)
         compiled = self._tables.get(key)
         if compiled is None:
+            found = self.store.table_document(name, wanted)
+            if found is None:
+                return None
             compiled = compile_table(load_table(found[1], f"{name}@{found[0]}"))
             self._tables[key] = compiled
         return compiled

@@ -319,8 +319,12 @@ class IngestionService:
 
 
 def _looks_like_batch(body: bytes) -> bool:
+    # NDJSON only when every line opens an object: a pretty-printed single event spans lines too.
     stripped = body.strip()
-    return stripped.startswith(b"[") or len([line for line in stripped.splitlines() if line.strip()]) > 1
+    if stripped.startswith(b"["):
+        return True
+    lines = [line for line in stripped.splitlines() if line.strip()]
+    return len(lines) > 1 and all(line.lstrip().startswith(b"{") for line in lines)
 
 
 def assemble_batch(parsed: ParsedBatch, receipts: list[Receipt], letters: list[DeadLetter]) -> BatchOutcome:

@@ -40,6 +40,11 @@ class TokenService:
                 hint=f"choose one of: {', '.join(ROLES)}",
                 errors=[FieldError("$.role", "unknown role", "enum")],
             )
+        if name is not None and not 1 <= len(name.strip()) <= 128:
+            raise InvalidInput(
+                "a token name has 1 to 128 characters",
+                errors=[FieldError("$.name", "1 to 128 characters", "length")],
+            )
         token_id = self.ids.new("tok")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         record = ApiToken(

@@ -47,6 +47,13 @@ class SqlDecisionStore:
             row = conn.execute(query.order_by(decision_tables.c.version.desc()).limit(1)).first()
         return (int(row[0]), str(row[1])) if row else None
 
+    def latest_table_version(self, name: str) -> int | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(decision_tables.c.version)).where(decision_tables.c.name == name)
+            ).scalar()
+        return int(value) if value is not None else None
+
     def list_tables(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(

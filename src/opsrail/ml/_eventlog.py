@@ -1,0 +1,734 @@
+"""Reading event logs: CSV or XES files (plain or gzip) into cases of time-ordered events.
+
+This module owns the in-memory event log (``EventLog`` → ``Case`` → ``Event``), the choice of the case, activity
+and timestamp columns (given, or guessed from a short list of common names), timestamp parsing (ISO 8601 with or
+without offset, a few day-first and month-first layouts, epoch seconds or milliseconds; naive times are UTC), and
+the errors a user sees when a file cannot be read (``EventLogError``, a ``ValueError`` with a one-line message).
+
+Cases keep the order in which they first appear in the file; events within a case are sorted stably by timestamp.
+Every other column or attribute is kept: CSV columns named ``case:…`` and XES trace attributes become case
+attributes (XES trace attributes are prefixed ``case:``), everything else is an event attribute. Nothing is
+filtered: a XES log with ``lifecycle:transition`` keeps its SCHEDULE/START/COMPLETE events, the transition being an
+ordinary event attribute.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import gzip
+import html
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import IO, Any
+
+from opsrail.ml._types import Progress, no_progress
+
+__all__ = [
+    "ACTIVITY_NAMES",
+    "CASE_NAMES",
+    "TIMESTAMP_NAMES",
+    "Case",
+    "Event",
+    "EventLog",
+    "EventLogError",
+    "events_from_records",
+    "parse_timestamp",
+    "parse_timestamps",
+    "read_event_log",
+]
+
+CASE_NAMES = ("case:concept:name", "CaseID", "case_id", "Case ID", "case", "caseid", "case id", "trace_id", "TraceID")
+"""CSV column names tried, in order, when no case column is given (compared without case, spaces, ``_`` or ``-``)."""
+
+ACTIVITY_NAMES = ("concept:name", "Activity", "ActivityID", "activity_id", "Activity Name", "activity_name", "Task")
+"""CSV column names tried, in order, when no activity column is given."""
+
+TIMESTAMP_NAMES = (
+    "time:timestamp",
+    "CompleteTimestamp",
+    "Complete Timestamp",
+    "timestamp",
+    "EndTimestamp",
+    "end_timestamp",
+    "end_time",
+    "time",
+    "datetime",
+    "date",
+    "StartTimestamp",
+    "start_time",
+)
+"""CSV column names tried, in order, when no timestamp column is given."""
+
+XES_CASE = "case:concept:name"
+XES_ACTIVITY = "concept:name"
+XES_TIMESTAMP = "time:timestamp"
+_CHUNK = 1 << 16
+
+
+class EventLogError(ValueError):
+    """An event log that cannot be read: the message says which file, column or row, and why."""
+
+
+@dataclass(slots=True)
+class Event:
+    """One event: its activity, when it happened (seconds since the epoch, UTC) and its other attributes."""
+
+    activity: str
+    timestamp: float
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Case:
+    """One case (trace): its identifier, its events sorted by time, and its case-level attributes."""
+
+    case_id: str
+    events: list[Event]
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def start(self) -> float:
+        return self.events[0].timestamp if self.events else 0.0
+
+    @property
+    def end(self) -> float:
+        return self.events[-1].timestamp if self.events else 0.0
+
+
+@dataclass(slots=True)
+class EventLog:
+    """Cases in the order they first appear in the file, and the columns they were read with.
+
+    ``columns`` maps ``case``, ``activity`` and ``timestamp`` to the column (CSV) or attribute key (XES) used.
+    """
+
+    cases: list[Case]
+    columns: dict[str, str]
+    format: str = "csv"
+
+    @property
+    def n_events(self) -> int:
+        return sum(len(case.events) for case in self.cases)
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+
+# --------------------------------------------------------------------------------------------------------- times
+
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d*)?$")
+_FORMATS = (
+    "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M",
+    "%m-%d-%Y %H:%M:%S",
+    "%m-%d-%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %I:%M %p",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S.%f%z",
+    "%Y-%m-%d %H:%M:%S.%f%z",
+    "%d-%m-%Y",
+    "%m-%d-%Y",
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%d.%m.%Y",
+    "%Y/%m/%d",
+)
+"""Layouts tried after ISO 8601 and epoch numbers; for a column the first layout that reads every value wins."""
+
+
+def _seconds(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _iso(text: str) -> float | None:
+    try:
+        return _seconds(datetime.fromisoformat(text))
+    except ValueError:
+        pass
+    if _NUMBER.match(text):
+        number = float(text)
+        return number / 1000.0 if abs(number) > 1e11 else number
+    return None
+
+
+def _with_format(text: str, layout: str) -> float | None:
+    try:
+        return _seconds(datetime.strptime(text, layout))  # naive times are UTC by definition
+    except ValueError:
+        return None
+
+
+def parse_timestamp(value: object) -> float:
+    """Seconds since the epoch (UTC) from an ISO 8601 string, a common date layout, a datetime or an epoch number.
+
+    Naive times are taken as UTC. Epoch numbers above 1e11 are read as milliseconds. Raises ``ValueError``.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, datetime):
+        return _seconds(value)
+    if isinstance(value, int | float):
+        number = float(value)
+        return number / 1000.0 if abs(number) > 1e11 else number
+    if not isinstance(value, str):
+        raise ValueError(f"not a timestamp: {value!r}")
+    text = value.strip()
+    seconds = _iso(text)
+    if seconds is not None:
+        return seconds
+    for layout in _FORMATS:
+        seconds = _with_format(text, layout)
+        if seconds is not None:
+            return seconds
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def parse_timestamps(values: Sequence[str], *, row: Callable[[int], str] = str) -> list[float]:
+    """Parse a whole column: ISO 8601 and epoch numbers first, then one layout that reads every other value.
+
+    Choosing one layout for the column settles day-first versus month-first: ``03/05/2016`` is read the way the
+    rest of the column needs (day-first when nothing decides). ``row(i)`` names value ``i`` in error messages.
+    """
+    out: list[float] = [0.0] * len(values)
+    pending: list[int] = []
+    for index, raw in enumerate(values):
+        seconds = _iso(raw.strip())
+        if seconds is None:
+            pending.append(index)
+        else:
+            out[index] = seconds
+    if not pending:
+        return out
+    distinct = sorted({values[index].strip() for index in pending})
+    chosen: str | None = None
+    for layout in _FORMATS:
+        if all(_with_format(text, layout) is not None for text in distinct):
+            chosen = layout
+            break
+    for index in pending:
+        text = values[index].strip()
+        if not text:
+            raise EventLogError(f"{row(index)}: empty timestamp")
+        seconds = _with_format(text, chosen) if chosen else None
+        if seconds is None:
+            for layout in _FORMATS:
+                seconds = _with_format(text, layout)
+                if seconds is not None:
+                    break
+        if seconds is None:
+            raise EventLogError(f"{row(index)}: cannot read timestamp {text!r} (expected ISO 8601 or a date layout)")
+        out[index] = seconds
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- opening
+
+
+class _Counted(io.RawIOBase):
+    """A readable file that remembers how many bytes were read, to report progress on compressed input."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+def _open(path: Path) -> tuple[IO[bytes], _Counted, int, bool]:
+    """Binary stream over the decompressed content, its byte counter, the file size and whether it is XES."""
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise EventLogError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    size = path.stat().st_size
+    head = raw.read(2)
+    raw.seek(0)
+    counted = _Counted(raw)
+    buffered: IO[bytes] = io.BufferedReader(counted, _CHUNK)
+    stream: IO[bytes] = buffered
+    if head == b"\x1f\x8b":
+        stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+    try:
+        start = stream.peek(512)[:512] if hasattr(stream, "peek") else b""
+    except (OSError, EOFError) as exc:
+        raw.close()
+        raise EventLogError(f"{path}: cannot read: {exc}") from None
+    text = start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    name = path.name.lower()
+    is_xes = text.startswith((b"<?xml", b"<log")) or name.endswith((".xes", ".xes.gz"))
+    return stream, counted, size, is_xes
+
+
+def read_event_log(
+    path: Path | str,
+    *,
+    case: str | None = None,
+    activity: str | None = None,
+    timestamp: str | None = None,
+    progress: Progress = no_progress,
+) -> EventLog:
+    """Read a CSV or XES event log (optionally gzip-compressed; detected from the content, not only the name).
+
+    XES defaults: the trace's ``concept:name`` (``case:concept:name``), the event's ``concept:name`` and
+    ``time:timestamp``. CSV: the given columns, or the first match in ``CASE_NAMES``/``ACTIVITY_NAMES``/
+    ``TIMESTAMP_NAMES``. Raises ``EventLogError`` for an unreadable file, a missing column or an unreadable time.
+    """
+    path = Path(path)
+    stream, counted, size, is_xes = _open(path)
+    try:
+        if is_xes:
+            return _read_xes(path, stream, counted, size, case, activity, timestamp, progress)
+        return _read_csv(path, stream, counted, size, case, activity, timestamp, progress)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise EventLogError(f"{path}: cannot read: {exc}") from None
+    finally:
+        stream.close()
+
+
+def _finish(cases: Iterable[Case]) -> list[Case]:
+    out = list(cases)
+    for one in out:
+        one.events.sort(key=attrgetter("timestamp"))
+    return out
+
+
+# -------------------------------------------------------------------------------------------------------- CSV
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+def _pick(header: Sequence[str], given: str | None, candidates: Sequence[str], role: str, path: Path) -> int:
+    listing = ", ".join(repr(name) for name in header)
+    if given is not None:
+        if given in header:
+            return header.index(given)
+        squashed = [_squash(name) for name in header]
+        if _squash(given) in squashed:
+            return squashed.index(_squash(given))
+        raise EventLogError(f"{path}: no {role} column {given!r}; the columns are {listing}")
+    squashed = [_squash(name) for name in header]
+    for candidate in candidates:
+        if _squash(candidate) in squashed:
+            return squashed.index(_squash(candidate))
+    raise EventLogError(
+        f"{path}: cannot tell which column holds the {role}; tried {', '.join(candidates)}; "
+        f"the columns are {listing}; name it with --{role}"
+    )
+
+
+def _text_lines(stream: IO[bytes]) -> Iterator[str]:
+    wrapper = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        yield from wrapper
+    except UnicodeDecodeError as exc:
+        raise EventLogError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    finally:
+        with contextlib.suppress(ValueError):  # the stream may already be closed
+            wrapper.detach()
+
+
+def _read_csv(
+    path: Path,
+    stream: IO[bytes],
+    counted: _Counted,
+    size: int,
+    case: str | None,
+    activity: str | None,
+    timestamp: str | None,
+    progress: Progress,
+) -> EventLog:
+    lines = _text_lines(stream)
+    try:
+        first = next(lines)
+    except StopIteration:
+        raise EventLogError(f"{path}: empty file") from None
+    except EventLogError as exc:
+        raise EventLogError(f"{path}: {exc}") from None
+    delimiter = max((",", ";", "\t", "|"), key=first.count)
+    reader = csv.reader(_chain(first, lines), delimiter=delimiter)
+    header = [name.strip() for name in next(reader)]
+    case_at = _pick(header, case, CASE_NAMES, "case", path)
+    activity_at = _pick(header, activity, ACTIVITY_NAMES, "activity", path)
+    time_at = _pick(header, timestamp, TIMESTAMP_NAMES, "timestamp", path)
+    used = {case_at, activity_at, time_at}
+    extra = [(index, name, name.startswith("case:")) for index, name in enumerate(header) if index not in used]
+    width = len(header)
+    by_id: dict[str, Case] = {}
+    stamps: list[str] = []
+    events: list[Event] = []
+    rows: list[int] = []
+    number = 1
+    try:
+        for number, record in enumerate(reader, start=2):
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            if len(record) < width:
+                record = record + [""] * (width - len(record))
+            case_id = record[case_at]
+            found = by_id.get(case_id)
+            if found is None:
+                found = by_id[case_id] = Case(case_id, [], {})
+            attributes: dict[str, Any] = {}
+            for index, name, is_case in extra:
+                value = record[index]
+                if value == "":
+                    continue
+                if is_case:
+                    found.attributes.setdefault(name, value)
+                else:
+                    attributes[name] = value
+            event = Event(record[activity_at], 0.0, attributes)
+            found.events.append(event)
+            events.append(event)
+            stamps.append(record[time_at])
+            rows.append(number)
+            if number % 50_000 == 0:
+                progress("read", min(counted.count / max(size, 1), 1.0) * 0.9)
+    except csv.Error as exc:
+        raise EventLogError(f"{path}: row {number}: {exc}") from None
+    except EventLogError as exc:
+        raise EventLogError(f"{path}: {exc}") from None
+    if not events:
+        raise EventLogError(f"{path}: no events (only a header)")
+    times = parse_timestamps(stamps, row=lambda index: f"{path}: row {rows[index]}, column {header[time_at]!r}")
+    for event, seconds in zip(events, times, strict=True):
+        event.timestamp = seconds
+    progress("read", 1.0)
+    columns = {"case": header[case_at], "activity": header[activity_at], "timestamp": header[time_at]}
+    return EventLog(_finish(by_id.values()), columns, "csv")
+
+
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+# -------------------------------------------------------------------------------------------------------- XES
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _typed(kind: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    if kind == "int":
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    if kind == "float":
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if kind == "boolean":
+        return value.strip().lower() == "true"
+    return value
+
+
+def _attributes(element: Any) -> dict[str, Any]:
+    """Direct attribute children of a trace or event, typed; nested attributes are ignored."""
+    out: dict[str, Any] = {}
+    for child in element.iterchildren():
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        kind = _local(tag)
+        if kind == "event" or kind in _SKIPPED:
+            continue
+        key = child.get("key")
+        value = child.get("value")
+        if key is not None and value is not None:
+            out[key] = _typed(kind, value)
+    return out
+
+
+_TOKEN = re.compile(
+    r'<(?:(/?)(event|trace)\s*>|/([\w:.-]+)\s*>|([\w:.-]+)\s+key="([^"]*)"(?:\s+value="([^"]*)")?\s*(/?)>)'
+)
+"""XES tags as common tools write them: trace/event boundaries, closing tags, ``key``/``value`` attributes."""
+_ENCODING = re.compile(r'encoding\s*=\s*["\']([\w.-]+)["\']')
+_BLOCK = 1 << 24
+
+
+class _Unusual(Exception):
+    """The fast XES scanner met something it does not read exactly (comments, CDATA, odd attribute order)."""
+
+
+class _XesBuilder:
+    """Collects traces and events from either XES reader and turns them into cases."""
+
+    def __init__(self, path: Path, case: str | None, activity: str | None, timestamp: str | None) -> None:
+        self.path = path
+        self.given_case = case
+        self.case_key = case or XES_CASE
+        self.trace_key = self.case_key[5:] if self.case_key.startswith("case:") else self.case_key
+        self.activity_key = activity or XES_ACTIVITY
+        self.time_key = timestamp or XES_TIMESTAMP
+        self.cases: list[Case] = []
+        self.pending: list[Event] = []
+        self.stamps: list[str] = []
+        self.where: list[tuple[int, int]] = []
+
+    def event(self, attributes: dict[str, Any]) -> None:
+        name = attributes.pop(self.activity_key, None)
+        stamp = attributes.pop(self.time_key, None)
+        if name is None or stamp is None:
+            missing = self.activity_key if name is None else self.time_key
+            here = f"{self.path}: trace {len(self.cases) + 1}, event {len(self.pending) + 1}"
+            raise EventLogError(f"{here}: no {missing!r} attribute")
+        self.pending.append(Event(str(name), 0.0, attributes))
+        self.stamps.append(str(stamp))
+        self.where.append((len(self.cases) + 1, len(self.pending)))
+
+    def trace(self, attributes: dict[str, Any]) -> None:
+        number = len(self.cases) + 1
+        case_id = attributes.pop(self.trace_key, None)
+        if case_id is None:
+            if self.given_case is not None:
+                raise EventLogError(f"{self.path}: trace {number}: no {self.trace_key!r} attribute")
+            case_id = f"trace {number}"
+        self.cases.append(Case(str(case_id), self.pending, {f"case:{key}": value for key, value in attributes.items()}))
+        self.pending = []
+
+    def log(self) -> EventLog:
+        if not self.cases:
+            raise EventLogError(f"{self.path}: no traces found (is this a XES event log?)")
+        where = self.where
+        times = parse_timestamps(
+            self.stamps,
+            row=lambda index: f"{self.path}: trace {where[index][0]}, event {where[index][1]}, {self.time_key!r}",
+        )
+        position = 0
+        for one in self.cases:
+            for event in one.events:
+                event.timestamp = times[position]
+                position += 1
+        columns = {"case": self.case_key, "activity": self.activity_key, "timestamp": self.time_key}
+        return EventLog(_finish(_merge(self.cases)), columns, "xes")
+
+
+def _read_xes(
+    path: Path,
+    stream: IO[bytes],
+    counted: _Counted,
+    size: int,
+    case: str | None,
+    activity: str | None,
+    timestamp: str | None,
+    progress: Progress,
+) -> EventLog:
+    try:
+        builder = _XesBuilder(path, case, activity, timestamp)
+        _scan_xes(stream, counted, size, builder, progress)
+    except _Unusual:
+        stream.close()
+        stream, counted, size, _ = _open(path)
+        builder = _XesBuilder(path, case, activity, timestamp)
+        _parse_xes(path, stream, counted, size, builder, progress)
+    finally:
+        stream.close()
+    log = builder.log()
+    progress("read", 1.0)
+    return log
+
+
+def _scan_xes(stream: IO[bytes], counted: _Counted, size: int, builder: _XesBuilder, progress: Progress) -> None:
+    """Fast path: a regular-expression scan of well-formed XES as common tools write it.
+
+    Every ``<`` after the first trace must start a tag the scanner reads; otherwise (comments, CDATA, processing
+    instructions, attributes in another order, a non-UTF-8 encoding) it raises ``_Unusual`` and the caller parses
+    the file with lxml instead. Nested attributes (children of an attribute) are skipped, as in the lxml path.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    buffer = ""
+    started = False
+    depth = 0
+    where = 0  # 0 outside traces, 1 in a trace, 2 in an event
+    trace: dict[str, Any] = {}
+    event: dict[str, Any] = {}
+    while True:
+        block = stream.read(_BLOCK)
+        final = not block
+        try:
+            buffer += decoder.decode(block, final)
+        except UnicodeDecodeError:
+            raise _Unusual from None
+        if not started:
+            first = buffer.find("<trace")
+            if first < 0 and not final:
+                continue
+            head = buffer[: max(first, 0)]
+            declared = _ENCODING.search(head[:200])
+            if "<!DOCTYPE" in head or (declared and declared.group(1).lower().replace("_", "-") not in _UTF8):
+                raise _Unusual
+            if first < 0:
+                return
+            buffer = buffer[first:]
+            started = True
+        cut = len(buffer) if final else buffer.rfind("</trace>")
+        if cut < 0:
+            continue
+        if not final:
+            cut += len("</trace>")
+        part, buffer = buffer[:cut], buffer[cut:]
+        tokens = _TOKEN.findall(part)
+        if len(tokens) != part.count("<"):
+            raise _Unusual
+        for closing, boundary, closed, kind, key, value, empty in tokens:
+            if boundary:
+                if depth:
+                    raise _Unusual
+                if boundary == "event":
+                    if closing:
+                        if where != 2:
+                            raise _Unusual
+                        builder.event(event)
+                        where = 1
+                    else:
+                        if where != 1:
+                            raise _Unusual
+                        event = {}
+                        where = 2
+                elif closing:
+                    if where != 1:
+                        raise _Unusual
+                    builder.trace(trace)
+                    where = 0
+                else:
+                    if where != 0:
+                        raise _Unusual
+                    trace = {}
+                    where = 1
+            elif closed:
+                if depth:
+                    depth -= 1
+            elif depth:
+                if not empty:
+                    depth += 1
+            else:
+                if not empty:
+                    depth = 1
+                if kind in _SKIPPED or not where:
+                    continue
+                if "&" in key or "&" in value:
+                    key, value = html.unescape(key), html.unescape(value)
+                (event if where == 2 else trace)[key] = value if kind == "string" else _typed(kind, value)
+        progress("read", min(counted.count / max(size, 1), 1.0) * 0.9)
+        if final:
+            if where or depth:
+                raise _Unusual  # truncated: let the general parser report where
+            return
+
+
+_UTF8 = ("utf-8", "utf8", "us-ascii", "ascii")
+_SKIPPED = ("list", "container", "values")
+
+
+def _parse_xes(
+    path: Path, stream: IO[bytes], counted: _Counted, size: int, builder: _XesBuilder, progress: Progress
+) -> None:
+    """General path: lxml ``iterparse`` (no network, no entity expansion); nested attributes are skipped."""
+    from lxml import etree
+
+    parser = etree.iterparse(
+        stream,
+        events=("end",),
+        tag=("{*}event", "{*}trace"),
+        huge_tree=True,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+    )
+    try:
+        for _, element in parser:
+            if _local(element.tag) == "event":
+                parent = element.getparent()
+                if parent is None or _local(parent.tag) != "trace":
+                    continue
+                builder.event(_attributes(element))
+                element.clear()
+                continue
+            builder.trace(_attributes(element))
+            element.clear()
+            while element.getprevious() is not None:
+                del element.getparent()[0]
+            if len(builder.cases) % 2000 == 0:
+                progress("read", min(counted.count / max(size, 1), 1.0) * 0.9)
+    except etree.XMLSyntaxError as exc:
+        raise EventLogError(f"{path}: not a readable XES file: {exc}") from None
+
+
+def _merge(cases: list[Case]) -> list[Case]:
+    """Traces that share an identifier form one case (first appearance keeps its place)."""
+    by_id: dict[str, Case] = {}
+    for one in cases:
+        found = by_id.get(one.case_id)
+        if found is None:
+            by_id[one.case_id] = one
+        else:
+            found.events.extend(one.events)
+            for key, value in one.attributes.items():
+                found.attributes.setdefault(key, value)
+    return list(by_id.values())
+
+
+# ------------------------------------------------------------------------------------------------- one prefix
+
+
+def events_from_records(records: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> list[Event]:
+    """Events of one open case from JSON-like records ``{"activity", "timestamp", …attributes}``, sorted by time.
+
+    The activity and timestamp may also be given under the model's column names (``columns``). Raises
+    ``EventLogError`` for a record without an activity or with an unreadable timestamp.
+    """
+    activity_keys = ("activity", columns.get("activity", "activity"))
+    time_keys = ("timestamp", columns.get("timestamp", "timestamp"))
+    skip = {*activity_keys, *time_keys}
+    events: list[Event] = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, Mapping):
+            raise EventLogError(f"event {number}: expected an object, got {type(record).__name__}")
+        name = next((record[key] for key in activity_keys if record.get(key) is not None), None)
+        if name is None:
+            raise EventLogError(f"event {number}: no activity")
+        stamp = next((record[key] for key in time_keys if record.get(key) is not None), None)
+        if stamp is None:
+            raise EventLogError(f"event {number}: no timestamp")
+        try:
+            seconds = parse_timestamp(stamp)
+        except ValueError:
+            raise EventLogError(f"event {number}: cannot read timestamp {stamp!r}") from None
+        attributes = {key: value for key, value in record.items() if key not in skip and value is not None}
+        events.append(Event(str(name), seconds, attributes))
+    events.sort(key=attrgetter("timestamp"))
+    return events

@@ -1,0 +1,303 @@
+"""Reading event logs (CSV and XES, plain and gzip), column guessing, timestamps, errors, and case splits."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from opsrail.ml._eventlog import (
+    EventLog,
+    EventLogError,
+    events_from_records,
+    parse_timestamp,
+    parse_timestamps,
+    read_event_log,
+)
+from opsrail.ml._splits import inner_split, split_log
+
+DATA = Path("/work/shared/data")
+needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared real data is not available")
+
+
+def epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
+
+
+CSV = """CaseID,ActivityID,CompleteTimestamp,case:channel,resource
+b,start,2024-01-02 10:00:00,web,ann
+a,start,2024-01-01 09:00:00,mail,bob
+b,review,2024-01-02 09:30:00,,ann
+b,close,2024-01-02 10:00:00,,cid
+a,close,2024-01-03 09:00:00,,bob
+"""
+
+XES = """<?xml version="1.0" encoding="UTF-8"?>
+<log xes.version="1.0" xmlns="http://www.xes-standard.org/">
+  <global scope="event"><string key="concept:name" value="__INVALID__"/></global>
+  <string key="meta" value="log level, ignored"/>
+  <trace>
+    <string key="concept:name" value="t1"/>
+    <date key="REG_DATE" value="2011-10-01T00:38:44.546+02:00"/>
+    <float key="AMOUNT" value="2500.5"/>
+    <event>
+      <string key="concept:name" value="A &amp; B"/>
+      <string key="lifecycle:transition" value="complete"/>
+      <date key="time:timestamp" value="2011-10-01T00:38:44.546+02:00"/>
+      <int key="cost" value="7"/>
+      <string key="nested" value="parent">
+        <string key="child" value="ignored"/>
+      </string>
+    </event>
+    <event>
+      <string key="lifecycle:transition" value="start"/>
+      <string key="concept:name" value="Review"/>
+      <date key="time:timestamp" value="2011-10-01T00:30:00Z"/>
+    </event>
+  </trace>
+  <trace>
+    <string key="concept:name" value="t0"/>
+    <event>
+      <string key="concept:name" value="Review"/>
+      <date key="time:timestamp" value="2011-09-30T12:00:00"/>
+      <boolean key="urgent" value="true"/>
+    </event>
+  </trace>
+</log>
+"""
+
+
+def write(path: Path, text: str, *, compress: bool = False) -> Path:
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------- CSV
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_csv_guesses_columns_keeps_case_order_and_sorts_events(tmp_path: Path, compress: bool) -> None:
+    log = read_event_log(write(tmp_path / ("log.csv.gz" if compress else "log.csv"), CSV, compress=compress))
+    assert log.columns == {"case": "CaseID", "activity": "ActivityID", "timestamp": "CompleteTimestamp"}
+    assert [case.case_id for case in log.cases] == ["b", "a"]  # first appearance, not sorted
+    b = log.cases[0]
+    assert [event.activity for event in b.events] == ["review", "start", "close"]  # stable sort: start before close
+    assert b.events[0].timestamp == epoch(2024, 1, 2, 9, 30)
+    assert b.attributes == {"case:channel": "web"}
+    assert b.events[1].attributes == {"resource": "ann"}
+    assert log.n_events == 5
+    assert len(log) == 2
+
+
+def test_csv_gzip_is_detected_by_content_not_name(tmp_path: Path) -> None:
+    log = read_event_log(write(tmp_path / "log.data", CSV, compress=True))
+    assert len(log.cases) == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("case:concept:name,concept:name,time:timestamp", ("case:concept:name", "concept:name", "time:timestamp")),
+        ("Case ID,Activity,Complete Timestamp", ("Case ID", "Activity", "Complete Timestamp")),
+        ("case_id,activity_id,timestamp", ("case_id", "activity_id", "timestamp")),
+    ],
+)
+def test_csv_column_names_are_guessed(tmp_path: Path, header: str, expected: tuple[str, str, str]) -> None:
+    log = read_event_log(write(tmp_path / "log.csv", f"{header}\n1,x,2024-01-01T00:00:00\n"))
+    assert (log.columns["case"], log.columns["activity"], log.columns["timestamp"]) == expected
+
+
+def test_csv_explicit_columns_and_semicolons(tmp_path: Path) -> None:
+    text = "ticket;state;updated;kind\nT1;New;01-02-2016 10:00;x\nT1;Closed;29-02-2016 11:30;y\n"
+    log = read_event_log(write(tmp_path / "log.csv", text), case="ticket", activity="state", timestamp="updated")
+    assert [event.activity for event in log.cases[0].events] == ["New", "Closed"]
+    assert log.cases[0].events[0].timestamp == epoch(2016, 2, 1, 10)  # day-first, decided by 29-02
+    assert log.cases[0].events[0].attributes == {"kind": "x"}
+
+
+def test_missing_column_error_lists_the_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "log.csv", "id,step,when\n1,a,2024-01-01\n")
+    with pytest.raises(EventLogError, match=r"which column holds the case.*'id', 'step', 'when'") as caught:
+        read_event_log(path)
+    assert "Traceback" not in str(caught.value)
+    with pytest.raises(EventLogError, match=r"no activity column 'nope'; the columns are 'id', 'step', 'when'"):
+        read_event_log(path, case="id", activity="nope", timestamp="when")
+
+
+def test_unreadable_timestamp_names_the_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "log.csv", "case,activity,timestamp\n1,a,2024-01-01 10:00\n1,b,yesterday\n")
+    with pytest.raises(EventLogError, match=r"row 3, column 'timestamp'.*'yesterday'"):
+        read_event_log(path)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(EventLogError, match="cannot open"):
+        read_event_log(tmp_path / "missing.csv")
+    with pytest.raises(EventLogError, match="cannot read"):
+        read_event_log(_broken_gzip(tmp_path))
+    with pytest.raises(EventLogError, match="empty"):
+        read_event_log(write(tmp_path / "empty.csv", ""))
+    with pytest.raises(EventLogError, match="not a readable XES"):
+        read_event_log(write(tmp_path / "bad.xes", "<?xml version='1.0'?><log><trace><event></trace></log>"))
+    with pytest.raises(EventLogError, match="not a readable XES"):
+        read_event_log(write(tmp_path / "cut.xes.gz", XES[: XES.index("</trace>")], compress=True))
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes(b"case,activity,timestamp\n1,\xe9t\xe9,2024-01-01\n")
+    with pytest.raises(EventLogError, match="not UTF-8"):
+        read_event_log(bad)
+
+
+def _broken_gzip(tmp_path: Path) -> Path:
+    path = tmp_path / "broken.csv.gz"
+    path.write_bytes(gzip.compress(CSV.encode())[:40])
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ timestamps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2011-10-01T00:38:44.546+02:00", epoch(2011, 9, 30, 22, 38, 44) + 0.546),
+        ("2012-04-03 16:55:38", epoch(2012, 4, 3, 16, 55, 38)),
+        ("2012-04-03T16:55:38Z", epoch(2012, 4, 3, 16, 55, 38)),
+        ("2011-12-06 13:41:31.788000+01:00", epoch(2011, 12, 6, 12, 41, 31) + 0.788),
+        ("2012-04-03T16:55:38-05:00", epoch(2012, 4, 3, 21, 55, 38)),
+        ("1333472138", 1333472138.0),
+        ("1333472138000", 1333472138.0),
+        ("29-02-2016 01:23", epoch(2016, 2, 29, 1, 23)),
+    ],
+)
+def test_parse_timestamp(text: str, expected: float) -> None:
+    assert parse_timestamp(text) == pytest.approx(expected)
+
+
+def test_parse_timestamp_rejects_other_values() -> None:
+    assert parse_timestamp(datetime(2024, 1, 1)) == epoch(2024, 1, 1)  # naive: UTC
+    for bad in ("soon", True, None):
+        with pytest.raises(ValueError, match="not a timestamp"):
+            parse_timestamp(bad)
+
+
+def test_one_layout_per_column_settles_day_and_month() -> None:
+    us = parse_timestamps(["03/05/2016 10:00", "12/31/2016 10:00"])
+    assert us[0] == epoch(2016, 3, 5, 10)
+    european = parse_timestamps(["03/05/2016 10:00", "31/12/2016 10:00"])
+    assert european[0] == epoch(2016, 5, 3, 10)
+
+
+# ------------------------------------------------------------------------------------------------------- XES
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_xes_reads_traces_attributes_and_lifecycle(tmp_path: Path, compress: bool) -> None:
+    log = read_event_log(write(tmp_path / ("log.xes.gz" if compress else "log.xes"), XES, compress=compress))
+    assert log.format == "xes"
+    assert log.columns == {"case": "case:concept:name", "activity": "concept:name", "timestamp": "time:timestamp"}
+    assert [case.case_id for case in log.cases] == ["t1", "t0"]
+    t1 = log.cases[0]
+    assert t1.attributes == {"case:REG_DATE": "2011-10-01T00:38:44.546+02:00", "case:AMOUNT": 2500.5}
+    assert [event.activity for event in t1.events] == ["A & B", "Review"]
+    assert t1.events[0].attributes == {"lifecycle:transition": "complete", "cost": 7, "nested": "parent"}
+    assert t1.events[1].attributes == {"lifecycle:transition": "start"}
+    assert t1.events[0].timestamp == epoch(2011, 9, 30, 22, 38, 44) + 0.546
+    assert t1.events[1].timestamp == epoch(2011, 10, 1, 0, 30)
+    assert log.cases[1].events[0].attributes == {"urgent": True}
+    assert log.cases[1].events[0].timestamp == epoch(2011, 9, 30, 12)
+
+
+def test_xes_with_comments_reads_the_same_through_the_general_parser(tmp_path: Path) -> None:
+    plain = read_event_log(write(tmp_path / "a.xes", XES))
+    odd = XES.replace("<event>", "<!-- an event --><event>", 1).replace(
+        '<string key="concept:name" value="t0"/>', "<string value='t0' key='concept:name'/>"
+    )
+    other = read_event_log(write(tmp_path / "b.xes", odd))
+    assert other.cases == plain.cases
+
+
+def test_xes_missing_timestamp_is_an_error(tmp_path: Path) -> None:
+    text = XES.replace('<date key="time:timestamp" value="2011-09-30T12:00:00"/>', "")
+    with pytest.raises(EventLogError, match=r"trace 2, event 1: no 'time:timestamp' attribute"):
+        read_event_log(write(tmp_path / "log.xes", text))
+
+
+def test_events_from_records_accepts_iso_epoch_and_column_names() -> None:
+    events = events_from_records(
+        [
+            {"ActivityID": "8", "CompleteTimestamp": 1333472200, "team": "x"},
+            {"activity": "1", "timestamp": "2012-04-03T16:55:38+00:00"},
+        ],
+        {"activity": "ActivityID", "timestamp": "CompleteTimestamp"},
+    )
+    assert [event.activity for event in events] == ["1", "8"]
+    assert events[1].attributes == {"team": "x"}
+    with pytest.raises(EventLogError, match="event 1: cannot read timestamp"):
+        events_from_records([{"activity": "a", "timestamp": "later"}], {})
+
+
+# ---------------------------------------------------------------------------------------------------- splits
+
+
+def _log(starts: list[int]) -> EventLog:
+    from opsrail.ml._eventlog import Case, Event
+
+    cases = [Case(f"c{index}", [Event("a", float(start))]) for index, start in enumerate(starts)]
+    return EventLog(cases, {"case": "c", "activity": "a", "timestamp": "t"})
+
+
+def test_tax2017_keeps_file_order_and_holds_out_the_last_third() -> None:
+    log = _log([50, 10, 40, 20, 30, 0, 60])
+    (split,) = split_log(log, "tax2017")
+    assert [case.case_id for case in split.train] == ["c0", "c1", "c2", "c3", "c4"]  # 7 - round(7/3) = 5
+    assert [case.case_id for case in split.test] == ["c5", "c6"]
+
+
+def test_temporal_orders_by_start_and_kfold_covers_every_case_once() -> None:
+    log = _log([50, 10, 40, 20, 30, 0, 60])
+    (split,) = split_log(log, "temporal")
+    assert [case.case_id for case in split.train] == ["c5", "c1", "c3", "c4", "c2"]
+    assert [case.case_id for case in split.test] == ["c0", "c6"]
+    folds = split_log(_log(list(range(23))), "kfold")
+    assert len(folds) == 5
+    held = sorted(case.case_id for fold in folds for case in fold.test)
+    assert held == sorted(f"c{index}" for index in range(23))
+    assert all(not {c.case_id for c in fold.train} & {c.case_id for c in fold.test} for fold in folds)
+    with pytest.raises(ValueError, match="unknown split"):
+        split_log(log, "random")
+
+
+def test_inner_split_takes_the_latest_training_cases() -> None:
+    log = _log([50, 10, 40, 20, 30, 0, 60, 70, 80, 90])
+    fit, valid = inner_split(log.cases, "temporal")
+    assert [case.case_id for case in valid] == ["c8", "c9"]
+    assert len(fit) == 8
+
+
+@needs_data
+def test_real_logs_read_with_their_published_counts() -> None:
+    tax = read_event_log(DATA / "helpdesk" / "helpdesk_tax2017.csv.gz")
+    assert (len(tax.cases), tax.n_events) == (3804, 13710)
+    (split,) = split_log(tax, "tax2017")
+    assert (len(split.train), len(split.test)) == (2536, 1268)
+    permits = read_event_log(DATA / "wabo_receipt_env_permit" / "env_permit.xes.gz")
+    receipt = read_event_log(DATA / "wabo_receipt_env_permit" / "receipt.csv.gz")
+    assert (len(permits.cases), permits.n_events) == (len(receipt.cases), receipt.n_events) == (1434, 8577)
+    assert {case.case_id for case in permits.cases} == {case.case_id for case in receipt.cases}
+
+
+@needs_data
+@pytest.mark.slow
+def test_bpi2012_xes_reads_every_event() -> None:
+    log = read_event_log(DATA / "bpi2012" / "BPI_Challenge_2012.xes.gz")
+    assert (len(log.cases), log.n_events) == (13087, 262200)
+    assert log.cases[0].case_id == "173688"
+    assert log.cases[0].attributes["case:AMOUNT_REQ"] == "20000"
+    assert {event.attributes.get("lifecycle:transition") for case in log.cases for event in case.events} == {
+        "COMPLETE",
+        "START",
+        "SCHEDULE",
+    }

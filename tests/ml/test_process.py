@@ -1,0 +1,246 @@
+"""Prefix encoding and the three event-log predictors: trained on a small real slice, they beat trivial baselines."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from opsrail.ml._eventlog import Case, Event, read_event_log
+from opsrail.ml._features import SequenceFeatures
+from opsrail.ml._next_activity import NextActivityModel, train_next_activity
+from opsrail.ml._prefixes import PAD, UNSEEN, PrefixEncoder, prefix_lengths
+from opsrail.ml._remaining_time import RemainingTimeModel, train_remaining_time
+from opsrail.ml._sla_breach import SlaBreachModel, SlaTarget, train_sla_breach
+from opsrail.ml._types import TrainedModel
+
+DATA = Path("/work/shared/data")
+HELPDESK = DATA / "helpdesk" / "helpdesk_tax2017.csv.gz"
+pytestmark = pytest.mark.skipif(not HELPDESK.exists(), reason="shared real data is not available")
+DAY = 86_400.0
+
+
+def case(case_id: str, steps: list[tuple[str, float]], **attributes: Any) -> Case:
+    return Case(
+        case_id,
+        [Event(name, at, {"team": "red" if index % 2 else "blue"}) for index, (name, at) in enumerate(steps)],
+        attributes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- prefixes
+
+
+def test_prefix_lengths() -> None:
+    assert list(prefix_lengths(5)) == [1, 2, 3, 4]
+    assert list(prefix_lengths(5, first=2)) == [2, 3, 4]
+    assert list(prefix_lengths(1)) == []
+
+
+def test_prefix_encoding_counts_window_times_and_unseen_activities() -> None:
+    cases = [
+        case(
+            f"c{n}",
+            [("a", 0.0), ("b", 3600.0), ("b", 7200.0), ("c", 10_800.0)],
+            **{"case:tier": "gold" if n % 2 else "free", "case:id": f"x{n}"},
+        )
+        for n in range(30)
+    ]
+    encoder = PrefixEncoder(window=3, min_count=5).fit(cases)
+    assert encoder.activities == ("b", "a", "c")
+    names = encoder.feature_names
+    assert {feature.key for feature in encoder.attributes} == {"case:tier", "team"}  # case:id is an identifier
+    prefixes = encoder.encode(cases[:1], lambda n: prefix_lengths(n, first=2))
+    assert prefixes.length.tolist() == [2, 3]
+    row = dict(zip(names, prefixes.features[1], strict=True))
+    assert row["prefix_length"] == 3
+    assert row["elapsed_seconds"] == 7200.0
+    assert row["since_previous_seconds"] == 3600.0
+    assert row["repeat_run"] == 2
+    assert row["count b"] == 2 and row["count a"] == 1 and row["count c"] == 0
+    assert [row["activity[-1]"], row["activity[-2]"], row["activity[-3]"]] == [
+        encoder.code("b"),
+        encoder.code("b"),
+        encoder.code("a"),
+    ]
+    single = encoder.encode_one([Event("never seen", 0.0)], {"case:tier": "platinum"})
+    row = dict(zip(names, single[0], strict=True))
+    assert row["activity[-1]"] == UNSEEN and row["activity[-2]"] == PAD
+    assert row["count unseen activities"] == 1
+    assert row["case case:tier"] == 0.0  # an unseen value is "other"
+    assert math.isnan(row["since_previous_seconds"])
+    assert len(encoder.categorical) == 3 + 2 + 3  # window, categorical attributes, activities of earlier runs
+    assert len(PrefixEncoder(window=3, min_count=5, sequence=None).fit(cases).categorical) == 3 + 2
+
+
+def test_sequence_features_runs_recency_gaps_bigrams_and_day() -> None:
+    steps = [("a", 0.0), ("b", 3600.0), ("b", 7200.0), ("b", 9000.0), ("c", 2 * DAY + 60.0), ("c", 2 * DAY + 120.0)]
+    cases = [case(f"c{n}", steps) for n in range(10)]
+    encoder = PrefixEncoder(window=2, sequence=SequenceFeatures(runs=2, recency=3, gaps=4, bigrams=4)).fit(cases)
+    names = encoder.feature_names
+    assert encoder.sequence is not None and encoder.sequence.width == len(names) - encoder._sequence_at
+    prefixes = encoder.encode(cases[:1], lambda n: range(n, n + 1))
+    row = dict(zip(names, prefixes.features[0], strict=True))
+    assert row["run seconds"] == 60.0 and row["run mean gap seconds"] == 60.0 and row["runs"] == 3
+    assert row["run[-2] activity"] == encoder.code("b") and row["run[-2] length"] == 3
+    assert row["run[-2] seconds"] == 5400.0
+    assert row["run[-3] activity"] == encoder.code("a") and row["run[-3] length"] == 1
+    assert row["events since a"] == 5 and row["seconds since a"] == 2 * DAY + 120.0
+    assert row["events since c"] == 0 and row["seconds since c"] == 0.0
+    assert row["gap[-3] seconds"] == 1800.0 and row["gap[-4] seconds"] == 3600.0
+    assert row["count b → b"] == 2 and row["count a → b"] == 1 and row["count c → c"] == 1
+    assert row["events on the last event's day"] == 2
+    assert row["seconds since the previous day's last event"] == 2 * DAY + 120.0 - 9000.0
+    first = dict(zip(names, encoder.encode_one([Event("zzz", 50.0)], {})[0], strict=True))
+    assert first["runs"] == 1 and first["run[-2] activity"] == PAD and math.isnan(first["run mean gap seconds"])
+    assert math.isnan(first["events since a"]) and first["count b → b"] == 0
+    run_column = names.index("run[-2] activity")
+    assert run_column in encoder.categorical and encoder.describe(run_column, float(encoder.code("b"))) == "b"
+
+
+def test_date_attributes_are_not_features() -> None:
+    cases = [
+        case(
+            f"c{n}",
+            [("a", 0.0), ("b", 1.0)],
+            **{"case:enddate": f"2020-01-{n % 28 + 1:02d}T10:00:00", "case:amount": str(n * 10)},
+        )
+        for n in range(60)
+    ]
+    encoder = PrefixEncoder().fit(cases)
+    kinds = {feature.key: feature.kind for feature in encoder.attributes}
+    assert kinds == {"case:amount": "numeric", "team": "categorical"}
+
+
+# -------------------------------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def slice_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 1,200 cases of the Helpdesk log of Tax et al., in a new file with other column names."""
+    log = read_event_log(HELPDESK)
+    path = tmp_path_factory.mktemp("slice") / "tickets.csv.gz"
+    with gzip.open(path, "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ticket", "step", "at"])
+        for one in log.cases[:1200]:
+            for event in one.events:
+                writer.writerow([one.case_id, f"step {event.activity}", f"{event.timestamp:.0f}"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def next_activity(slice_path: Path) -> NextActivityModel:
+    return train_next_activity(slice_path, case="ticket", activity="step", timestamp="at")
+
+
+@pytest.fixture(scope="module")
+def remaining(slice_path: Path) -> RemainingTimeModel:
+    return train_remaining_time(slice_path, case="ticket", activity="step", timestamp="at")
+
+
+@pytest.fixture(scope="module")
+def breach(slice_path: Path) -> SlaBreachModel:
+    return train_sla_breach(slice_path, case="ticket", activity="step", timestamp="at", target_seconds=4 * DAY)
+
+
+OPEN = {
+    "events": [
+        {"activity": "step 1", "timestamp": "2012-04-03T16:55:38+02:00"},
+        {"activity": "step 8", "timestamp": 1333472200},
+    ]
+}
+UNSEEN_PREFIX = {
+    "events": [{"activity": "step 1", "timestamp": 1333472138}, {"activity": "brand new step", "timestamp": 1333482138}]
+}
+
+
+def test_next_activity_beats_the_majority_and_matches_the_last_activity_baseline(
+    next_activity: NextActivityModel,
+) -> None:
+    metrics = next_activity.metrics
+    assert metrics["n"] > 500
+    assert metrics["accuracy"] >= metrics["baseline_accuracy"]
+    assert metrics["accuracy"] > 0.65
+    assert 0.0 < metrics["macro_f1"] <= 1.0
+    assert metrics["inner"]["n"] > 0
+    assert next_activity.columns == {"case": "ticket", "activity": "step", "timestamp": "at"}
+    assert set(next_activity.thresholds) == set(next_activity.classes)
+    assert isinstance(next_activity, TrainedModel)
+
+
+def test_next_activity_predicts_open_prefixes_even_with_unseen_activities(next_activity: NextActivityModel) -> None:
+    answer = next_activity.predict(OPEN)
+    assert answer.label in next_activity.classes
+    assert 0.0 < answer.confidence <= 1.0
+    assert sum(answer.probabilities.values()) == pytest.approx(1.0, abs=0.05)
+    assert answer.explanation and {"feature", "weight"} <= set(answer.explanation[0])
+    unseen = next_activity.predict(UNSEEN_PREFIX)
+    assert unseen.label in next_activity.classes
+    with pytest.raises(ValueError, match="events"):
+        next_activity.predict({"events": []})
+
+
+def test_remaining_time_beats_the_training_median(remaining: RemainingTimeModel) -> None:
+    metrics = remaining.metrics
+    assert metrics["mae_days"] < metrics["median_baseline_mae_days"]
+    answer = remaining.predict(OPEN)
+    assert answer.label is None and answer.value is not None and answer.value >= 0.0
+    assert 0.0 <= answer.confidence <= 1.0
+    assert remaining.predict(UNSEEN_PREFIX).value is not None
+    assert remaining.thresholds == {}
+
+
+def test_sla_breach_ranks_better_than_chance(breach: SlaBreachModel) -> None:
+    metrics = breach.metrics
+    assert metrics["auc"] > 0.55
+    assert 0.0 <= metrics["recall_at_precision_0.9"] <= 1.0
+    assert metrics["excluded_already_breached"] > 0
+    answer = breach.predict(OPEN)
+    assert answer.label in ("breach", "ok")
+    assert answer.value is not None and 0.0 <= answer.value <= 1.0
+    assert answer.confidence == pytest.approx(answer.value if answer.label == "breach" else 1 - answer.value, abs=1e-6)
+    late = {"events": [{"activity": "step 1", "timestamp": 0}, {"activity": "brand new step", "timestamp": 10 * DAY}]}
+    assert breach.predict(late).label == "breach"
+    assert set(breach.thresholds) == {"breach", "ok"}
+
+
+@pytest.mark.parametrize("which", ["next_activity", "remaining", "breach"])
+def test_pickle_round_trip_and_evaluate(which: str, request: pytest.FixtureRequest, slice_path: Path) -> None:
+    model = request.getfixturevalue(which)
+    again = pickle.loads(pickle.dumps(model))
+    assert again.predict(OPEN) == model.predict(OPEN)
+    assert again.params == model.params and again.columns == model.columns
+    figures = again.evaluate(slice_path)
+    assert figures["n"] > 0
+    assert figures["cases"] == 1200
+
+
+def test_sla_target_from_a_deadline_or_a_flag() -> None:
+    one = case("c", [("a", 0.0), ("b", 5 * DAY)], **{"case:due": "1970-01-03T00:00:00", "case:made_sla": "false"})
+    assert SlaTarget(seconds=4 * DAY).label(one) == (True, 4 * DAY)
+    assert SlaTarget(column="due").label(one) == (True, 2 * DAY)
+    assert SlaTarget(column="!made_sla").label(one) == (True, math.inf)
+    assert SlaTarget(column="made_sla").label(one) == (False, math.inf)
+    assert SlaTarget(column="missing").label(one) is None
+
+
+def test_fallback_to_the_median_when_nothing_is_learnable(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noise.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "activity", "timestamp"])
+        for number in range(300):
+            start = 1_600_000_000 + number * 3600
+            for step in range(3):
+                writer.writerow([number, "x", start + step * 3600 + float(rng.exponential(3 * DAY)) * (step == 2)])
+    model = train_remaining_time(path)
+    assert model.metrics["mae_days"] <= model.metrics["median_baseline_mae_days"] * 1.05
+    assert isinstance(model.params["fallback"], bool)
