@@ -5,7 +5,8 @@ the last third), peer: the last-activity baseline (most frequent follower in tra
 days on the same split and prefixes, peer: the training median. Q6: SLA-breach AUC on a time-ordered split (train on
 the earlier 2/3 of cases by start time), target: the training median case duration unless given; peer: the
 reference logistic regression of BENCHMARKS.md (0.78 time-ordered, another log), and the elapsed-time score measured
-here. Every figure is chosen on training data only. Usage: python -m bench.q_process [--data DIR] [--runs 5]
+here. Every figure is chosen on training data only; the feature set each model chose on its inner split is printed
+with the inner scores of every set. Usage: python -m bench.q_process [--data DIR] [--runs 5]
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def main() -> None:
                 "n": metrics["n"],
                 "inner_accuracy": metrics["inner"]["accuracy"],
                 "setting": model.params["setting"],
+                "feature_set": model.params["feature_set"],
+                "inner_accuracy_by_feature_set": model.params["inner_accuracy_by_feature_set"],
             }
         )
         emit(
@@ -110,6 +113,8 @@ def main() -> None:
                 "n": metrics["n"],
                 "model": remaining.params["model"],
                 "inner_mae_days": metrics["inner"]["mae_days"],
+                "feature_set": remaining.params["feature_set"],
+                "inner_mae_days_by_choice": remaining.params["inner_mae_days_by_feature_set_and_objective"],
             }
         )
         emit(
@@ -145,6 +150,8 @@ def main() -> None:
                 "excluded_already_breached": metrics["excluded_already_breached"],
                 "target": breach.params["target"],
                 "inner_auc": metrics["inner"]["auc"],
+                "feature_set": breach.params["feature_set"],
+                "inner_auc_by_feature_set": breach.params["inner_auc_by_feature_set"],
             }
         )
         emit(

@@ -6,6 +6,7 @@ import csv
 import gzip
 import math
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from opsrail.ml._eventlog import Case, Event, read_event_log
 from opsrail.ml._features import SequenceFeatures
+from opsrail.ml._intercase import INTERCASE_NAMES, InterCaseFeatures, SystemState
 from opsrail.ml._next_activity import NextActivityModel, train_next_activity
 from opsrail.ml._prefixes import PAD, UNSEEN, PrefixEncoder, prefix_lengths
 from opsrail.ml._remaining_time import RemainingTimeModel, train_remaining_time
@@ -104,6 +106,62 @@ def test_sequence_features_runs_recency_gaps_bigrams_and_day() -> None:
     assert run_column in encoder.categorical and encoder.describe(run_column, float(encoder.code("b"))) == "b"
 
 
+def test_intercase_features_count_the_system_state_at_the_last_event() -> None:
+    cases = [
+        case("a", [("x", 0.0), ("y", 3600.0), ("z", 2 * DAY)]),
+        case("b", [("x", 600.0), ("y", 1200.0)]),
+        case("c", [("y", 1800.0), ("x", 9 * DAY)]),
+    ]
+    state = SystemState(cases)
+    row = dict(zip(INTERCASE_NAMES, state.features(np.array([3600.0]), ["y"])[0], strict=True))
+    # at 1 h: a (y), b ended at 20 min, c (y) are the cases; b ended before, so a and c are open, both at y
+    assert row["open_cases"] == 2 and row["open_cases_same_activity"] == 2
+    assert row["events_last_hour"] == 4 and row["events_last_day"] == 5 and row["cases_started_last_day"] == 3
+    assert row["recent_median_duration_seconds"] == 600.0
+    at_end = dict(zip(INTERCASE_NAMES, state.features(np.array([1200.0]), ["y"])[0], strict=True))
+    assert at_end["open_cases"] == 2  # b's last event is at this moment: b still counts as open, c not started
+    late = dict(zip(INTERCASE_NAMES, state.features(np.array([9 * DAY]), ["x"])[0], strict=True))
+    assert late["open_cases"] == 1 and late["events_last_week"] == 1 and late["cases_started_last_week"] == 0
+    assert late["recent_median_duration_seconds"] == 600.0 + (2 * DAY - 600.0) / 2
+
+
+def _only(length: int) -> Callable[[int], range]:
+    return lambda n: range(length, length + 1)
+
+
+def test_intercase_features_do_not_look_ahead() -> None:
+    """A feature computed at t must not change when every event after t is removed from the log."""
+    rng = np.random.default_rng(3)
+    names = ["a", "b", "c", "d"]
+    cases = []
+    for number in range(300):
+        start = float(rng.uniform(0, 60 * DAY))
+        stamps = start + np.cumsum(np.round(rng.exponential(0.5 * DAY, size=int(rng.integers(1, 8)))))
+        stamps[0] = start
+        cases.append(case(f"c{number}", [(names[int(rng.integers(4))], float(t)) for t in stamps]))
+    encoder = PrefixEncoder(intercase=InterCaseFeatures()).fit(cases)
+    full = encoder.encode(cases)
+    columns = slice(full.features.shape[1] - len(INTERCASE_NAMES), None)
+    assert np.isfinite(full.features[:, columns]).any()
+    for row in rng.choice(len(full), size=25, replace=False):
+        moment = cases[int(full.case_index[row])].events[int(full.length[row]) - 1].timestamp
+        cut = [Case(one.case_id, [e for e in one.events if e.timestamp <= moment], {}) for one in cases]
+        unfinished = {one.case_id for one in cases if one.end > moment}
+        kept = [one for one in cut if one.events]
+        where = next(i for i, one in enumerate(kept) if one.case_id == cases[int(full.case_index[row])].case_id)
+        again = encoder.encode(
+            [kept[where]], _only(int(full.length[row])), state=SystemState(kept, unfinished=unfinished)
+        )
+        np.testing.assert_array_equal(again.features[0, columns], full.features[row, columns])
+    # one open case scored alone: the caller's context, training medians for the rest
+    single = encoder.encode_one([Event("a", 0.0)], {}, {"open_cases": 42})
+    values = dict(zip(INTERCASE_NAMES, single[0, columns], strict=True))
+    assert values["open_cases"] == 42
+    assert encoder.intercase is not None
+    assert values["events_last_day"] == encoder.intercase.defaults[INTERCASE_NAMES.index("events_last_day")]
+    assert encoder.feature_set == "base+sequence+intercase"
+
+
 def test_date_attributes_are_not_features() -> None:
     cases = [
         case(
@@ -170,6 +228,13 @@ def test_next_activity_beats_the_majority_and_matches_the_last_activity_baseline
     assert metrics["accuracy"] > 0.65
     assert 0.0 < metrics["macro_f1"] <= 1.0
     assert metrics["inner"]["n"] > 0
+    assert next_activity.params["feature_set"] in ("base", "base+sequence", "base+sequence+intercase")
+    assert set(next_activity.params["inner_accuracy_by_feature_set"]) == {
+        "base",
+        "base+sequence",
+        "base+sequence+intercase",
+    }
+    assert next_activity.predict({**OPEN, "context": {"open_cases": 3}}).label in next_activity.classes
     assert next_activity.columns == {"case": "ticket", "activity": "step", "timestamp": "at"}
     assert set(next_activity.thresholds) == set(next_activity.classes)
     assert isinstance(next_activity, TrainedModel)

@@ -269,7 +269,9 @@ def test_the_reference_sev1_playbook_classifies_routes_and_asks_when_unsure(
         Path(opsrail.decisions.__file__).parent / "reference" / "incident-router.yaml", "ops"
     )
     container.automation.publish(Path(opsrail.playbooks.__file__).parent / "reference" / "sev1-escalation.yaml", "ops")
-    event = incident_event("sev1-1", severity=1, title="users cannot access the vpn", premium_support=True, arr=100000)
+    event = incident_event(
+        "sev1-1", severity=1, title="users cannot access the vpn", attributes={"premium_support": True, "arr": 100000}
+    )
     container.ingestion.ingest_single(orjson.dumps(event))
     drain(container)
     [run] = container.automation.runs()

@@ -13,6 +13,10 @@ activity or attribute name in advance:
 * sequence features (``_features.SequenceFeatures``, on by default; ``sequence=None`` leaves them out): runs of
   the same activity, how long ago each frequent activity last happened, more gaps, frequent bigram counts and how
   busy the last event's day was, appended after the attributes;
+* inter-case features (``_intercase.InterCaseFeatures``, off by default; ``intercase=InterCaseFeatures()``): the
+  state of the system at the prefix's last event (open cases, recent load, recent case durations), computed from
+  the log being encoded (or ``state``), events at or before that moment only; appended last. ``encode_one`` takes
+  them from a ``context`` mapping and falls back to the training medians;
 * attributes: each case attribute, and each event attribute of the last event, that is numeric (most values read
   as numbers and there are many distinct ones) or categorical with a few frequent values (the ``max_values`` most
   frequent values seen at least ``min_count`` times, the rest coded "other"). Identifiers and free text fall out
@@ -34,6 +38,7 @@ import numpy.typing as npt
 
 from opsrail.ml._eventlog import Case, Event
 from opsrail.ml._features import SequenceFeatures
+from opsrail.ml._intercase import InterCaseFeatures, SystemState
 
 __all__ = ["AttributeFeature", "PrefixEncoder", "Prefixes", "prefix_lengths"]
 
@@ -136,6 +141,7 @@ class PrefixEncoder:
     activities: tuple[str, ...] = ()
     attributes: tuple[AttributeFeature, ...] = ()
     sequence: SequenceFeatures | None = field(default_factory=SequenceFeatures)
+    intercase: InterCaseFeatures | None = None
     _codes: dict[str, int] = field(default_factory=dict, repr=False)
 
     def fit(self, cases: Sequence[Case], *, exclude: Iterable[str] = ()) -> PrefixEncoder:
@@ -147,6 +153,8 @@ class PrefixEncoder:
                 [[self._codes[event.activity] for event in case.events] for case in cases],
                 [self._codes[name] for name in self.activities],
             )
+        if self._intercase is not None:
+            self._intercase.fit(cases)
         skip = set(exclude)
         found: list[AttributeFeature] = []
         case_values: dict[str, list[Any]] = {}
@@ -195,7 +203,22 @@ class PrefixEncoder:
         names += [feature.name for feature in self.attributes]
         if self.sequence is not None:
             names += self.sequence.names({code: self.activity_name(code) for code in range(len(self.activities) + 2)})
+        if self._intercase is not None:
+            names += self._intercase.names()
         return names
+
+    @property
+    def _intercase(self) -> InterCaseFeatures | None:
+        return getattr(self, "intercase", None)  # encoders pickled before inter-case features have none
+
+    @property
+    def feature_set(self) -> str:
+        """``base``, ``base+sequence`` or ``base+sequence+intercase`` (``base+intercase`` without sequences)."""
+        return (
+            "base"
+            + ("+sequence" if self.sequence is not None else "")
+            + ("+intercase" if self._intercase is not None else "")
+        )
 
     @property
     def _sequence_at(self) -> int:
@@ -245,8 +268,13 @@ class PrefixEncoder:
         self,
         cases: Sequence[Case],
         lengths: Callable[[int], range] = prefix_lengths,
+        *,
+        state: SystemState | None = None,
     ) -> Prefixes:
-        """Encode, for each case, the prefixes whose lengths ``lengths(len(case.events))`` yields."""
+        """Encode, for each case, the prefixes whose lengths ``lengths(len(case.events))`` yields.
+
+        Inter-case columns (when enabled) come from ``state``, by default the state of ``cases`` themselves.
+        """
         total = sum(len(lengths(len(case.events))) for case in cases)
         width = len(self.feature_names)
         features = np.full((total, width), np.nan, dtype=np.float64)
@@ -262,14 +290,34 @@ class PrefixEncoder:
                 case_index[row] = number
                 length[row] = k
                 row += 1
+        intercase = self._intercase
+        if intercase is not None and total:
+            if state is None:
+                state = SystemState(cases)
+            last = [cases[int(c)].events[int(k) - 1] for c, k in zip(case_index, length, strict=True)]
+            times = np.fromiter((event.timestamp for event in last), dtype=np.float64, count=len(last))
+            features[:, width - intercase.width :] = state.features(times, [event.activity for event in last])
         return Prefixes(features, case_index, length)
 
-    def encode_one(self, events: Sequence[Event], case_attributes: Mapping[str, Any]) -> npt.NDArray[np.float64]:
-        """One row for an open case's events so far (at least one event)."""
+    def encode_one(
+        self,
+        events: Sequence[Event],
+        case_attributes: Mapping[str, Any],
+        context: Mapping[str, Any] | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """One row for an open case's events so far (at least one event).
+
+        ``context`` gives the inter-case values (``_intercase.INTERCASE_NAMES``) at the last event, when the model
+        uses them; missing ones are the training medians.
+        """
         if not events:
             raise ValueError("a prefix needs at least one event")
         rows = list(self._rows(events, case_attributes, range(len(events), len(events) + 1)))
-        return rows[0][1].reshape(1, -1)
+        row = rows[0][1]
+        intercase = self._intercase
+        if intercase is not None:
+            row[len(row) - intercase.width :] = intercase.from_context(context)
+        return row.reshape(1, -1)
 
     def _rows(
         self, events: Sequence[Event], case_attributes: Mapping[str, Any], wanted: range
@@ -280,7 +328,11 @@ class PrefixEncoder:
         count_at = base + window
         attr_at = count_at + n_activities + 1
         sequence_at = attr_at + len(self.attributes)
-        width = sequence_at + (self.sequence.width if self.sequence is not None else 0)
+        width = (
+            sequence_at
+            + (self.sequence.width if self.sequence is not None else 0)
+            + (self._intercase.width if self._intercase is not None else 0)
+        )
         state = self.sequence.state() if self.sequence is not None else None
         counts = np.zeros(n_activities + 1, dtype=np.float64)
         constant = np.full(width, np.nan, dtype=np.float64)

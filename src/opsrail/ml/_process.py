@@ -7,6 +7,8 @@ The models themselves live next door: ``_next_activity`` (``train_next_activity`
 2. on the training cases only, hold out the last 20% (in the split's order) as inner validation, fit the prefix
    encoder on the rest, and try a small grid of LightGBM settings with early stopping on the inner validation
    prefixes; the best setting, its number of rounds, the calibration and the acceptance thresholds are chosen there;
+   the feature set (``FEATURE_SETS``: base columns, plus sequence columns, plus inter-case columns) is chosen
+   there too, with the setting chosen for the default set;
 3. refit the encoder and the trees with that setting on all training cases: this is the model the registry keeps;
 4. score the held-out cases of the split (for ``kfold``: each fold in turn, averaged, then a final model on every
    case) and record those figures with the inner-validation ones in ``metrics``.
@@ -27,17 +29,24 @@ import numpy as np
 import numpy.typing as npt
 
 from opsrail.ml._eventlog import Case, Event, EventLog, EventLogError, events_from_records, read_event_log
+from opsrail.ml._features import SequenceFeatures
+from opsrail.ml._intercase import InterCaseFeatures
 from opsrail.ml._prefixes import PrefixEncoder
 from opsrail.ml._splits import SPLIT_METHODS, split_log
 from opsrail.ml._types import Progress
 
 __all__ = [
+    "DEFAULT_FEATURE_SET",
+    "FEATURE_SETS",
     "GRID",
     "THREADS",
     "Columns",
+    "feature_views",
     "fit_booster",
     "load_log",
+    "make_encoder",
     "mean_metrics",
+    "prefix_context",
     "prefix_inputs",
     "run_protocol",
     "threshold_for_precision",
@@ -61,9 +70,40 @@ PATIENCE = 40
 REFIT_ROUNDS = 1.1
 """The final model, trained on 25% more cases than the inner one, gets 10% more rounds than early stopping chose."""
 
+FEATURE_SETS = ("base+sequence", "base", "base+sequence+intercase")
+"""Feature sets compared on the inner validation split; the first is the default the setting grid is tuned on."""
+DEFAULT_FEATURE_SET = FEATURE_SETS[0]
+
 Columns = dict[str, str]
 F = npt.NDArray[np.float64]
 M = TypeVar("M")
+
+
+def make_encoder(feature_set: str) -> PrefixEncoder:
+    """An unfitted encoder for one of ``FEATURE_SETS``."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}; choose one of {', '.join(FEATURE_SETS)}")
+    return PrefixEncoder(
+        sequence=SequenceFeatures() if "sequence" in feature_set else None,
+        intercase=InterCaseFeatures() if "intercase" in feature_set else None,
+    )
+
+
+def feature_views(full: PrefixEncoder) -> dict[str, tuple[int, list[int]]]:
+    """For each feature set: how many leading columns of ``full``'s rows it uses, and its categorical columns.
+
+    ``full`` must be the ``base+sequence+intercase`` encoder: the three sets share their leading columns (base,
+    then sequence, then inter-case columns), so one encoding serves all three.
+    """
+    assert full.sequence is not None and full.intercase is not None
+    at = full._sequence_at
+    with_sequence = at + full.sequence.width
+    categorical = full.categorical
+    return {
+        "base": (at, [column for column in categorical if column < at]),
+        "base+sequence": (with_sequence, list(categorical)),
+        "base+sequence+intercase": (with_sequence + full.intercase.width, list(categorical)),
+    }
 
 
 def load_log(
@@ -240,6 +280,16 @@ def run_protocol(
     metrics["train_seconds"] = round(time.perf_counter() - started, 2)
     progress("done", 1.0)
     return model, metrics
+
+
+def prefix_context(inputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The optional ``"context"`` object of a predict input: inter-case values at the last event."""
+    context = inputs.get("context")
+    if context is None:
+        return None
+    if not isinstance(context, Mapping):
+        raise EventLogError('"context" must be an object of system-state values (open_cases, …)')
+    return context
 
 
 def prefix_inputs(

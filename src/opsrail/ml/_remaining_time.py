@@ -7,6 +7,9 @@ L1 on log(1 + hours) (the same conditional median, but residuals on a log scale 
 while the trees grow) and L2 on log(1 + hours) (a geometric-mean-like value); the one with the lower inner MAE
 wins. A guard compares it with the median of the training targets on the same inner
 prefixes: if the model is not better there, the model predicts that median instead (``params["fallback"]``).
+The feature set (``_process.FEATURE_SETS``) is chosen on inner MAE too: the objectives and settings are tried on the
+default set, then every objective on the other sets with the chosen setting (``params["feature_set"]``). Models
+with inter-case columns take the system state at the last event from ``{"context": {...}}`` in ``predict``.
 
 ``Prediction.value`` is the remaining time in seconds. ``confidence`` is a documented proxy: the share of inner
 validation prefixes, among those with a prediction of similar size (the same decile), whose true remaining time
@@ -27,10 +30,15 @@ import numpy.typing as npt
 from opsrail.ml._eventlog import Case
 from opsrail.ml._prefixes import PrefixEncoder, Prefixes, prefix_lengths
 from opsrail.ml._process import (
+    DEFAULT_FEATURE_SET,
+    FEATURE_SETS,
     GRID,
     base_params,
+    feature_views,
     fit_booster,
     load_log,
+    make_encoder,
+    prefix_context,
     prefix_inputs,
     refit_rounds,
     run_protocol,
@@ -123,7 +131,7 @@ class RemainingTimeModel:
 
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
         events, attributes = prefix_inputs(inputs, self._columns, self.encoder)
-        row = self.encoder.encode_one(events, attributes)
+        row = self.encoder.encode_one(events, attributes, prefix_context(inputs))
         value = float(self.seconds(row)[0])
         confidence = self.confidence(value)
         explanation = () if self.booster is None else top_contributions(self.booster, row, self.encoder)
@@ -162,7 +170,8 @@ class RemainingTimeModel:
 def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> RemainingTimeModel:
     inner_train, inner_valid = inner_split(cases, method)
     progress("encode prefixes", 0.0)
-    encoder = PrefixEncoder().fit(inner_train)
+    encoder = make_encoder("base+sequence+intercase").fit(inner_train)
+    views = feature_views(encoder)
     train_prefixes = encoder.encode(inner_train)
     target = _targets(inner_train, train_prefixes)
     valid_prefixes = encoder.encode(inner_valid)
@@ -174,24 +183,43 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> Remai
         protocol = np.ones(len(valid_target), dtype=bool)
     inner_median = float(np.median(target))
     median_mae = float(np.mean(np.abs(valid_target[protocol] - inner_median)))
-    best: tuple[float, str, dict[str, float], int, F] | None = None
-    trials = [(objective, setting) for objective in OBJECTIVES for setting in GRID]
-    for number, (objective, setting) in enumerate(trials):
-        progress(f"fit setting {number + 1}/{len(trials)}", 0.05 + 0.7 * number / len(trials))
+    best: tuple[float, str, dict[str, float], int, F, str] | None = None
+    scores: dict[str, float] = {}
+
+    def trial(feature_set: str, objective: str, setting: dict[str, float]) -> None:
+        nonlocal best
+        width, categorical = views[feature_set]
         params = base_params(_LOSS[objective], seed, setting)
         booster, rounds = fit_booster(
             params,
-            train_prefixes.features,
+            train_prefixes.features[:, :width],
             _to_model(target, objective),
-            encoder.categorical,
-            valid=(valid_prefixes.features, _to_model(valid_target, objective)),
+            categorical,
+            valid=(valid_prefixes.features[:, :width], _to_model(valid_target, objective)),
         )
-        predicted = _from_model(np.asarray(booster.predict(valid_prefixes.features), dtype=np.float64), objective)
+        raw = np.asarray(booster.predict(valid_prefixes.features[:, :width]), dtype=np.float64)
+        predicted = _from_model(raw, objective)
         mae = float(np.mean(np.abs(valid_target[protocol] - predicted[protocol])))
+        key = f"{feature_set} {objective}"
+        scores[key] = min(scores.get(key, math.inf), round(mae / DAY, 6))
         if best is None or mae < best[0]:
-            best = (mae, objective, setting, rounds, predicted)
+            best = (mae, objective, setting, rounds, predicted, feature_set)
+
+    first = [(objective, setting) for objective in OBJECTIVES for setting in GRID]
+    total = len(first) + len(OBJECTIVES) * (len(FEATURE_SETS) - 1)
+    for number, (objective, setting) in enumerate(first):
+        progress(f"fit trial {number + 1}/{total}", 0.05 + 0.7 * number / total)
+        trial(DEFAULT_FEATURE_SET, objective, setting)
     assert best is not None
-    mae, objective, setting, rounds, predicted = best
+    chosen_setting = best[2]
+    number = len(first)
+    for feature_set in FEATURE_SETS[1:]:
+        for objective in OBJECTIVES:
+            progress(f"fit trial {number + 1}/{total}", 0.05 + 0.7 * number / total)
+            trial(feature_set, objective, chosen_setting)
+            number += 1
+    assert best is not None
+    mae, objective, setting, rounds, predicted, feature_set = best
     fallback = not mae < median_mae
     if fallback:
         predicted = np.full(len(valid_target), inner_median)
@@ -208,7 +236,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> Remai
         "cases": len(inner_valid),
     }
     progress("refit on all training cases", 0.8)
-    final_encoder = PrefixEncoder().fit(cases)
+    final_encoder = make_encoder(feature_set).fit(cases)
     final_prefixes = final_encoder.encode(cases)
     final_target = _targets(cases, final_prefixes)
     final_booster = None
@@ -232,6 +260,8 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> Remai
         _params={
             "model": "training median" if fallback else f"lightgbm regression ({objective})",
             "objective": objective,
+            "feature_set": feature_set,
+            "inner_mae_days_by_feature_set_and_objective": scores,
             "fallback": fallback,
             "setting": dict(setting),
             "rounds": refit_rounds(rounds),

@@ -13,7 +13,10 @@ at the prefix's last event: those are known breaches, not predictions, and are e
 ``metrics["excluded_already_breached"]``). A binary LightGBM is tuned on inner validation AUC and calibrated there
 with Platt scaling; ``Prediction.value`` is the calibrated breach probability, ``label`` is ``breach`` from 0.5
 on, and each label gets the confidence at which it reached 90% precision on inner validation. The default split is
-``temporal``: train on the earlier cases, score the later ones.
+``temporal``: train on the earlier cases, score the later ones. The feature set (``_process.FEATURE_SETS``) is chosen
+on inner AUC with the setting the grid chose for the default set (``params["feature_set"]``); inter-case columns
+are computed from all cases of the log (also those without a target) and, in ``predict``, taken from
+``{"context": {...}}`` (training medians otherwise).
 """
 
 from __future__ import annotations
@@ -28,12 +31,18 @@ import numpy as np
 import numpy.typing as npt
 
 from opsrail.ml._eventlog import Case, EventLogError, parse_timestamp
+from opsrail.ml._intercase import SystemState
 from opsrail.ml._prefixes import PrefixEncoder, Prefixes
 from opsrail.ml._process import (
+    DEFAULT_FEATURE_SET,
+    FEATURE_SETS,
     GRID,
     base_params,
+    feature_views,
     fit_booster,
     load_log,
+    make_encoder,
+    prefix_context,
     prefix_inputs,
     refit_rounds,
     run_protocol,
@@ -115,7 +124,7 @@ def _rows(encoder: PrefixEncoder, cases: Sequence[Case], target: SlaTarget) -> t
             kept.append(case)
             labels.append(found[0])
             deadlines.append(found[1])
-    prefixes = encoder.encode(kept)
+    prefixes = encoder.encode(kept, state=SystemState(cases) if encoder.intercase is not None else None)
     times = np.array(
         [kept[int(c)].events[int(k) - 1].timestamp for c, k in zip(prefixes.case_index, prefixes.length, strict=True)],
         dtype=np.float64,
@@ -183,7 +192,7 @@ class SlaBreachModel:
 
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
         events, attributes = prefix_inputs(inputs, self._columns, self.encoder)
-        row = self.encoder.encode_one(events, attributes)
+        row = self.encoder.encode_one(events, attributes, prefix_context(inputs))
         probability = float(self.probability(row)[0])
         if self.target.seconds is not None and events[-1].timestamp - events[0].timestamp > self.target.seconds:
             probability = 1.0  # already past the target: a known breach, not a prediction
@@ -235,7 +244,8 @@ def _fit(cases: list[Case], method: str, seed: int, given: SlaTarget, progress: 
         target = given
     inner_train, inner_valid = inner_split(cases, method)
     progress("encode prefixes", 0.0)
-    encoder = PrefixEncoder().fit(inner_train)
+    encoder = make_encoder("base+sequence+intercase").fit(inner_train)
+    views = feature_views(encoder)
     train_prefixes, target_train, _, _ = _rows(encoder, inner_train, target)
     valid_prefixes, target_valid, _, _ = _rows(encoder, inner_valid, target)
     if len(target_train) == 0 or target_train.min() == target_train.max():
@@ -243,24 +253,39 @@ def _fit(cases: list[Case], method: str, seed: int, given: SlaTarget, progress: 
     from sklearn.metrics import roc_auc_score
 
     two_classes = len(target_valid) > 0 and target_valid.min() != target_valid.max()
-    best: tuple[float, dict[str, float], int, Any] | None = None
-    for number, setting in enumerate(GRID):
-        progress(f"fit setting {number + 1}/{len(GRID)}", 0.05 + 0.7 * number / len(GRID))
+    trials: list[tuple[str, dict[str, float] | None]] = [(DEFAULT_FEATURE_SET, setting) for setting in GRID]
+    trials += [(feature_set, None) for feature_set in FEATURE_SETS[1:]]
+    best: tuple[float, dict[str, float], int, Any, str] | None = None
+    scores: dict[str, float] = {}
+    for number, (feature_set, grid_setting) in enumerate(trials):
+        progress(f"fit trial {number + 1}/{len(trials)}", 0.05 + 0.7 * number / len(trials))
+        if grid_setting is None:
+            assert best is not None
+            setting = best[1]  # the setting chosen for the default feature set
+        else:
+            setting = grid_setting
+        width, categorical = views[feature_set]
         params = base_params("binary", seed, setting)
         booster, rounds = fit_booster(
             params,
-            train_prefixes.features,
+            train_prefixes.features[:, :width],
             target_train,
-            encoder.categorical,
-            valid=(valid_prefixes.features, target_valid) if two_classes else None,
+            categorical,
+            valid=(valid_prefixes.features[:, :width], target_valid) if two_classes else None,
             rounds=200 if not two_classes else 1000,
         )
-        auc = float(roc_auc_score(target_valid, booster.predict(valid_prefixes.features))) if two_classes else 0.0
+        auc = (
+            float(roc_auc_score(target_valid, booster.predict(valid_prefixes.features[:, :width])))
+            if two_classes
+            else 0.0
+        )
+        scores[feature_set] = max(scores.get(feature_set, -1.0), round(auc, 6))
         if best is None or auc > best[0]:
-            best = (auc, setting, rounds, booster)
+            best = (auc, setting, rounds, booster, feature_set)
     assert best is not None
-    auc, setting, rounds, booster = best
-    raw = np.asarray(booster.predict(valid_prefixes.features, raw_score=True), dtype=np.float64)
+    auc, setting, rounds, booster, feature_set = best
+    width = views[feature_set][0]
+    raw = np.asarray(booster.predict(valid_prefixes.features[:, :width], raw_score=True), dtype=np.float64)
     slope, intercept = _platt(raw, target_valid) if two_classes else (1.0, 0.0)
     probability = 1.0 / (1.0 + np.exp(-(slope * raw + intercept)))
     label = probability >= 0.5
@@ -273,7 +298,7 @@ def _fit(cases: list[Case], method: str, seed: int, given: SlaTarget, progress: 
     inner = _figures(target_valid, probability, valid_prefixes.features[:, 1] if len(valid_prefixes) else np.zeros(0))
     inner["cases"] = len(inner_valid)
     progress("refit on all training cases", 0.8)
-    final_encoder = PrefixEncoder().fit(cases)
+    final_encoder = make_encoder(feature_set).fit(cases)
     final_prefixes, final_target, excluded, _ = _rows(final_encoder, cases, target)
     final_booster, _ = fit_booster(
         base_params("binary", seed, setting),
@@ -292,6 +317,8 @@ def _fit(cases: list[Case], method: str, seed: int, given: SlaTarget, progress: 
         _params={
             "model": "lightgbm binary, Platt-calibrated",
             "target": target.description,
+            "feature_set": feature_set,
+            "inner_auc_by_feature_set": scores,
             "target_seconds": target.seconds,
             "target_column": target.column,
             "setting": dict(setting),

@@ -1,0 +1,367 @@
+"""The ticket text classifier: training from a CSV or from memory, prediction, evaluation, selective answering.
+
+The model is a small stack. Two base models see the same word and character TF-IDF features
+(``_text_features``): a linear SVM, the strongest single text model here, and a complement naive Bayes, which is
+weaker but errs differently (it is smoothed towards rare classes). A multinomial logistic regression combines
+their out-of-fold scores into calibrated class probabilities, so the combiner never learns from a score the base
+model produced on its own training rows. The SVM's regularisation strength is chosen on the same inner folds.
+
+From the combiner's own out-of-fold probabilities the model measures itself (accuracy, macro-F1, Brier score,
+reliability curve) and picks per-class confidence thresholds for the target precision (``_thresholds``): no
+figure or setting looks at data outside the training file.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.naive_bayes import ComplementNB
+from sklearn.svm import LinearSVC
+
+from opsrail.ml._metrics import summary
+from opsrail.ml._text_features import TextFeatures
+from opsrail.ml._thresholds import choose_thresholds
+from opsrail.ml._types import Prediction, Progress, no_progress
+
+SVM_C_GRID = (0.15, 0.3)
+"""SVM regularisation strengths tried on the inner folds (larger C fits the training tickets more closely)."""
+
+INNER_FOLDS = 3
+"""Inner folds for out-of-fold scores: enough to train the combiner and thresholds honestly, cheap enough to fit
+the whole ticket file in well under a minute on two cores."""
+
+_NB_FLOOR = -30.0
+"""Naive Bayes log-probabilities are clipped here: far-off classes otherwise dominate the combiner's input scale."""
+
+_EXPLAIN = 5
+
+
+class TrainingDataError(ValueError):
+    """The training (or evaluation) file cannot train a classifier: missing column, no rows, a single class, …"""
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[TextIO]:
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    if gzipped:
+        with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as stream:
+            yield stream
+    else:
+        with path.open(encoding="utf-8-sig", newline="") as plain:
+            yield plain
+
+
+def read_labelled_csv(path: Path, *, text: str, label: str) -> tuple[list[str], list[str]]:
+    """Texts and labels from a CSV (plain or gzip); rows with an empty label are skipped."""
+    # Ticket bodies can be long; the csv module's default field limit (128 KiB) would reject them.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with _open_text(path) as stream:
+        reader = csv.DictReader(stream)
+        header = reader.fieldnames
+        if not header:
+            raise TrainingDataError(f"{path} is empty: expected a header row with columns {text!r} and {label!r}")
+        missing = [name for name in (text, label) if name not in header]
+        if missing:
+            raise TrainingDataError(
+                f"{path} has no column {' or '.join(repr(m) for m in missing)}; its columns are "
+                + ", ".join(repr(h) for h in header)
+            )
+        texts, labels = [], []
+        for row in reader:
+            value = (row.get(label) or "").strip()
+            if value:
+                texts.append(row.get(text) or "")
+                labels.append(value)
+    if not texts:
+        raise TrainingDataError(f"{path} has a header but no rows with a {label!r} value")
+    return texts, labels
+
+
+def _svm_scores(model: LinearSVC, features: sp.csr_matrix) -> np.ndarray:
+    scores = np.asarray(model.decision_function(features), dtype=np.float64)
+    return np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
+
+
+def _nb_scores(log_probs: np.ndarray, features: sp.csr_matrix) -> np.ndarray:
+    """Normalised naive Bayes log-probabilities from the word block of the features, clipped at ``_NB_FLOOR``."""
+    joint = np.asarray(features[:, : log_probs.shape[1]] @ log_probs.T, dtype=np.float64)
+    joint -= joint.max(axis=1, keepdims=True)
+    joint -= np.log(np.exp(joint).sum(axis=1, keepdims=True))
+    return np.maximum(joint, _NB_FLOOR)
+
+
+def _nb_fit(features: sp.csr_matrix, y: np.ndarray, n_words: int, n_classes: int) -> np.ndarray:
+    """Complement naive Bayes weights over the word columns, one row per class (rows for absent classes are 0)."""
+    model = ComplementNB(alpha=0.3).fit(features[:, :n_words], y)
+    weights = np.zeros((n_classes, n_words))
+    weights[model.classes_] = model.feature_log_prob_
+    return weights
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return out
+
+
+class TextClassifier:
+    """A trained ticket classifier (see the module docstring); picklable, plain attributes only."""
+
+    task: ClassVar[str] = "text-classifier"
+
+    def __init__(
+        self,
+        *,
+        classes: list[str],
+        features: TextFeatures,
+        svm_weights: np.ndarray,
+        svm_bias: np.ndarray,
+        nb_weights: np.ndarray,
+        combiner_weights: np.ndarray,
+        combiner_bias: np.ndarray,
+        thresholds: list[float],
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        columns: dict[str, str],
+    ) -> None:
+        self.classes = classes
+        self.features = features
+        # Dense float32 weights: one ticket touches a few hundred columns, gathered with fancy indexing.
+        self.svm_weights = svm_weights.astype(np.float32)
+        self.svm_bias = svm_bias.astype(np.float64)
+        self.nb_weights = nb_weights.astype(np.float32)
+        self.combiner_weights = combiner_weights
+        self.combiner_bias = combiner_bias
+        self._thresholds = thresholds
+        self._params = params
+        self._metrics = metrics
+        self._columns = columns
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self._params
+
+    @property
+    def metrics(self) -> Mapping[str, Any]:
+        return self._metrics
+
+    @property
+    def columns(self) -> Mapping[str, str]:
+        return self._columns
+
+    @property
+    def thresholds(self) -> Mapping[str, float]:
+        return dict(zip(self.classes, self._thresholds, strict=True))
+
+    def _combine(self, svm: np.ndarray, nb: np.ndarray) -> np.ndarray:
+        z: np.ndarray = np.hstack([svm, nb]) @ self.combiner_weights.T + self.combiner_bias
+        if z.shape[-1] == 1:
+            # A binary combiner keeps one logit, for the second class.
+            return np.hstack([-z, z]) / 2.0
+        return z
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Calibrated class probabilities, one row per text, columns in ``classes`` order."""
+        features = self.features.transform(texts)
+        svm = np.asarray(features @ self.svm_weights.T, dtype=np.float64) + self.svm_bias
+        if svm.shape[1] == 1:
+            svm = np.hstack([-svm, svm])
+        nb = _nb_scores(self.nb_weights, features)
+        return _softmax(self._combine(svm, nb))
+
+    def predict(self, inputs: Mapping[str, Any]) -> Prediction:
+        text = inputs.get("text")
+        if not isinstance(text, str):
+            raise TypeError('predict expects {"text": str}')
+        cols, values = self.features.vector(text)
+        svm_w = self.svm_weights[:, cols]
+        contributions = svm_w * values
+        svm = contributions.sum(axis=1, dtype=np.float64) + self.svm_bias
+        if svm.shape[0] == 1:
+            svm = np.array([-svm[0], svm[0]])
+        n_words = self.nb_weights.shape[1]
+        word = cols < n_words
+        joint = self.nb_weights[:, cols[word]] @ values[word].astype(np.float64)
+        joint -= joint.max()
+        joint -= np.log(np.exp(joint).sum())
+        nb = np.maximum(joint, _NB_FLOOR)
+        probs = _softmax(self._combine(svm[None, :], nb[None, :]))[0]
+        best = int(probs.argmax())
+        confidence = float(probs[best])
+        # Terms that pushed the predicted class: their SVM contribution, positive ones first.
+        row = contributions[best if len(self.svm_bias) > 1 else 0] * (1.0 if len(self.svm_bias) > 1 or best else -1.0)
+        top = np.argsort(-row)[:_EXPLAIN]
+        explanation = tuple(
+            {"feature": self.features.feature_name(int(cols[j])), "weight": round(float(row[j]), 6)}
+            for j in top
+            if row[j] > 0
+        )
+        return Prediction(
+            label=self.classes[best],
+            value=None,
+            confidence=confidence,
+            accepted=confidence >= self._thresholds[best],
+            probabilities={name: float(p) for name, p in zip(self.classes, probs, strict=True)},
+            explanation=explanation,
+        )
+
+    def evaluate(self, path: Path, *, progress: Progress = no_progress) -> dict[str, Any]:
+        texts, labels = read_labelled_csv(path, text=self._columns["text"], label=self._columns["label"])
+        progress("score", 0.0)
+        index = {name: k for k, name in enumerate(self.classes)}
+        truth = np.array([index.get(label, -1) for label in labels])
+        chunks = []
+        step = 4096
+        for start in range(0, len(texts), step):
+            chunks.append(self.probabilities(texts[start : start + step]))
+            progress("score", min(1.0, (start + step) / len(texts)))
+        probs = np.vstack(chunks)
+        return summary(
+            truth, probs, self.classes, self._thresholds, target_precision=float(self._params["target_precision"])
+        )
+
+
+def _check(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    if len(texts) != len(labels):
+        raise TrainingDataError(f"{len(texts)} texts but {len(labels)} labels")
+    if not texts:
+        raise TrainingDataError("no training rows")
+    classes, y, counts = np.unique(np.asarray(labels, dtype=object), return_inverse=True, return_counts=True)
+    names = [str(c) for c in classes]
+    if len(names) < 2:
+        raise TrainingDataError(f"every row has the label {names[0]!r}: a classifier needs at least two classes")
+    rare = [name for name, count in zip(names, counts, strict=True) if count < 2]
+    if rare:
+        raise TrainingDataError(
+            "each class needs at least 2 examples; these have one: " + ", ".join(repr(r) for r in rare)
+        )
+    return names, np.asarray(y, dtype=np.int64), counts
+
+
+def fit_text_classifier(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    target_precision: float = 0.95,
+    seed: int = 0,
+    progress: Progress = no_progress,
+    columns: Mapping[str, str] | None = None,
+) -> TextClassifier:
+    """Train from memory; see the module docstring for the model and how its settings are chosen."""
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target_precision must be in (0, 1], not {target_precision}")
+    classes, y, counts = _check(texts, labels)
+    started = time.perf_counter()
+    n_classes = len(classes)
+    progress("vectorise", 0.0)
+    features = TextFeatures()
+    matrix = features.fit_transform(list(texts))
+    n_words = len(features.word_vocabulary)
+    progress("vectorise", 1.0)
+
+    folds = int(min(INNER_FOLDS, counts.min()))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    svm_oof = {c: np.zeros((len(y), n_classes)) for c in SVM_C_GRID}
+    nb_oof = np.zeros((len(y), n_classes))
+    best_c = SVM_C_GRID[0]
+    inner_accuracy: dict[float, float] = {}
+    for fold, (train, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        progress(f"fit fold {fold + 1}/{folds}", fold / folds)
+        # The grid is compared on the first fold only; later folds fit just the chosen strength (training time).
+        for c in SVM_C_GRID if fold == 0 else (best_c,):
+            svm = LinearSVC(C=c, random_state=seed).fit(matrix[train], y[train])
+            svm_oof[c][held] = _svm_scores(svm, matrix[held])
+        nb_oof[held] = _nb_scores(_nb_fit(matrix[train], y[train], n_words, n_classes), matrix[held])
+        if fold == 0:
+            inner_accuracy = {c: float(np.mean(svm_oof[c][held].argmax(axis=1) == y[held])) for c in SVM_C_GRID}
+            best_c = max(SVM_C_GRID, key=lambda c: (inner_accuracy[c], -c))
+    progress(f"fit fold {folds}/{folds}", 1.0)
+    stacked = np.hstack([svm_oof[best_c], nb_oof])
+
+    # The combiner's own out-of-fold probabilities: the honest figures and the thresholds come from these.
+    progress("calibrate", 0.0)
+    combiner_oof = np.zeros((len(y), n_classes))
+    for train, held in splitter.split(stacked, y):
+        combiner = LogisticRegression(C=1.0, max_iter=1000).fit(stacked[train], y[train])
+        combiner_oof[held] = _expand(combiner.predict_proba(stacked[held]), combiner.classes_, n_classes)
+    thresholds = choose_thresholds(y, combiner_oof, target_precision)
+    combiner = LogisticRegression(C=1.0, max_iter=1000).fit(stacked, y)
+
+    progress("fit final", 0.0)
+    svm = LinearSVC(C=best_c, random_state=seed).fit(matrix, y)
+    nb_weights = _nb_fit(matrix, y, n_words, n_classes)
+    progress("fit final", 1.0)
+
+    metrics = summary(y, combiner_oof, classes, thresholds, target_precision=target_precision)
+    metrics = {"validation": f"{folds}-fold inner cross-validation on the training rows", **metrics}
+    metrics["svm_first_fold_accuracy"] = {f"{c:g}": round(a, 4) for c, a in inner_accuracy.items()}
+    metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+    params: dict[str, Any] = {
+        "target_precision": target_precision,
+        "seed": seed,
+        "svm_c": best_c,
+        "svm_c_grid": list(SVM_C_GRID),
+        "inner_folds": folds,
+        "word_ngrams": [1, 2],
+        "char_ngrams": list(features.char_range),
+        "min_df": features.min_df,
+        "n_features": features.n_features,
+        "nb_alpha": 0.3,
+        "combiner": "multinomial logistic regression on out-of-fold SVM scores and naive Bayes log-probabilities",
+        "n_train": len(y),
+        "classes": classes,
+    }
+    return TextClassifier(
+        classes=classes,
+        features=features,
+        svm_weights=np.atleast_2d(svm.coef_),
+        svm_bias=np.atleast_1d(svm.intercept_),
+        nb_weights=nb_weights,
+        combiner_weights=np.atleast_2d(combiner.coef_),
+        combiner_bias=np.atleast_1d(combiner.intercept_),
+        thresholds=thresholds,
+        params=params,
+        metrics=metrics,
+        columns=dict(columns or {"text": "text", "label": "label"}),
+    )
+
+
+def _expand(probs: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
+    out = np.zeros((probs.shape[0], n_classes))
+    out[:, present] = probs
+    return out
+
+
+def train_text_classifier(
+    path: Path,
+    *,
+    text: str,
+    label: str,
+    target_precision: float = 0.95,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> TextClassifier:
+    """Train from a CSV (plain or gzip) with a text column and a label column of any names."""
+    progress("read", 0.0)
+    texts, labels = read_labelled_csv(Path(path), text=text, label=label)
+    return fit_text_classifier(
+        texts,
+        labels,
+        target_precision=target_precision,
+        seed=seed,
+        progress=progress,
+        columns={"text": text, "label": label},
+    )
