@@ -3,6 +3,7 @@
 Trains (or reuses) a text-classifier on the ticket file, registers it in a SQLite store, then measures, one ticket at
 a time over tickets from the same file:
 
+* ``predict``: the registered model alone (``TrainedModel.predict``), the D2 figure;
 * ``evaluate``: the model's answer through ``DecisionService.evaluate`` (lookup of the latest version, cached model);
 * ``decide``: the whole decision path a ``decide`` step takes: evaluate, route by policy, similar cases and
   knowledge (BM25), and the decision record written to the store.
@@ -50,7 +51,9 @@ def main() -> None:
         print(json.dumps({"bench": "D2", "metric": "train_and_register_s", "value": round(train_seconds, 1)}))
         service = container.decisions
         service.evaluate("ticket-topic", {"text": texts[0]})  # loads and caches the model
+        model, _, _ = service._model("ticket-topic", None)
         for name, call in (
+            ("predict", lambda text: model.predict({"text": text})),
             ("evaluate", lambda text: service.evaluate("ticket-topic", {"text": text})),
             ("decide", lambda text: service.decide("ticket-topic", {"text": text})),
         ):

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from opsrail.fakes.openai import create_app
 from opsrail.model import Conflict, InvalidInput, NotFound
-from opsrail.wiring import Container
+from opsrail.settings import Settings
+from opsrail.wiring import Container, build
+from tests.knowledge.conftest import serve_in_thread
+from tests.support import FakeClock, SequentialIds
 
 TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
 
@@ -297,3 +301,30 @@ def test_the_reference_sev1_playbook_classifies_routes_and_asks_when_unsure(
         ("incident-router", "decided"),
         ("incident-topic", "overridden"),
     ]
+
+
+def test_a_language_model_summary_keeps_its_prompt_and_answer_in_the_record(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    app = create_app(api_key="sk-test")
+    with serve_in_thread(app) as url:
+        settings = Settings(
+            home=tmp_path, database_url=database_url, summary_url=f"{url}/v1", summary_api_key="sk-test"
+        )
+        container = build(settings, migrate=True, clock=clock, ids=SequentialIds())
+        try:
+            container.decisions.publish_table(write(tmp_path, "t.yaml", TABLE), "ops")
+            container.decisions.apply_policies(
+                write(tmp_path, "policy.yaml", "decisions:\n  credit-tier: {tier: advisory}\n"), "ops"
+            )
+            record = container.decisions.evaluate_and_record("credit-tier", {"amount": 9000.0})
+        finally:
+            container.close()
+    assert record["route"] == "advisory" and record["status"] == "pending"
+    summary = record["summary"]
+    assert summary["provider"] != "extractive" and summary["model"]
+    assert "credit-tier" in summary["prompt"] and summary["answer"] == summary["text"]
+    [request] = app.state.requests
+    assert request["model"] == "gpt-4o-mini"
+    assert "credit-tier" in request["messages"][-1]["content"]
+    assert "sk-test" not in str(record)

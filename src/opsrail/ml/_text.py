@@ -187,8 +187,13 @@ class TextClassifier:
         if not isinstance(text, str):
             raise TypeError('predict expects {"text": str}')
         cols, values = self.features.vector(text)
-        svm_w = self.svm_weights[:, cols]
-        contributions = svm_w * values
+        # Feature-major copies of the weights: a ticket's columns are then contiguous rows, not strided reads
+        # across every class (made on first use, so pickled models stay as they are).
+        by_feature = self.__dict__.get("_svm_by_feature")
+        if by_feature is None:
+            by_feature = np.ascontiguousarray(self.svm_weights.T)
+            self.__dict__["_svm_by_feature"] = by_feature
+        contributions = (by_feature[cols] * values[:, None]).T
         svm = contributions.sum(axis=1, dtype=np.float64) + self.svm_bias
         if svm.shape[0] == 1:
             svm = np.array([-svm[0], svm[0]])
@@ -203,7 +208,9 @@ class TextClassifier:
         confidence = float(probs[best])
         # Terms that pushed the predicted class: their SVM contribution, positive ones first.
         row = contributions[best if len(self.svm_bias) > 1 else 0] * (1.0 if len(self.svm_bias) > 1 or best else -1.0)
-        top = np.argsort(-row)[:_EXPLAIN]
+        # The strongest few: a partial selection, then a sort of those only (a full sort costs more on long texts).
+        head = np.argpartition(-row, _EXPLAIN - 1)[:_EXPLAIN] if len(row) > _EXPLAIN else np.arange(len(row))
+        top = head[np.argsort(-row[head])]
         explanation = tuple(
             {"feature": self.features.feature_name(int(cols[j])), "weight": round(float(row[j]), 6)}
             for j in top

@@ -48,6 +48,8 @@ class DecisionStore(Protocol):
 
     def latest_table_version(self, name: str) -> int | None: ...
 
+    def latest_versions(self, name: str) -> tuple[int | None, int | None]: ...
+
     def list_tables(self) -> list[dict[str, Any]]: ...
 
     def add_model(self, row: dict[str, Any]) -> int: ...
@@ -306,8 +308,11 @@ class DecisionService:
 
     def evaluate(self, name: str, inputs: dict[str, Any], *, version: int | None = None) -> Evaluation:
         """Evaluate a table or model by name (tables first), without recording anything."""
-        compiled = self._compiled(name, version)
-        if compiled is not None:
+        table_version, model_version = self.store.latest_versions(name)
+        if table_version is not None:
+            compiled = self._compiled(name, version or table_version)
+            if compiled is None:
+                raise NotFound(f"no decision table {name!r} version {version}")
             try:
                 result = compiled.evaluate(inputs)
             except ValueError as exc:
@@ -323,12 +328,12 @@ class DecisionService:
                 explanation=[{"rule": line} for line in _lines(result.explanation)],
                 query_text=_as_text(inputs),
             )
-        if self.store.latest_model_version(name) is None:
+        if model_version is None:
             raise NotFound(
                 f"no decision table or model named {name!r}",
                 hint="publish a table with `opsrail decisions publish` or train a model with `opsrail models train`",
             )
-        model, _, found = self._model(name, version)
+        model, _, found = self._model(name, version or model_version)
         try:
             prediction = model.predict(inputs)
         except (KeyError, ValueError, TypeError) as exc:
@@ -364,7 +369,7 @@ class DecisionService:
         route_taken, roles, count, why = route(
             policy, evaluation.outputs, inputs, evaluation.confidence, evaluation.accepted
         )
-        similar = self.similar(name, evaluation.query_text, evaluation.source)
+        similar = self.similar(name, evaluation.query_text, evaluation.source, evaluation.version)
         summary = None
         if route_taken != "acted":
             summary = self._summary(name, inputs, evaluation, similar)
@@ -439,10 +444,11 @@ class DecisionService:
 
     # -- similar cases and knowledge ---------------------------------------------------------------------
 
-    def similar(self, name: str, text: str, source: str) -> list[Hit]:
+    def similar(self, name: str, text: str, source: str, version: int | None = None) -> list[Hit]:
+        """Past cases like this one (those a text model was trained on) and matching knowledge sections."""
         hits: list[Hit] = []
         if source == "model":
-            _, cases, _ = self._model(name, None)
+            _, cases, _ = self._model(name, version)
             if cases is not None:
                 hits.extend(cases.search(text, k=_SIMILAR_CASES))
         knowledge = self.knowledge()

@@ -47,6 +47,14 @@ class SqlDecisionStore:
             row = conn.execute(query.order_by(decision_tables.c.version.desc()).limit(1)).first()
         return (int(row[0]), str(row[1])) if row else None
 
+    def latest_versions(self, name: str) -> tuple[int | None, int | None]:
+        """The latest table version and the latest model version of a decision name, in one round trip."""
+        tables = sa.select(sa.func.max(decision_tables.c.version)).where(decision_tables.c.name == name)
+        latest_models = sa.select(sa.func.max(models.c.version)).where(models.c.name == name)
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tables.scalar_subquery(), latest_models.scalar_subquery())).one()
+        return (int(row[0]) if row[0] is not None else None, int(row[1]) if row[1] is not None else None)
+
     def latest_table_version(self, name: str) -> int | None:
         with self.engine.connect() as conn:
             value = conn.execute(
