@@ -244,6 +244,14 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     assert record["source"] == "model" and record["version"] == 1 and record["explanation"]
     assert any(entry["activity"] == "task.reassigned" for entry in run["timeline"])
 
+    # The next ticket like it is shown the settled decision as a past case, with the answer a person gave.
+    again = container.automation.start("ticket-triage", {"text": "please give access to the shared drive folder now"})
+    drain(container)
+    [task] = [t for t in container.automation.tasks() if t["run_id"] == again]
+    [past] = [hit for hit in task["context"]["similar"] if hit["kind"] == "decision"]
+    assert past["id"] == record["id"] and past["metadata"]["answer"] == {"label": "Storage"}
+    assert past["metadata"]["reviewed_by"] == "erin" and past["source"] == f"decision:{record['id']}"
+
 
 @pytest.mark.slow
 def test_the_reference_sev1_playbook_classifies_routes_and_asks_when_unsure(

@@ -82,6 +82,8 @@ class DecisionStore(Protocol):
         limit: int = 50,
     ) -> list[dict[str, Any]]: ...
 
+    def settled_since(self, decision: str, since: Any, limit: int = 5000) -> list[dict[str, Any]]: ...
+
     def settle_record(
         self,
         record_id: str,
@@ -130,6 +132,8 @@ class DecisionService:
         self._tables: dict[tuple[str, int], CompiledTable] = {}
         self._models: dict[tuple[str, int], tuple[TrainedModel, KnowledgeIndex | None]] = {}
         self._knowledge: KnowledgeIndex | None = None
+        # Past decisions people settled, per decision name: (index, the latest review time it holds).
+        self._past: dict[str, tuple[KnowledgeIndex, Any]] = {}
         self._lock = threading.Lock()
         automation.review_observers.append(self._task_settled)
 
@@ -447,6 +451,9 @@ class DecisionService:
     def similar(self, name: str, text: str, source: str, version: int | None = None) -> list[Hit]:
         """Past cases like this one (those a text model was trained on) and matching knowledge sections."""
         hits: list[Hit] = []
+        past = self._past_decisions(name)
+        if past is not None:
+            hits.extend(past.search(text, k=_SIMILAR_CASES))
         if source == "model":
             _, cases, _ = self._model(name, version)
             if cases is not None:
@@ -455,6 +462,21 @@ class DecisionService:
         if knowledge is not None:
             hits.extend(knowledge.search(text, k=_KNOWLEDGE_HITS))
         return hits
+
+    def _past_decisions(self, name: str) -> KnowledgeIndex | None:
+        """An index of this decision's past cases that a person settled, kept up to date incrementally."""
+        with self._lock:
+            index, since = self._past.get(name, (None, None))
+        fresh = self.store.settled_since(name, since)
+        if fresh:
+            documents = [_past_case(record) for record in fresh]
+            if index is None:
+                index = KnowledgeIndex.build(documents)
+            else:
+                index.add(documents)
+            with self._lock:
+                self._past[name] = (index, fresh[-1]["reviewed_at"])
+        return index
 
     def knowledge(self) -> KnowledgeIndex | None:
         if self._knowledge is None and self.knowledge_dir is not None and self.knowledge_dir.is_dir():
@@ -557,6 +579,28 @@ class DecisionService:
             reason=comment,
             expect=("pending",),
         )
+
+
+def _past_case(record: dict[str, Any]) -> Document:
+    """A settled decision as a past case: its inputs as text, what a person said the answer was, and who."""
+    inputs = record["inputs"] or {}
+    text = str(inputs.get("text") or _as_text(inputs))
+    answer = record["final_outputs"] if record["final_outputs"] is not None else record["outputs"]
+    shown = ", ".join(f"{k}={v}" for k, v in (answer or {}).items() if k not in ("probabilities", "decision_record"))
+    return Document(
+        id=record["id"],
+        kind="decision",
+        title=f"{record['status']} by {record['reviewed_by']}: {shown or 'no answer'}"[:200],
+        text=text,
+        source=f"decision:{record['id']}",
+        metadata={
+            "status": record["status"],
+            "answer": _jsonable(answer),
+            "recommended": _jsonable(record["outputs"]),
+            "reviewed_by": record["reviewed_by"],
+            "reason": record["reason"],
+        },
+    )
 
 
 def _prediction_outputs(prediction: Prediction) -> dict[str, Any]:

@@ -216,6 +216,20 @@ class SqlDecisionStore:
             rows = conn.execute(query).mappings().all()
         return [_record(r) for r in rows]
 
+    def settled_since(self, decision: str, since: datetime | None, limit: int = 5000) -> list[dict[str, Any]]:
+        """Records of a decision that a person settled (accepted, overrode, rejected) after ``since``, oldest first."""
+        query = sa.select(decision_records).where(
+            decision_records.c.decision == decision,
+            decision_records.c.status.in_(("accepted", "overridden", "rejected")),
+            decision_records.c.reviewed_at.is_not(None),
+        )
+        if since is not None:
+            query = query.where(decision_records.c.reviewed_at > since)
+        query = query.order_by(decision_records.c.reviewed_at, decision_records.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_record(r) for r in rows]
+
     def settle_record(
         self,
         record_id: str,
