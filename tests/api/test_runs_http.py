@@ -121,3 +121,25 @@ def test_the_change_stream_is_resumable(server: Server, tmp_path: Path) -> None:
         assert ids == sorted(ids)
         resumed = read_events(client, {"run": run_id}, {"Last-Event-ID": str(ids[1])}, want=1)
         assert resumed[0]["id"] == ids[2]
+
+
+def test_tasks_can_be_shown_reassigned_and_listed_as_mine(server: Server, tmp_path: Path) -> None:
+    publish(server, tmp_path)
+    with server.client() as client:
+        run_id = client.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "m"}}).json()["run_id"]
+        wait_for(client, run_id, lambda r: any(s["status"] == "waiting" for s in r["steps"]))
+        [task] = [t for t in client.get("/v1/tasks").json()["items"] if t["run_id"] == run_id]
+        shown = client.get(f"/v1/tasks/{task['id']}").json()
+        assert shown["kind"] == "approval" and shown["context"]["step"] == "approve" and shown["assignee"] is None
+        moved = client.post(f"/v1/tasks/{task['id']}:reassign", json={"to": "tests", "comment": "yours"})
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["assignee"] == "tests"
+        mine = client.get("/v1/tasks", params={"mine": "true"}).json()["items"]
+        assert task["id"] in [t["id"] for t in mine]
+        value = client.post(f"/v1/tasks/{task['id']}:reject", json={"comment": "no", "value": {"x": 1}})
+        assert value.status_code == 400 and "not a value" in value.json()["detail"]
+        with server.client(server.reader_token) as reader:
+            refused = reader.post(f"/v1/tasks/{task['id']}:reassign", json={"to": "someone"})
+            assert refused.status_code == 403 and "may only read" in refused.json()["detail"]
+        run = client.get(f"/v1/runs/{run_id}").json()
+        assert any(e["activity"] == "task.reassigned" for e in run["timeline"])
