@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -88,3 +90,30 @@ def test_models_train_needs_its_columns_and_says_which_exist(run: CliRunner, tmp
     assert nothing.exit_code == 4
     unknown = run.invoke(app, ["models", "train", "forecast", "--data", str(data)])
     assert unknown.exit_code == 2 and "text-classifier" in unknown.stderr
+
+
+def test_models_train_and_evaluate_a_text_classifier_with_json(run: CliRunner, tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
+    with gzip.open(source, "rt", encoding="utf-8") as handle:
+        rows = [row for _, row in zip(range(900), csv.DictReader(handle), strict=False)]
+    data = tmp_path / "tickets.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["body", "queue"])  # other column names than the shared file's
+        writer.writerows((row["Document"], row["Topic_group"]) for row in rows)
+    trained = run.invoke(
+        app,
+        ["models", "train", "text-classifier", "--data", str(data), "--text", "body", "--label", "queue", "--json"],
+    )
+    assert trained.exit_code == 0, trained.output
+    info = json.loads(trained.stdout)
+    assert info["name"] == "text-classifier" and info["version"] == 1
+    assert info["columns"] == {"text": "body", "label": "queue"} and len(info["data_sha256"]) == 64
+    assert 0.3 < info["metrics"]["accuracy"] <= 1.0 and info["thresholds"]
+    evaluated = run.invoke(app, ["models", "evaluate", "text-classifier", "--data", str(data), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    figures = json.loads(evaluated.stdout)
+    assert {"accuracy", "macro_f1", "n", "coverage_at_precision_0.95", "brier"} <= set(figures)
+    assert figures["n"] == 900
+    listed = json.loads(run.invoke(app, ["models", "list", "--json"]).stdout)
+    assert [(m["name"], m["latest"]) for m in listed] == [("text-classifier", 1)]
