@@ -7,13 +7,13 @@ import getpass
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
 
 from opsrail.cli._common import JsonFlag, handled, opened
-from opsrail.cli._output import emit_json, short_time, table
+from opsrail.cli._output import emit_json, json_object, plain, short_time, table
 from opsrail.model import InvalidInput
 from opsrail.playbooks import validate_file
 from opsrail.settings import Settings
@@ -28,10 +28,6 @@ Actor = Annotated[str | None, typer.Option("--as", help="who is acting [default:
 
 def _when(moment: datetime | None) -> str:
     return short_time(moment) if moment else ""
-
-
-def _plain(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value, default=str))
 
 
 @playbooks_app.command("validate")
@@ -64,7 +60,7 @@ def playbooks_list(json: JsonFlag = False) -> None:
     with opened() as container:
         items = container.automation.playbooks()
     if json:
-        emit_json(_plain(items))
+        emit_json(plain(items))
         return
     table(
         "Playbooks",
@@ -155,7 +151,7 @@ def runs_list(
     with opened() as container:
         items = container.automation.runs(status, playbook, limit)
     if json:
-        emit_json(_plain(items))
+        emit_json(plain(items))
         return
     table(
         "Runs (newest first)",
@@ -171,7 +167,7 @@ def runs_show(run_id: str, json: JsonFlag = False) -> None:
     with opened() as container:
         detail = container.automation.show(run_id)
     if json:
-        emit_json(_plain(detail))
+        emit_json(plain(detail))
         return
     typer.echo(f"{detail['id']}  {detail['playbook']}@{detail['version']}  {detail['status']}  {detail['error'] or ''}")
     table(
@@ -277,7 +273,7 @@ def tasks_list(
             if len(roles) > 1:
                 items = [t for t in items if set(roles) & set(t["roles"])]
     if json:
-        emit_json(_plain(items))
+        emit_json(plain(items))
         return
     table(
         "Open tasks",
@@ -305,7 +301,7 @@ def tasks_show(task_id: str, json: JsonFlag = False) -> None:
     with opened() as container:
         task = container.automation.task(task_id)
     if json:
-        emit_json(_plain(task))
+        emit_json(plain(task))
         return
     context = task["context"]
     typer.echo(f"{task['id']} ({task['kind']}, {task['status']}): {task['title']}")
@@ -329,27 +325,15 @@ def tasks_show(task_id: str, json: JsonFlag = False) -> None:
 def _decide(
     task_id: str, approve: bool, comment: str | None, actor: str | None, json: bool, value: str | None = None
 ) -> None:
-    answer = _json_object(value, "--value") if value is not None else None
+    answer = json_object(value, "--value") if value is not None else None
     with opened() as container:
         task = container.automation.decide(
             task_id, approve=approve, by=actor or getpass.getuser(), comment=comment, value=answer
         )
     if json:
-        emit_json(_plain(task))
+        emit_json(plain(task))
     else:
         typer.echo(f"{task['id']}: {task['status']} ({len(task['decisions'])} of {task['required']} decided)")
-
-
-def _json_object(text: str, option: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{option} is not valid JSON: {exc}", hint=f"""e.g. {option} '{{"label": "Access"}}'"""
-        ) from None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{option} must be a JSON object")
-    return value
 
 
 @tasks_app.command("approve")
@@ -392,7 +376,7 @@ def tasks_reassign(
     with opened() as container:
         task = container.automation.reassign(task_id, to, by=actor or getpass.getuser(), comment=comment)
     if json:
-        emit_json(_plain(task))
+        emit_json(plain(task))
     else:
         typer.echo(f"{task['id']}: assigned to {task['assignee'] or 'nobody (its roles)'}")
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from opsrail.cli._common import JsonFlag, handled, opened
-from opsrail.cli._output import emit_json, short_time, table
+from opsrail.cli._output import emit_json, json_object, plain, short_time, table
 from opsrail.model import InvalidInput
 from opsrail.services import DecisionService
 
@@ -31,20 +31,6 @@ decisions_app.add_typer(records_app, name="records")
 decisions_app.add_typer(policies_app, name="policies")
 
 Actor = Annotated[str | None, typer.Option("--as", help="who is acting [default: the login name]")]
-
-
-def _plain(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value, default=str))
-
-
-def _json_object(text: str, option: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"{option} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{option} must be a JSON object")
-    return value
 
 
 # -- tables ------------------------------------------------------------------------------------------------
@@ -74,7 +60,7 @@ def decisions_test(file: Path, json: JsonFlag = False) -> None:
                 "version": table_.version,
                 "passed": len(outcomes) - len(failed),
                 "failed": len(failed),
-                "tests": [_plain(_outcome(o)) for o in outcomes],
+                "tests": [plain(_outcome(o)) for o in outcomes],
             }
         )
     else:
@@ -118,7 +104,7 @@ def decisions_list(json: JsonFlag = False) -> None:
     with opened() as container:
         items = container.decisions.catalog()
     if json:
-        emit_json(_plain(items))
+        emit_json(plain(items))
         return
     table(
         "Decisions",
@@ -147,7 +133,7 @@ def decisions_show(
     with opened() as container:
         found = container.decisions.describe(name, version)
     if json:
-        emit_json(_plain(found))
+        emit_json(plain(found))
         return
     if found["kind"] == "model":
         _print_model(found)
@@ -169,11 +155,11 @@ def decisions_evaluate(
     json: JsonFlag = False,
 ) -> None:
     """Evaluate a table or model by name and record the decision."""
-    inputs = _json_object(input, "--input")
+    inputs = json_object(input, "--input")
     with opened() as container:
         record = container.decisions.evaluate_and_record(name, inputs, version=version)
     if json:
-        emit_json(_plain(record))
+        emit_json(plain(record))
     else:
         typer.echo(
             f"{record['id']}: {orjson.dumps(record['outputs']).decode()} "
@@ -203,7 +189,7 @@ def policies_list(json: JsonFlag = False) -> None:
     with opened() as container:
         items = container.decisions.store.policies()
     if json:
-        emit_json(_plain(items))
+        emit_json(plain(items))
         return
     table(
         "Decision policies",
@@ -235,7 +221,7 @@ def records_list(
             decision=decision, status=status, run_id=run, tier=tier, version=version, limit=limit
         )
     if json:
-        emit_json(_plain(items))
+        emit_json(plain(items))
         return
     table(
         "Decision records",
@@ -264,7 +250,7 @@ def records_show(record_id: str, json: JsonFlag = False) -> None:
     with opened() as container:
         record = container.decisions.record(record_id)
     if json:
-        emit_json(_plain(record))
+        emit_json(plain(record))
         return
     for key in (
         "id",
@@ -284,7 +270,7 @@ def records_show(record_id: str, json: JsonFlag = False) -> None:
     ):
         typer.echo(f"{key:>13}: {record[key]}")
     for key in ("inputs", "outputs", "matched_rules", "explanation", "final_outputs", "outcome"):
-        typer.echo(f"{key:>13}: {orjson.dumps(_plain(record[key])).decode()}")
+        typer.echo(f"{key:>13}: {orjson.dumps(plain(record[key])).decode()}")
     for hit in record["similar"]:
         typer.echo(f"      similar: [{hit['kind']}] {hit['score']:.2f} {hit['title']} ({hit['source']})")
     if record["summary"]:
@@ -301,11 +287,11 @@ def decisions_override(
     json: JsonFlag = False,
 ) -> None:
     """Override a decision; a pending one's review task is settled with your answer."""
-    answer = _json_object(value, "--value")
+    answer = json_object(value, "--value")
     with opened() as container:
         record = container.decisions.override(record_id, answer, reason, actor or getpass.getuser())
     if json:
-        emit_json(_plain(record))
+        emit_json(plain(record))
     else:
         typer.echo(f"{record['id']}: {record['status']} by {record['reviewed_by']}")
 
@@ -394,7 +380,7 @@ def models_train(
             task, source, options, name=name, by=actor or getpass.getuser(), progress=progress
         )
     if json:
-        emit_json(_plain(info))
+        emit_json(plain(info))
     else:
         _print_model(info)
 
@@ -411,7 +397,7 @@ def models_evaluate(
     with opened() as container, _progress(not json) as progress:
         figures = container.decisions.evaluate_model(model, data, version=version, progress=progress)
     if json:
-        emit_json(_plain(figures))
+        emit_json(plain(figures))
         return
     for key, value in figures.items():
         if not isinstance(value, (dict, list)):
@@ -425,7 +411,7 @@ def models_list(json: JsonFlag = False) -> None:
     with opened() as container:
         items = container.decisions.store.list_models()
     if json:
-        emit_json(_plain(items))
+        emit_json(plain(items))
         return
     table(
         "Models",
@@ -441,7 +427,7 @@ def models_show(name: str, version: Annotated[int | None, typer.Option()] = None
     with opened() as container:
         info = container.decisions.model_info(name, version)
     if json:
-        emit_json(_plain(info))
+        emit_json(plain(info))
     else:
         _print_model(info)
 

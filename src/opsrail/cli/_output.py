@@ -11,6 +11,26 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from opsrail.model import InvalidInput
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON would carry it (times as text, tuples as lists), for ``--json`` output."""
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    """Parse an option's JSON object; anything else is an :class:`InvalidInput` naming the option."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{option} is not valid JSON: {exc}", hint=f"""e.g. {option} '{{"label": "Access"}}'"""
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{option} must be a JSON object", hint=f"""e.g. {option} '{{"label": "Access"}}'""")
+    return value
+
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +28,7 @@ from opsrail.ml._process import (
     DEFAULT_FEATURE_SET,
     FEATURE_SETS,
     GRID,
+    Registration,
     base_params,
     feature_views,
     fit_booster,
@@ -111,7 +112,7 @@ def _figures(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:
 
 
 @dataclass
-class NextActivityModel:
+class NextActivityModel(Registration):
     """Predicts the next activity of an open case; picklable, as the registry stores it."""
 
     task: ClassVar[str] = "next-activity"
@@ -122,26 +123,6 @@ class NextActivityModel:
     temperature: float
     follower: dict[str, str]
     most_frequent: str
-    _params: dict[str, Any] = field(default_factory=dict)
-    _metrics: dict[str, Any] = field(default_factory=dict)
-    _columns: dict[str, str] = field(default_factory=dict)
-    _thresholds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._params
-
-    @property
-    def metrics(self) -> Mapping[str, Any]:
-        return self._metrics
-
-    @property
-    def columns(self) -> Mapping[str, str]:
-        return self._columns
-
-    @property
-    def thresholds(self) -> Mapping[str, float]:
-        return self._thresholds
 
     def probabilities(self, features: F) -> F:
         """Calibrated class probabilities, one row per prefix, columns in ``classes`` order."""

@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,6 +78,35 @@ DEFAULT_FEATURE_SET = FEATURE_SETS[0]
 Columns = dict[str, str]
 F = npt.NDArray[np.float64]
 M = TypeVar("M")
+
+
+@dataclass
+class Registration:
+    """What a trained event-log model hands the registry: its settings, figures, columns and thresholds.
+
+    Keyword-only, so that each model's own fields (without defaults) can come first in its constructor.
+    """
+
+    _params: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    _metrics: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    _columns: dict[str, str] = field(default_factory=dict, kw_only=True)
+    _thresholds: dict[str, float] = field(default_factory=dict, kw_only=True)
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self._params
+
+    @property
+    def metrics(self) -> Mapping[str, Any]:
+        return self._metrics
+
+    @property
+    def columns(self) -> Mapping[str, str]:
+        return self._columns
+
+    @property
+    def thresholds(self) -> Mapping[str, float]:
+        return self._thresholds
 
 
 def make_encoder(feature_set: str) -> PrefixEncoder:

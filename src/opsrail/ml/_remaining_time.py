@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +33,7 @@ from opsrail.ml._process import (
     DEFAULT_FEATURE_SET,
     FEATURE_SETS,
     GRID,
+    Registration,
     base_params,
     feature_views,
     fit_booster,
@@ -86,7 +87,7 @@ def _within(truth: F, predicted: F) -> npt.NDArray[np.bool_]:
 
 
 @dataclass
-class RemainingTimeModel:
+class RemainingTimeModel(Registration):
     """Predicts the remaining time of an open case, in seconds; picklable, as the registry stores it."""
 
     task: ClassVar[str] = "remaining-time"
@@ -97,26 +98,6 @@ class RemainingTimeModel:
     median_seconds: float
     confidence_edges: tuple[float, ...] = ()
     confidence_shares: tuple[float, ...] = (0.0,)
-    _params: dict[str, Any] = field(default_factory=dict)
-    _metrics: dict[str, Any] = field(default_factory=dict)
-    _columns: dict[str, str] = field(default_factory=dict)
-    _thresholds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._params
-
-    @property
-    def metrics(self) -> Mapping[str, Any]:
-        return self._metrics
-
-    @property
-    def columns(self) -> Mapping[str, str]:
-        return self._columns
-
-    @property
-    def thresholds(self) -> Mapping[str, float]:
-        return self._thresholds
 
     def seconds(self, features: F) -> F:
         """Predicted remaining seconds, one per row (the training median when the model fell back to it)."""

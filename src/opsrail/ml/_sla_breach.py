@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +37,7 @@ from opsrail.ml._process import (
     DEFAULT_FEATURE_SET,
     FEATURE_SETS,
     GRID,
+    Registration,
     base_params,
     feature_views,
     fit_booster,
@@ -154,7 +155,7 @@ def _figures(truth: F, probability: F, elapsed: F) -> dict[str, Any]:
 
 
 @dataclass
-class SlaBreachModel:
+class SlaBreachModel(Registration):
     """Predicts whether an open case will breach its target; picklable, as the registry stores it."""
 
     task: ClassVar[str] = "sla-breach"
@@ -164,26 +165,6 @@ class SlaBreachModel:
     slope: float
     intercept: float
     target: SlaTarget
-    _params: dict[str, Any] = field(default_factory=dict)
-    _metrics: dict[str, Any] = field(default_factory=dict)
-    _columns: dict[str, str] = field(default_factory=dict)
-    _thresholds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._params
-
-    @property
-    def metrics(self) -> Mapping[str, Any]:
-        return self._metrics
-
-    @property
-    def columns(self) -> Mapping[str, str]:
-        return self._columns
-
-    @property
-    def thresholds(self) -> Mapping[str, float]:
-        return self._thresholds
 
     def probability(self, features: F) -> F:
         """Calibrated breach probability per row (Platt scaling of the trees' raw score)."""
