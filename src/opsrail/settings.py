@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     )
     summary_api_key: SecretStr | None = Field(default=None, description="API key for OPSRAIL_SUMMARY_URL")
     summary_model: str = Field(default="gpt-4o-mini", description="model name sent to OPSRAIL_SUMMARY_URL")
+    redact_fields: list[str] = Field(
+        default_factory=list,
+        description="field names masked whole in decision records and audit details, e.g. '[\"customer_name\"]'",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = False

@@ -17,9 +17,10 @@ from opsrail.engine import CalendarRegistry, Engine, Operations, load_calendars
 from opsrail.ingest import builtin_mappers
 from opsrail.knowledge import ExtractiveSummarizer, OpenAICompatibleSummarizer, Summarizer, reference_folder
 from opsrail.model import Clock, IdFactory, InvalidInput, Unavailable
-from opsrail.services import AutomationService, DecisionService, IngestionService, TokenService
+from opsrail.services import AuditService, AutomationService, DecisionService, IngestionService, TokenService
 from opsrail.settings import Settings
 from opsrail.storage import (
+    SqlAuditStore,
     SqlDeadLetterStore,
     SqlDecisionStore,
     SqlEventStore,
@@ -68,6 +69,7 @@ class Container:
     runner: Engine
     automation: AutomationService
     decisions: DecisionService
+    audit: AuditService
 
     checkpointer: SqliteCheckpointer | None = None
 
@@ -130,17 +132,23 @@ def build(
         ids,
         knowledge_dir=settings.knowledge_dir or reference_folder(),
         summarizer=summarizer(settings),
+        redact_fields=settings.redact_fields,
     )
     runner.operations.set_decider(decisions.decide_step)
+    audit = AuditService(SqlAuditStore(engine), clock, settings.redact_fields)
+    tokens = TokenService(SqlTokenStore(engine), clock, ids)
+    for service in (automation, decisions, tokens):
+        service.audit = audit
     return Container(
         settings=settings,
         engine=engine,
         health=health,
         ingestion=ingestion,
-        tokens=TokenService(SqlTokenStore(engine), clock, ids),
+        tokens=tokens,
         runner=runner,
         automation=automation,
         decisions=decisions,
+        audit=audit,
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )
 

@@ -336,3 +336,39 @@ def test_a_language_model_summary_keeps_its_prompt_and_answer_in_the_record(
     assert request["model"] == "gpt-4o-mini"
     assert "credit-tier" in request["messages"][-1]["content"]
     assert "sk-test" not in str(record)
+
+
+def test_records_and_audit_entries_keep_no_personal_data(database_url: str, tmp_path: Path, clock: FakeClock) -> None:
+    settings = Settings(home=tmp_path, database_url=database_url, redact_fields=["account_owner"])
+    container = build(settings, migrate=True, clock=clock, ids=SequentialIds())
+    try:
+        container.decisions.publish_table(
+            write(
+                tmp_path,
+                "t.yaml",
+                """
+name: echo
+version: 1
+inputs:
+  note: string
+  account_owner: string
+outputs:
+  seen: {type: bool}
+rules:
+  - id: always
+    when: "size(note) > 0 && size(account_owner) > 0"
+    then: {seen: true}
+""",
+            ),
+            "ops",
+        )
+        record = container.decisions.evaluate_and_record(
+            "echo", {"note": "refund card 4111 1111 1111 1111 for jane@acme.com", "account_owner": "Jane Doe"}
+        )
+        assert record["outputs"] == {"seen": True}
+        assert record["inputs"] == {"note": "refund card [card] for [email]", "account_owner": "[redacted]"}
+        [entry] = [e for e in container.audit.export() if e["action"] == "decision.made"]
+        assert "4111" not in str(entry) and "jane@acme.com" not in str(entry)
+        assert container.audit.verify().ok
+    finally:
+        container.close()

@@ -32,7 +32,7 @@ async def start_run(
     input: Annotated[dict[str, Any], Body()] = {},  # noqa: B006 - FastAPI copies body defaults
     version: Annotated[int | None, Body(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
-    run_id = await run_in_threadpool(container_of(request).automation.start, playbook, input, version)
+    run_id = await run_in_threadpool(container_of(request).automation.start, playbook, input, version, token.name)
     return _json({"run_id": run_id}, 201)
 
 

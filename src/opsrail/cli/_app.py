@@ -12,6 +12,7 @@ import orjson
 import typer
 
 import opsrail
+from opsrail.cli._audit import audit_app
 from opsrail.cli._automation import playbooks_app, runs_app, tasks_app, worker
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._decisions import decisions_app, models_app
@@ -44,6 +45,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(decisions_app, name="decisions")
 app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
 app.command(name="worker")(handled(worker))
 
 

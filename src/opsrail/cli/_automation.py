@@ -132,7 +132,7 @@ def runs_start(
     if not isinstance(run_input, dict):
         raise InvalidInput("--input must be a JSON object")
     with opened() as container:
-        run_id = container.automation.start(playbook_id, run_input, version)
+        run_id = container.automation.start(playbook_id, run_input, version, getpass.getuser())
     if json:
         emit_json({"run_id": run_id})
     else:

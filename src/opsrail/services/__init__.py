@@ -1,5 +1,6 @@
 """Use cases: they validate, call the pure layers and the storage ports, and own transactions."""
 
+from opsrail.services._audit import Auditor, AuditService, AuditStore, not_audited
 from opsrail.services._automation import AutomationService, AutomationStore, describe
 from opsrail.services._decision_policies import DecisionPolicy, load_policies
 from opsrail.services._decisions import DecisionService, DecisionStore, Evaluation
@@ -11,6 +12,9 @@ from opsrail.services._tokens import ROLES, TokenService, hash_token
 __all__ = [
     "ROLES",
     "ApiToken",
+    "AuditService",
+    "AuditStore",
+    "Auditor",
     "AutomationService",
     "AutomationStore",
     "BatchOutcome",
@@ -32,4 +36,5 @@ __all__ = [
     "describe",
     "hash_token",
     "load_policies",
+    "not_audited",
 ]

@@ -11,6 +11,7 @@ from opsrail.engine import Command, Control, Engine, Migrated, RunState, RunStor
 from opsrail.ingest import nul_errors
 from opsrail.model import Clock, Conflict, FieldError, InvalidInput, NotFound
 from opsrail.playbooks import Playbook, load_playbook
+from opsrail.services._audit import Auditor, not_audited
 
 
 class AutomationStore(RunStore, Protocol):
@@ -53,6 +54,7 @@ class AutomationService:
         self.engine = engine
         self.clock = clock
         self.review_observers: list[ReviewObserver] = []
+        self.audit: Auditor = not_audited
 
     # -- playbooks -------------------------------------------------------------------------------------
 
@@ -78,12 +80,14 @@ class AutomationService:
                 f"{playbook.id} version {playbook.version} is published already with other content",
                 hint="published versions never change: raise `version` in the file",
             )
+        self.audit(by, "playbook.published", f"{playbook.id}@{playbook.version}", {"file": str(path)})
         return playbook
 
     def activate(self, playbook_id: str, version: int, canary_percent: int | None = None) -> None:
         if canary_percent is not None and not 0 <= canary_percent <= 100:
             raise InvalidInput("--canary is a percentage from 0 to 100")
         self.store.activate(playbook_id, version, self.clock.now(), canary_percent)
+        self.audit(None, "playbook.activated", f"{playbook_id}@{version}", {"canary_percent": canary_percent})
 
     def playbooks(self) -> list[dict[str, Any]]:
         return self.store.list_playbooks()
@@ -93,12 +97,15 @@ class AutomationService:
 
     # -- runs --------------------------------------------------------------------------------------------
 
-    def start(self, playbook_id: str, run_input: dict[str, Any], version: int | None = None) -> str:
+    def start(
+        self, playbook_id: str, run_input: dict[str, Any], version: int | None = None, actor: str | None = None
+    ) -> str:
         problems = nul_errors(run_input, "$.input")
         if problems:
             raise InvalidInput("the run's input holds the NUL character", errors=problems)
         run_id = self.engine.start_run(playbook_id, run_input, version=version)
         assert run_id is not None, "a run without a trigger is never a duplicate"
+        self.audit(actor, "run.started", run_id, {"playbook": playbook_id, "version": version})
         return run_id
 
     def runs(self, status: str | None = None, playbook_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -111,7 +118,9 @@ class AutomationService:
     def control(self, run_id: str, action: str, step_id: str | None = None, actor: str | None = None) -> RunState:
         if action not in ("cancel", "pause", "resume", "retry_step"):
             raise InvalidInput(f"unknown run action {action!r}")
-        return self.engine.signal(run_id, Control(action, step_id, actor))  # type: ignore[arg-type]
+        run = self.engine.signal(run_id, Control(action, step_id, actor))  # type: ignore[arg-type]
+        self.audit(actor, f"run.{action}", run_id, {"step": step_id, "status": run.status})
+        return run
 
     def changes(self, after: int, limit: int = 500) -> list[dict[str, Any]]:
         """Every state change after the cursor ``after`` (a run-log sequence number), oldest first."""
@@ -166,6 +175,7 @@ class AutomationService:
                 if not self.store.migrate_run(migrated, state_version, renamed, commands):
                     refused.append({"run_id": run.id, "reason": "changed while migrating; try again"})
                     continue
+                self.audit(actor, "run.migrated", run.id, {"from": from_version, "to": to_version, "map": mapping})
             moved.append(run.id)
         return {
             "playbook": playbook_id,
@@ -201,6 +211,7 @@ class AutomationService:
         if to is not None and not to.strip():
             raise InvalidInput("reassign needs the name of a person", hint="give --to NAME, or --unassign")
         self.store.assign_task(task_id, to, actor=by, at=self.clock.now(), comment=comment)
+        self.audit(by, "task.reassigned", task_id, {"to": to, "comment": comment, "run": task["run_id"]})
         return self.store.task(task_id)
 
     def decide(
@@ -228,6 +239,12 @@ class AutomationService:
             task_id, {"by": by, "approved": approve, "comment": comment, "value": value, "at": self.clock.now()}
         )
         approvers = tuple(d["by"] for d in decisions if d["approved"])
+        self.audit(
+            by,
+            "task.approved" if approve else "task.rejected",
+            task_id,
+            {"run": task["run_id"], "step": task["step_id"], "comment": comment, "value": value},
+        )
         settled = False
         if value is not None:
             self.engine.signal(task["run_id"], TaskDecided(task["step_id"], approve, (by,), comment, value))

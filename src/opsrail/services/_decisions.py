@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from opsrail.decisions import CompiledTable, DecisionTable, compile_table, load_table, run_table_tests
 from opsrail.engine import CallContext, OperationFailed, ReviewNeeded
+from opsrail.governance import redact
 from opsrail.knowledge import (
     Document,
     ExtractiveSummarizer,
@@ -31,6 +32,7 @@ from opsrail.knowledge import (
 )
 from opsrail.ml import Prediction, Progress, TrainedModel, no_progress
 from opsrail.model import Clock, Conflict, IdFactory, InvalidInput, NotFound, OpsrailError
+from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._automation import AutomationService
 from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
 from opsrail.services._model_training import TASKS, case_documents, train
@@ -122,6 +124,7 @@ class DecisionService:
         *,
         knowledge_dir: Path | None = None,
         summarizer: Summarizer | None = None,
+        redact_fields: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.automation = automation
@@ -129,12 +132,14 @@ class DecisionService:
         self.ids = ids
         self.knowledge_dir = knowledge_dir
         self.summarizer: Summarizer = summarizer or ExtractiveSummarizer()
+        self.redact_fields = tuple(redact_fields)
         self._tables: dict[tuple[str, int], CompiledTable] = {}
         self._models: dict[tuple[str, int], tuple[TrainedModel, KnowledgeIndex | None]] = {}
         self._knowledge: KnowledgeIndex | None = None
         # Past decisions people settled, per decision name: (index, the latest review time it holds).
         self._past: dict[str, tuple[KnowledgeIndex, Any]] = {}
         self._lock = threading.Lock()
+        self.audit: Auditor = not_audited
         automation.review_observers.append(self._task_settled)
 
     # -- tables ----------------------------------------------------------------------------------------
@@ -182,6 +187,7 @@ class DecisionService:
                 f"{table.name} version {table.version} is published already with other content",
                 hint="published versions never change: raise `version` in the file",
             )
+        self.audit(by, "decision_table.published", f"{table.name}@{table.version}", {"source": source})
         return table
 
     def table(self, name: str, version: int | None = None) -> tuple[DecisionTable, str]:
@@ -254,7 +260,14 @@ class DecisionService:
                 "created_by": by,
             }
         )
-        return self.model_info(name, version)
+        info = self.model_info(name, version)
+        self.audit(
+            by,
+            "model.registered",
+            f"{name}@{version}",
+            {"task": task, "data_sha256": info["data_sha256"], "artifact_sha256": info["artifact_sha256"]},
+        )
+        return info
 
     def model_info(self, name: str, version: int | None = None) -> dict[str, Any]:
         row = self.store.model_row(name, version, with_artifact=False)
@@ -302,6 +315,7 @@ class DecisionService:
         policies = load_policies(_read(path), str(path))
         for name, policy in policies.items():
             self.store.set_policy(name, policy.model_dump(mode="json"), by, self.clock.now())
+            self.audit(by, "decision_policy.set", name, policy.model_dump(mode="json"))
         return policies
 
     def policy(self, name: str) -> DecisionPolicy:
@@ -374,9 +388,12 @@ class DecisionService:
             policy, evaluation.outputs, inputs, evaluation.confidence, evaluation.accepted
         )
         similar = self.similar(name, evaluation.query_text, evaluation.source, evaluation.version)
+        # What is stored, and what a summary provider is sent, has personal and payment data masked; the
+        # decision itself was made on the inputs as they came.
+        kept_inputs = redact(inputs, self.redact_fields)
         summary = None
         if route_taken != "acted":
-            summary = self._summary(name, inputs, evaluation, similar)
+            summary = self._summary(name, kept_inputs, evaluation, similar)
         record = self.store.add_record(
             {
                 "id": self.ids.new("dec"),
@@ -387,7 +404,7 @@ class DecisionService:
                 "run_id": run_id,
                 "step_id": step_id,
                 "created_at": self.clock.now(),
-                "inputs": _jsonable(inputs),
+                "inputs": _jsonable(kept_inputs),
                 "outputs": _jsonable(evaluation.outputs),
                 "matched_rules": evaluation.matched_rules,
                 "confidence": evaluation.confidence,
@@ -398,6 +415,22 @@ class DecisionService:
                 "summary": summary,
                 "status": "decided" if route_taken == "acted" else "pending",
             }
+        )
+        self.audit(
+            None,
+            "decision.made",
+            record["id"],
+            {
+                "decision": name,
+                "source": record["source"],
+                "version": record["version"],
+                "run": run_id,
+                "step": step_id,
+                "idempotency_key": idempotency_key,
+                "outputs": record["outputs"],
+                "confidence": record["confidence"],
+                "route": route_taken,
+            },
         )
         return record, evaluation, roles, count, why
 
@@ -541,7 +574,7 @@ class DecisionService:
             if task is not None:
                 self.automation.decide(task["id"], approve=False, by=by, comment=reason, value=value)
                 return self.store.record(record_id)
-        return self.store.settle_record(
+        settled = self.store.settle_record(
             record_id,
             status="overridden",
             by=by,
@@ -550,6 +583,8 @@ class DecisionService:
             reason=reason,
             expect=("decided", "accepted", "pending"),
         )
+        self.audit(by, "decision.overridden", record_id, {"value": value, "reason": reason})
+        return settled
 
     def _open_task_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
         for task in self.automation.tasks(limit=10_000):
@@ -579,6 +614,7 @@ class DecisionService:
             reason=comment,
             expect=("pending",),
         )
+        self.audit(by, f"decision.{status}", record_id, {"value": final, "reason": comment, "task": task["id"]})
 
 
 def _past_case(record: dict[str, Any]) -> Document:

@@ -13,6 +13,7 @@ import threading
 from datetime import datetime, timedelta
 
 from opsrail.model import Clock, FieldError, IdFactory, InvalidInput, NotFound, Unauthenticated
+from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._ports import ApiToken, TokenStore
 
 ROLES: tuple[str, ...] = ("admin", "operator", "approver", "finance_controller", "legal", "auditor", "service")
@@ -31,6 +32,7 @@ class TokenService:
         self.ids = ids
         self._cache: dict[str, tuple[ApiToken, datetime]] = {}
         self._lock = threading.Lock()
+        self.audit: Auditor = not_audited
 
     def create(self, role: str, name: str | None = None, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
         """Issue a token; the clear text is returned here once and never stored."""
@@ -55,6 +57,7 @@ class TokenService:
             expires_at=expires_at,
         )
         self.store.add(record, hash_token(secret))
+        self.audit(None, "token.created", token_id, {"name": record.name, "role": role, "expires_at": expires_at})
         return record, secret
 
     def authenticate(self, secret: str | None) -> ApiToken:
@@ -92,3 +95,4 @@ class TokenService:
             raise NotFound(f"no active token {token_id!r}", hint="list them with `opsrail tokens list`")
         with self._lock:
             self._cache.clear()
+        self.audit(None, "token.revoked", token_id, {})

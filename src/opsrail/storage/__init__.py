@@ -1,5 +1,6 @@
 """Storage adapters: SQLAlchemy Core tables, Alembic migrations, repositories for SQLite and PostgreSQL."""
 
+from opsrail.storage._audit import SqlAuditStore
 from opsrail.storage._checkpoint import SqliteCheckpointer
 from opsrail.storage._dead_letters import SqlDeadLetterStore
 from opsrail.storage._decisions import SqlDecisionStore
@@ -12,6 +13,7 @@ from opsrail.storage._tables import metadata
 from opsrail.storage._tokens import SqlTokenStore
 
 __all__ = [
+    "SqlAuditStore",
     "SqlDeadLetterStore",
     "SqlDecisionStore",
     "SqlEventStore",

@@ -264,3 +264,17 @@ decision_records = sa.Table(
     sa.Index(None, "run_id", "step_id"),
     sa.Index(None, "status", "created_at"),
 )
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(256)),
+    sa.Column("details", Json, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index(None, "at"),
+)

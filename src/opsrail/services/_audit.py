@@ -1,0 +1,55 @@
+"""Use cases of the audit log: record what changed state or decided, check the chain, export it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from opsrail.governance import AuditEntry, ChainReport, redact, verify_chain
+from opsrail.model import Clock
+
+
+class AuditStore(Protocol):
+    def append(
+        self, at: datetime, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]
+    ) -> AuditEntry: ...
+
+    def entries(self, *, since: datetime | None = None, after_seq: int = 0) -> Iterator[AuditEntry]: ...
+
+
+class Auditor(Protocol):
+    """What the other services call: ``audit(actor, action, subject, details)``."""
+
+    def __call__(self, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]) -> None: ...
+
+
+def not_audited(actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]) -> None:
+    """The auditor of a service built without an audit log (unit tests of a single service)."""
+
+
+class AuditService:
+    def __init__(self, store: AuditStore, clock: Clock, redact_fields: Sequence[str] = ()) -> None:
+        self.store = store
+        self.clock = clock
+        self.redact_fields = tuple(redact_fields)
+
+    def __call__(self, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]) -> None:
+        self.record(actor, action, subject, details)
+
+    def record(
+        self, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any] | None = None
+    ) -> AuditEntry:
+        # Details are stored as JSON and hashed as canonical JSON: make them plain JSON values first, so the
+        # hash computed now is the hash of what is read back; personal and payment data are masked.
+        plain = redact(orjson.loads(orjson.dumps(dict(details or {}), default=str)), self.redact_fields)
+        return self.store.append(self.clock.now(), actor, action, subject, plain)
+
+    def verify(self) -> ChainReport:
+        return verify_chain(self.store.entries())
+
+    def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        for entry in self.store.entries(since=since):
+            yield entry.as_dict()
