@@ -112,3 +112,33 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path, monkeypatch: pyte
     unmigrated = runner.invoke(app, ["events", "list"])
     assert unmigrated.exit_code == 6 and "opsrail db upgrade" in unmigrated.stderr
     assert "Traceback" not in unmigrated.output
+
+
+def test_tokens_expire_rotate_and_carry_a_rate_limit(run: CliRunner) -> None:
+    created = run.invoke(
+        app,
+        [
+            "tokens",
+            "create",
+            "--role",
+            "service",
+            "--name",
+            "ci",
+            "--expires-in",
+            "P30D",
+            "--rate-limit",
+            "5",
+            "--json",
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    token = json.loads(created.stdout)
+    assert token["expires_at"] and token["rate_limit"] == 5.0
+    bad = run.invoke(app, ["tokens", "create", "--role", "service", "--expires-in", "soon"])
+    assert bad.exit_code == 2 and "ISO 8601" in bad.stderr
+    rotated = run.invoke(app, ["tokens", "rotate", token["id"], "--grace", "PT1H", "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    new = json.loads(rotated.stdout)
+    assert new["replaces"] == token["id"] and new["token"] != token["token"] and new["name"] == "ci"
+    listed = {t["id"]: t for t in json.loads(run.invoke(app, ["tokens", "list", "--json"]).stdout)}
+    assert listed[token["id"]]["expires_at"] < listed[new["id"]]["expires_at"]

@@ -160,7 +160,7 @@ def test_tokens_authenticate_until_revoked(container: Container, clock: FakeCloc
         tokens.authenticate(secret)
     with pytest.raises(InvalidInput, match="unknown role"):
         tokens.create("superuser")
-    expiring, secret2 = tokens.create("service", expires_at=clock.advance(minutes=1))
+    expiring, secret2 = tokens.create("service", expires_at=clock.now() + timedelta(minutes=1))
     clock.advance(minutes=2)
     with pytest.raises(Unauthenticated, match="expired"):
         tokens.authenticate(secret2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -63,6 +64,8 @@ def problem_response(
 
 def from_error(exc: OpsrailError, instance: str | None = None) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="opsrail"'} if exc.http_status == 401 else None
+    if exc.http_status == 429 and "retry_after" in exc.extra:
+        headers = {"Retry-After": str(max(1, math.ceil(float(exc.extra["retry_after"]))))}
     return problem_response(
         exc.http_status,
         exc.title,

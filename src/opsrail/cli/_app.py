@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
+from pydantic import TypeAdapter, ValidationError
 
 import opsrail
 from opsrail.cli._audit import audit_app
@@ -94,11 +95,18 @@ def db_upgrade(json: JsonFlag = False) -> None:
 def tokens_create(
     role: Annotated[str, typer.Option(help=f"one of: {', '.join(ROLES)}")],
     name: Annotated[str | None, typer.Option(help="a name to recognise it by")] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="ISO 8601 duration after which it stops working, e.g. P90D")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option(help="requests per second it may make (bursts up to twice that)")
+    ] = None,
     json: JsonFlag = False,
 ) -> None:
     """Create an API token; its secret is printed once and never stored."""
     with opened() as container:
-        record, secret = container.tokens.create(role, name)
+        expires_at = container.tokens.clock.now() + _duration(expires_in, "--expires-in") if expires_in else None
+        record, secret = container.tokens.create(role, name, expires_at, rate_limit)
     if json:
         emit_json({"token": secret, **record.as_dict()})
     else:
@@ -106,6 +114,35 @@ def tokens_create(
         typer.echo(
             f"# token {record.id} ({record.name}, role {record.role}); store it now, it is not shown again", err=True
         )
+
+
+@tokens_app.command("rotate")
+@handled
+def tokens_rotate(
+    token_id: str,
+    grace: Annotated[
+        str | None, typer.Option(help="ISO 8601 duration the old secret keeps working, e.g. PT1H [default: none]")
+    ] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Replace a token's secret: a new token with the same name, role, limit and expiry; the old one stops."""
+    with opened() as container:
+        record, secret = container.tokens.rotate(token_id, _duration(grace, "--grace") if grace else None)
+    if json:
+        emit_json({"token": secret, "replaces": token_id, **record.as_dict()})
+    else:
+        typer.echo(secret)
+        typer.echo(f"# token {record.id} replaces {token_id}; store it now, it is not shown again", err=True)
+
+
+def _duration(text: str, option: str) -> timedelta:
+    try:
+        value = TypeAdapter(timedelta).validate_python(text)
+    except ValidationError:
+        raise InvalidInput(f"{option} {text!r} is not an ISO 8601 duration", hint="e.g. P90D or PT1H") from None
+    if value.total_seconds() <= 0:
+        raise InvalidInput(f"{option} must be a positive duration")
+    return value
 
 
 @tokens_app.command("list")
@@ -119,9 +156,17 @@ def tokens_list(json: JsonFlag = False) -> None:
         return
     table(
         "API tokens",
-        ["id", "name", "role", "created", "revoked"],
+        ["id", "name", "role", "created", "expires", "revoked", "limit/s"],
         [
-            (t.id, t.name, t.role, short_time(t.created_at), short_time(t.revoked_at) if t.revoked_at else "")
+            (
+                t.id,
+                t.name,
+                t.role,
+                short_time(t.created_at),
+                short_time(t.expires_at) if t.expires_at else "",
+                short_time(t.revoked_at) if t.revoked_at else "",
+                f"{t.rate_limit:g}" if t.rate_limit else "",
+            )
             for t in items
         ],
     )

@@ -112,6 +112,15 @@ class UnsupportedMediaType(OpsrailError):
     exit_code = 2
 
 
+class RateLimited(OpsrailError):
+    """Too many requests for one token; ``extra["retry_after"]`` says how many seconds to wait."""
+
+    code = "rate-limited"
+    title = "Too many requests"
+    http_status = 429
+    exit_code = 6
+
+
 class Unavailable(OpsrailError):
     code = "unavailable"
     title = "Service unavailable"

@@ -61,6 +61,8 @@ class ApiToken:
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    rate_limit: float | None = None
+    """Requests per second this token may make (bursts up to twice that); None: no limit."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class ApiToken:
             "created_at": rfc3339(self.created_at),
             "expires_at": rfc3339(self.expires_at) if self.expires_at else None,
             "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None,
+            "rate_limit": self.rate_limit,
         }
 
 
@@ -79,6 +82,8 @@ class TokenStore(Protocol):
     def by_hash(self, token_hash: str) -> ApiToken | None: ...
 
     def all(self) -> list[ApiToken]: ...
+
+    def expire(self, id: str, at: datetime) -> bool: ...
 
     def revoke(self, id: str, at: datetime) -> bool: ...
 

@@ -75,6 +75,7 @@ api_tokens = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp),
     sa.Column("revoked_at", Timestamp),
+    sa.Column("rate_limit", sa.Float),
 )
 
 

@@ -26,6 +26,7 @@ class SqlTokenStore:
                     created_at=token.created_at,
                     expires_at=token.expires_at,
                     revoked_at=token.revoked_at,
+                    rate_limit=token.rate_limit,
                 )
             )
 
@@ -48,6 +49,20 @@ class SqlTokenStore:
             )
         return result.rowcount == 1
 
+    def expire(self, id: str, at: datetime) -> bool:
+        """Make an active token stop working at ``at`` (sooner only: an earlier expiry is kept)."""
+        with write_transaction(self.engine) as conn:
+            result = conn.execute(
+                api_tokens.update()
+                .where(
+                    api_tokens.c.id == id,
+                    api_tokens.c.revoked_at.is_(None),
+                    sa.or_(api_tokens.c.expires_at.is_(None), api_tokens.c.expires_at > at),
+                )
+                .values(expires_at=at)
+            )
+        return result.rowcount == 1
+
 
 def _token(row: sa.RowMapping) -> ApiToken:
     return ApiToken(
@@ -57,4 +72,5 @@ def _token(row: sa.RowMapping) -> ApiToken:
         created_at=as_utc(row["created_at"]) or row["created_at"],
         expires_at=as_utc(row["expires_at"]),
         revoked_at=as_utc(row["revoked_at"]),
+        rate_limit=row["rate_limit"],
     )
