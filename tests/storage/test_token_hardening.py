@@ -32,14 +32,14 @@ def test_rotation_replaces_the_secret_and_keeps_name_role_and_limit(container: C
     with pytest.raises(NotFound):
         container.tokens.rotate(old.id)
 
-    graced, graced_secret = container.tokens.rotate(new.id, grace=timedelta(minutes=10))
+    graced, graced_secret = container.tokens.rotate(new.id, grace=timedelta(minutes=10), actor="sam")
     assert container.tokens.authenticate(new_secret).id == new.id  # still works during the grace period
     assert container.tokens.authenticate(graced_secret).id == graced.id
     clock.advance(minutes=10)
     with pytest.raises(Unauthenticated, match="expired"):
         container.tokens.authenticate(new_secret)
-    actions = [e["action"] for e in container.audit.export()]
-    assert actions.count("token.rotated") == 2
+    rotations = [e for e in container.audit.export() if e["action"] == "token.rotated"]
+    assert [(e["subject"], e["actor"]) for e in rotations] == [(old.id, None), (new.id, "sam")]
 
 
 def test_a_rate_limited_token_gets_429_with_retry_after_and_recovers(container: Container, clock: FakeClock) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -106,7 +107,7 @@ def tokens_create(
     """Create an API token; its secret is printed once and never stored."""
     with opened() as container:
         expires_at = container.tokens.clock.now() + _duration(expires_in, "--expires-in") if expires_in else None
-        record, secret = container.tokens.create(role, name, expires_at, rate_limit)
+        record, secret = container.tokens.create(role, name, expires_at, rate_limit, getpass.getuser())
     if json:
         emit_json({"token": secret, **record.as_dict()})
     else:
@@ -127,7 +128,9 @@ def tokens_rotate(
 ) -> None:
     """Replace a token's secret: a new token with the same name, role, limit and expiry; the old one stops."""
     with opened() as container:
-        record, secret = container.tokens.rotate(token_id, _duration(grace, "--grace") if grace else None)
+        record, secret = container.tokens.rotate(
+            token_id, _duration(grace, "--grace") if grace else None, getpass.getuser()
+        )
     if json:
         emit_json({"token": secret, "replaces": token_id, **record.as_dict()})
     else:
@@ -177,7 +180,7 @@ def tokens_list(json: JsonFlag = False) -> None:
 def tokens_revoke(token_id: str, json: JsonFlag = False) -> None:
     """Revoke a token by id (a running server notices within 30 seconds)."""
     with opened() as container:
-        container.tokens.revoke(token_id)
+        container.tokens.revoke(token_id, getpass.getuser())
     if json:
         emit_json({"id": token_id, "revoked": True})
     else:

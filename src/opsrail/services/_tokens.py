@@ -41,6 +41,7 @@ class TokenService:
         name: str | None = None,
         expires_at: datetime | None = None,
         rate_limit: float | None = None,
+        actor: str | None = None,
     ) -> tuple[ApiToken, str]:
         """Issue a token; the clear text is returned here once and never stored."""
         if role not in ROLES:
@@ -70,7 +71,7 @@ class TokenService:
         )
         self.store.add(record, hash_token(secret))
         self.audit(
-            None,
+            actor,
             "token.created",
             token_id,
             {"name": record.name, "role": role, "expires_at": expires_at, "rate_limit": rate_limit},
@@ -123,13 +124,13 @@ class TokenService:
                 )
             self._buckets[token.id] = (level - 1.0, now)
 
-    def rotate(self, token_id: str, grace: timedelta | None = None) -> tuple[ApiToken, str]:
+    def rotate(self, token_id: str, grace: timedelta | None = None, actor: str | None = None) -> tuple[ApiToken, str]:
         """A new secret for the same name, role, limit and expiry; the old one stops now, or after ``grace``."""
         old = next((t for t in self.store.all() if t.id == token_id), None)
         now = self.clock.now()
         if old is None or old.revoked_at is not None or (old.expires_at is not None and old.expires_at <= now):
             raise NotFound(f"no active token {token_id!r}", hint="list them with `opsrail tokens list`")
-        record, secret = self.create(old.role, old.name, old.expires_at, old.rate_limit)
+        record, secret = self.create(old.role, old.name, old.expires_at, old.rate_limit, actor)
         if grace:
             self.store.expire(token_id, now + grace)
         else:
@@ -137,16 +138,16 @@ class TokenService:
         with self._lock:
             self._cache.clear()
         self.audit(
-            None, "token.rotated", token_id, {"new": record.id, "grace_seconds": grace.total_seconds() if grace else 0}
+            actor, "token.rotated", token_id, {"new": record.id, "grace_seconds": grace.total_seconds() if grace else 0}
         )
         return record, secret
 
     def all(self) -> list[ApiToken]:
         return self.store.all()
 
-    def revoke(self, token_id: str) -> None:
+    def revoke(self, token_id: str, actor: str | None = None) -> None:
         if not self.store.revoke(token_id, self.clock.now()):
             raise NotFound(f"no active token {token_id!r}", hint="list them with `opsrail tokens list`")
         with self._lock:
             self._cache.clear()
-        self.audit(None, "token.revoked", token_id, {})
+        self.audit(actor, "token.revoked", token_id, {})
