@@ -372,3 +372,24 @@ rules:
         assert container.audit.verify().ok
     finally:
         container.close()
+
+
+def test_an_autonomous_decision_overridden_too_often_is_demoted_until_a_person_promotes_it(
+    container: Container, tmp_path: Path
+) -> None:
+    container.decisions.publish_table(write(tmp_path, "t.yaml", TABLE), "ops")
+    policy = write(tmp_path, "policy.yaml", "decisions:\n  credit-tier: {demotion: {override_rate: 0.4, window: 5}}\n")
+    container.decisions.apply_policies(policy, "ops")
+    records = [container.decisions.evaluate_and_record("credit-tier", {"amount": 10.0}) for _ in range(5)]
+    container.decisions.override(records[0]["id"], {"band": "premium"}, "premium customer", "dana")
+    container.decisions.override(records[1]["id"], {"band": "premium"}, "premium customer", "dana")
+    assert container.decisions.policy("credit-tier").tier == "autonomous"  # 2 of 5 is not above 40%
+    container.decisions.override(records[2]["id"], {"band": "premium"}, "premium customer", "dana")
+    demoted = container.decisions.policy("credit-tier")
+    assert demoted.tier == "approval" and demoted.demoted and "60%" in demoted.demoted
+    entry = [e for e in container.audit.export() if e["action"] == "decision_policy.demoted"]
+    assert [e["subject"] for e in entry] == ["credit-tier"]
+    assert container.decisions.evaluate_and_record("credit-tier", {"amount": 10.0})["route"] == "approval"
+    container.decisions.apply_policies(policy, "ops")  # promotion back is a person's act
+    assert container.decisions.policy("credit-tier").tier == "autonomous"
+    assert container.decisions.evaluate_and_record("credit-tier", {"amount": 10.0})["route"] == "acted"

@@ -193,9 +193,16 @@ def policies_list(json: JsonFlag = False) -> None:
         return
     table(
         "Decision policies",
-        ["decision", "tier", "min confidence", "reviewers", "approval rules"],
+        ["decision", "tier", "min confidence", "reviewers", "approval rules", "demoted"],
         [
-            (n, p["tier"], p.get("min_confidence"), ", ".join(p["review"]["roles"]), len(p.get("approval") or []))
+            (
+                n,
+                p["tier"],
+                p.get("min_confidence"),
+                ", ".join(p["review"]["roles"]),
+                len(p.get("approval") or []),
+                p.get("demoted") or "",
+            )
             for n, p in sorted(items.items())
         ],
     )

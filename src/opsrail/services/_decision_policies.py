@@ -8,6 +8,7 @@ A policy file names decisions (decision tables or models) and gives each a polic
         tier: autonomous
         min_confidence: 0.80          # below it the decision becomes a review task
         review: {roles: [operator], due: PT4H}
+        demotion: {override_rate: 0.2, window: 50}   # the default: >20% of the last 50 overridden
       credit-recommendation:
         tier: approval
         approval:                     # the first rule whose `when` holds decides
@@ -20,7 +21,9 @@ A policy file names decisions (decision tables or models) and gives each a polic
 
 A rule's ``when`` is CEL over ``output`` (the decision's outputs), ``inputs`` and ``confidence``. A decision
 without a policy is autonomous; a model's own per-class thresholds (chosen on its training data) then decide
-whether a prediction is confident enough.
+whether a prediction is confident enough. An autonomous decision whose answers people override more often than
+``demotion.override_rate`` over the last ``demotion.window`` settled decisions is demoted to ``approval``
+automatically; promoting it back is a person applying a policy again.
 """
 
 from __future__ import annotations
@@ -54,11 +57,20 @@ class ApprovalRule(_Strict):
     count: int = Field(default=1, ge=1, le=10, description="distinct approvers needed")
 
 
+class Demotion(_Strict):
+    """When an autonomous decision is overridden too often, it needs approval until a person promotes it back."""
+
+    override_rate: float = Field(default=0.2, gt=0.0, le=1.0, description="demote above this share of overrides")
+    window: int = Field(default=50, ge=2, le=10_000, description="over the last this many settled decisions")
+
+
 class DecisionPolicy(_Strict):
     tier: Tier = "autonomous"
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     review: Review = Field(default_factory=Review)
     approval: list[ApprovalRule] = Field(default_factory=list)
+    demotion: Demotion = Field(default_factory=Demotion)
+    demoted: str | None = Field(default=None, description="why it was demoted, when it was (set by Opsrail)")
 
 
 class PolicyFile(_Strict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import pickle
 import threading
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,8 @@ from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._automation import AutomationService
 from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
 from opsrail.services._model_training import TASKS, case_documents, train
+
+log = logging.getLogger("opsrail.decisions")
 
 _SIMILAR_CASES = 5
 _KNOWLEDGE_HITS = 3
@@ -584,7 +587,31 @@ class DecisionService:
             expect=("decided", "accepted", "pending"),
         )
         self.audit(by, "decision.overridden", record_id, {"value": value, "reason": reason})
+        self._demote_if_overridden_too_often(settled["decision"])
         return settled
+
+    def override_rate(self, name: str, window: int) -> tuple[float, int]:
+        """The share of the last ``window`` settled decisions of ``name`` that a person overrode, and how many."""
+        settled = [r for r in self.store.records(decision=name, limit=window * 4) if r["status"] != "pending"][:window]
+        if not settled:
+            return 0.0, 0
+        return sum(r["status"] == "overridden" for r in settled) / len(settled), len(settled)
+
+    def _demote_if_overridden_too_often(self, name: str) -> None:
+        policy = self.policy(name)
+        if policy.tier != "autonomous":
+            return
+        rate, seen = self.override_rate(name, policy.demotion.window)
+        if seen < policy.demotion.window or rate <= policy.demotion.override_rate:
+            return
+        reason = (
+            f"{rate:.0%} of the last {seen} decisions were overridden (bound {policy.demotion.override_rate:.0%}); "
+            f"demoted at {self.clock.now().isoformat()}"
+        )
+        demoted = policy.model_copy(update={"tier": "approval", "demoted": reason})
+        self.store.set_policy(name, demoted.model_dump(mode="json"), "opsrail", self.clock.now())
+        self.audit(None, "decision_policy.demoted", name, {"override_rate": rate, "window": seen, "reason": reason})
+        log.warning("decision %s demoted to approval: %s", name, reason, extra={"decision": name})
 
     def _open_task_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
         for task in self.automation.tasks(limit=10_000):
@@ -615,6 +642,8 @@ class DecisionService:
             expect=("pending",),
         )
         self.audit(by, f"decision.{status}", record_id, {"value": final, "reason": comment, "task": task["id"]})
+        if status == "overridden":
+            self._demote_if_overridden_too_often(record["decision"])
 
 
 def _past_case(record: dict[str, Any]) -> Document:
