@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     )
     summary_api_key: SecretStr | None = Field(default=None, description="API key for OPSRAIL_SUMMARY_URL")
     summary_model: str = Field(default="gpt-4o-mini", description="model name sent to OPSRAIL_SUMMARY_URL")
+    retention: dict[str, timedelta] = Field(
+        default_factory=dict,
+        description='how long payloads are kept per kind, e.g. \'{"events": "P365D", "dead_letters": "P30D"}\'',
+    )
     redact_fields: list[str] = Field(
         default_factory=list,
         description="field names masked whole in decision records and audit details, e.g. '[\"customer_name\"]'",

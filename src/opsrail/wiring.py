@@ -17,7 +17,14 @@ from opsrail.engine import CalendarRegistry, Engine, Operations, load_calendars
 from opsrail.ingest import builtin_mappers
 from opsrail.knowledge import ExtractiveSummarizer, OpenAICompatibleSummarizer, Summarizer, reference_folder
 from opsrail.model import Clock, IdFactory, InvalidInput, Unavailable
-from opsrail.services import AuditService, AutomationService, DecisionService, IngestionService, TokenService
+from opsrail.services import (
+    AuditService,
+    AutomationService,
+    DecisionService,
+    IngestionService,
+    RetentionService,
+    TokenService,
+)
 from opsrail.settings import Settings
 from opsrail.storage import (
     SqlAuditStore,
@@ -26,6 +33,7 @@ from opsrail.storage import (
     SqlEventStore,
     SqlHealth,
     SqliteCheckpointer,
+    SqlRetentionStore,
     SqlRunStore,
     SqlTokenStore,
     create_engine,
@@ -70,6 +78,7 @@ class Container:
     automation: AutomationService
     decisions: DecisionService
     audit: AuditService
+    retention: RetentionService
 
     checkpointer: SqliteCheckpointer | None = None
 
@@ -137,7 +146,8 @@ def build(
     runner.operations.set_decider(decisions.decide_step)
     audit = AuditService(SqlAuditStore(engine), clock, settings.redact_fields)
     tokens = TokenService(SqlTokenStore(engine), clock, ids)
-    for service in (automation, decisions, tokens):
+    retention = RetentionService(SqlRetentionStore(engine), clock, settings.retention)
+    for service in (automation, decisions, tokens, retention):
         service.audit = audit
     return Container(
         settings=settings,
@@ -149,6 +159,7 @@ def build(
         automation=automation,
         decisions=decisions,
         audit=audit,
+        retention=retention,
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )
 

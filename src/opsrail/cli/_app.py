@@ -14,7 +14,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 
 import opsrail
-from opsrail.cli._audit import audit_app
+from opsrail.cli._audit import audit_app, retention_app
 from opsrail.cli._automation import playbooks_app, runs_app, tasks_app, worker
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._decisions import decisions_app, models_app
@@ -48,6 +48,7 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(decisions_app, name="decisions")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 app.command(name="worker")(handled(worker))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,3 +92,31 @@ def audit_list(
             for e in entries
         ],
     )
+
+
+retention_app = typer.Typer(
+    help="Retention: purge or anonymise old payloads (OPSRAIL_RETENTION).", no_args_is_help=True
+)
+
+
+@retention_app.command("run")
+@handled
+def retention_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would change, change nothing")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Apply the retention policies once (events lose their payload, dead letters go, decision inputs are dropped)."""
+    with opened() as container:
+        if not container.retention.policies:
+            raise InvalidInput(
+                "no retention policies are set",
+                hint="set OPSRAIL_RETENTION, e.g. "
+                '\'{"events": "P365D", "dead_letters": "P30D", "decision_records": "P730D"}\'',
+            )
+        done = container.retention.run(dry_run=dry_run, actor=getpass.getuser())
+    if json:
+        emit_json(done)
+        return
+    verb = "would change" if dry_run else "changed"
+    for kind, item in done["kinds"].items():
+        typer.echo(f"{kind}: {verb} {item['rows']} rows older than {item['before']}")

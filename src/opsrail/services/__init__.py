@@ -7,9 +7,11 @@ from opsrail.services._decisions import DecisionService, DecisionStore, Evaluati
 from opsrail.services._group_commit import GroupCommitter
 from opsrail.services._ingestion import BatchOutcome, IngestionService, ItemResult, ParsedBatch, assemble_batch
 from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
+from opsrail.services._retention import RETAINED_KINDS, RetentionService, RetentionStore
 from opsrail.services._tokens import ROLES, TokenService, hash_token
 
 __all__ = [
+    "RETAINED_KINDS",
     "ROLES",
     "ApiToken",
     "AuditService",
@@ -30,6 +32,8 @@ __all__ = [
     "IngestionService",
     "ItemResult",
     "ParsedBatch",
+    "RetentionService",
+    "RetentionStore",
     "TokenService",
     "TokenStore",
     "assemble_batch",

@@ -8,6 +8,7 @@ from opsrail.storage._engine import create_engine, translate_errors, write_trans
 from opsrail.storage._events import SqlEventStore
 from opsrail.storage._health import SqlHealth
 from opsrail.storage._migrate import current_revision, head_revision, upgrade
+from opsrail.storage._retention import SqlRetentionStore
 from opsrail.storage._runs import SqlRunStore
 from opsrail.storage._tables import metadata
 from opsrail.storage._tokens import SqlTokenStore
@@ -18,6 +19,7 @@ __all__ = [
     "SqlDecisionStore",
     "SqlEventStore",
     "SqlHealth",
+    "SqlRetentionStore",
     "SqlRunStore",
     "SqlTokenStore",
     "SqliteCheckpointer",
