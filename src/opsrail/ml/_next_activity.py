@@ -296,8 +296,5 @@ def train_next_activity(
         return _fit(cases, method, seed, step)
 
     model, held_out = run_protocol(log, split, seed, progress, fit, lambda trained, cases: trained.score(cases))
-    inner = model._metrics.get("inner", {})
-    model._metrics = {**held_out, "inner": inner, "prefixes": "lengths 2 … n-1 of each held-out case"}
-    model._columns = dict(log.columns)
-    model._params["split"] = split
+    model.record_protocol(held_out, log.columns, split, "lengths 2 … n-1 of each held-out case")
     return model

@@ -108,6 +108,15 @@ class Registration:
     def thresholds(self) -> Mapping[str, float]:
         return self._thresholds
 
+    def record_protocol(
+        self, held_out: Mapping[str, Any], columns: Mapping[str, str], split: str, prefixes: str
+    ) -> None:
+        """Keep the held-out figures beside the inner ones, the log's columns and the split it was trained under."""
+        inner = self._metrics.get("inner", {})
+        self._metrics = {**held_out, "inner": inner, "prefixes": prefixes}
+        self._columns = dict(columns)
+        self._params["split"] = split
+
 
 def make_encoder(feature_set: str) -> PrefixEncoder:
     """An unfitted encoder for one of ``FEATURE_SETS``."""

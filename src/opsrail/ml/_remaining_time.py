@@ -276,10 +276,7 @@ def train_remaining_time(
         return _fit(cases, method, seed, step)
 
     model, held_out = run_protocol(log, split, seed, progress, fit, lambda trained, cases: trained.score(cases))
-    inner = model._metrics.get("inner", {})
-    model._metrics = {**held_out, "inner": inner, "prefixes": "lengths 2 … n-1 of each held-out case"}
-    model._columns = dict(log.columns)
-    model._params["split"] = split
+    model.record_protocol(held_out, log.columns, split, "lengths 2 … n-1 of each held-out case")
     if not math.isfinite(model.median_seconds):
         raise ValueError("remaining-time: no usable training prefixes")
     return model

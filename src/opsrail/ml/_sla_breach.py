@@ -346,8 +346,5 @@ def train_sla_breach(
         return _fit(cases, method, seed, given, step)
 
     model, held_out = run_protocol(log, split, seed, progress, fit, lambda trained, cases: trained.score(cases))
-    inner = model._metrics.get("inner", {})
-    model._metrics = {**held_out, "inner": inner, "prefixes": "lengths 1 … n-1, not already past the target"}
-    model._columns = dict(log.columns)
-    model._params["split"] = split
+    model.record_protocol(held_out, log.columns, split, "lengths 1 … n-1, not already past the target")
     return model
