@@ -86,7 +86,7 @@ def opsrail_server(database_url: str | None = None, synchronous: str = "NORMAL",
         container = build(
             Settings(home=Path(home), database_url=database_url, sqlite_synchronous=synchronous), migrate=True
         )
-        _, token = container.tokens.create("service", "bench")
+        _, token = container.tokens.create("operator", "bench")
         container.close()
         port = free_port()
         process = subprocess.Popen(

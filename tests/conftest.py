@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from opsrail.settings import Settings
 from opsrail.storage import create_engine, metadata, upgrade
 from opsrail.wiring import Container, build
-from tests.support import FakeClock, SequentialIds
+from tests.support import FakeClock, SequentialIds, add_staff
 
 PG_URL_VARIABLE = "OPSRAIL_TEST_PG_URL"
 
@@ -66,6 +66,7 @@ def clock() -> FakeClock:
 def container(database_url: str, tmp_path: Path, clock: FakeClock) -> Iterator[Container]:
     settings = Settings(home=tmp_path, database_url=database_url)
     built = build(settings, migrate=True, clock=clock, ids=SequentialIds())
+    add_staff(built)
     yield built
     built.close()
 

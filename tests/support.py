@@ -46,3 +46,24 @@ def cloudevent(
 def incident_event(id: str = "evt-inc-1", severity: int = 1, **data: Any) -> dict[str, Any]:
     body = {"id": "acme:INC-1", "title": "Checkout down for EU tenants", "severity": severity, **data}
     return cloudevent(id=id, source="monitoring/acme", type="com.opsrail.incident.opened", data=body)
+
+
+# The people the tests act as, with their roles in the user directory.
+STAFF: dict[str, list[str]] = {
+    "fiona": ["finance_controller"],
+    "carol": ["finance_controller"],
+    "ann": ["approver"],
+    "bob": ["approver"],
+    "arun": ["approver"],
+    "olive": ["operator"],
+    "oscar": ["operator"],
+    "lena": ["legal"],
+    "aude": ["auditor"],
+}
+
+
+def add_staff(container: Any) -> None:
+    """Straight into the directory's store: the audit trail of a test starts with what the test itself does."""
+    now = container.directory.clock.now()
+    for name, roles in STAFF.items():
+        container.directory.store.put_user(name, roles, "tests", now)

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="field names masked whole in decision records and audit details, e.g. '[\"customer_name\"]'",
     )
+    oidc_jwks: str | None = Field(
+        default=None, description="JWKS file or URL: bearer JWTs signed by these keys are accepted (default: off)"
+    )
+    oidc_issuer: str | None = Field(default=None, description="required `iss` of OIDC tokens")
+    oidc_audience: str | None = Field(default=None, description="required `aud` of OIDC tokens")
+    oidc_role_claim: str = Field(default="roles", description="claim holding Opsrail roles (dotted for nested)")
+    oidc_name_claim: str = Field(default="sub", description="claim naming the person, e.g. preferred_username")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = False

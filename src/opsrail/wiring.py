@@ -19,9 +19,12 @@ from opsrail.knowledge import ExtractiveSummarizer, OpenAICompatibleSummarizer, 
 from opsrail.model import Clock, IdFactory, InvalidInput, Unavailable
 from opsrail.services import (
     AuditService,
+    AuthorizationService,
     AutomationService,
     DecisionService,
+    DirectoryService,
     IngestionService,
+    OidcVerifier,
     RetentionService,
     TokenService,
 )
@@ -31,12 +34,15 @@ from opsrail.storage import (
     SqlDeadLetterStore,
     SqlDecisionStore,
     SqlEventStore,
+    SqlGovernanceStore,
     SqlHealth,
     SqliteCheckpointer,
     SqlRetentionStore,
     SqlRunStore,
     SqlTokenStore,
+    application_role_report,
     create_engine,
+    grant_application_role,
     translate_errors,
     upgrade,
 )
@@ -48,7 +54,9 @@ __all__ = [
     "DatabaseError",
     "RandomIds",
     "SystemClock",
+    "application_role_report",
     "build",
+    "grant_application_role",
     "require_current_schema",
     "translate_errors",
     "upgrade_database",
@@ -79,7 +87,10 @@ class Container:
     decisions: DecisionService
     audit: AuditService
     retention: RetentionService
+    authorization: AuthorizationService
+    directory: DirectoryService
 
+    oidc: OidcVerifier | None = None
     checkpointer: SqliteCheckpointer | None = None
 
     def start(self) -> None:
@@ -147,7 +158,12 @@ def build(
     audit = AuditService(SqlAuditStore(engine), clock, settings.redact_fields)
     tokens = TokenService(SqlTokenStore(engine), clock, ids)
     retention = RetentionService(SqlRetentionStore(engine), clock, settings.retention)
-    for service in (automation, decisions, tokens, retention):
+    authorization = AuthorizationService(SqlGovernanceStore(engine), clock)
+    directory = DirectoryService(SqlGovernanceStore(engine), clock, ids)
+    automation.authorization = authorization
+    automation.directory = directory
+    runner.periodic.append(lambda: len(automation.escalate()))
+    for service in (automation, decisions, tokens, retention, authorization, directory):
         service.audit = audit
     return Container(
         settings=settings,
@@ -160,7 +176,24 @@ def build(
         decisions=decisions,
         audit=audit,
         retention=retention,
+        authorization=authorization,
+        directory=directory,
+        oidc=oidc_verifier(settings),
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
+    )
+
+
+def oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    """Bearer JWTs are accepted when OPSRAIL_OIDC_JWKS names a key set."""
+    if not settings.oidc_jwks:
+        return None
+    return OidcVerifier(
+        settings.oidc_jwks,
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience,
+        role_claim=settings.oidc_role_claim,
+        name_claim=settings.oidc_name_claim,
+        http=httpx.Client(timeout=5.0) if settings.oidc_jwks.startswith(("http://", "https://")) else None,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from opsrail.governance import ROLES
 from opsrail.settings import Settings
 from opsrail.wiring import build
 
@@ -31,6 +32,7 @@ class Server:
     token: str
     reader_token: str
     env: dict[str, str]
+    role_tokens: dict[str, str]
     log: Path
 
     def client(self, token: str | None = None) -> httpx.Client:
@@ -38,15 +40,17 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10.0)
 
 
-def start_server(home: Path, database_url: str | None) -> Iterator[Server]:
+def start_server(home: Path, database_url: str | None, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
     env["OPSRAIL_HOME"] = str(home)
+    env.update(extra_env or {})
     if database_url:
         env["OPSRAIL_DATABASE_URL"] = database_url
     settings = Settings(home=home, database_url=database_url)
     container = build(settings, migrate=True)
     _, token = container.tokens.create("operator", "tests")
     _, reader = container.tokens.create("auditor", "reader")
+    role_tokens = {role: container.tokens.create(role, f"{role}-token")[1] for role in ROLES}
     container.close()
     port = free_port()
     log = home / "server.log"
@@ -67,7 +71,7 @@ def start_server(home: Path, database_url: str | None) -> Iterator[Server]:
             raise RuntimeError(f"opsrail up did not become ready:\n{log.read_text()}")
         time.sleep(0.1)
     try:
-        yield Server(url=url, token=token, reader_token=reader, env=env, log=log)
+        yield Server(url=url, token=token, reader_token=reader, env=env, log=log, role_tokens=role_tokens)
     finally:
         process.terminate()
         try:

@@ -59,9 +59,12 @@ def test_a_run_started_over_http_waits_for_an_approval_and_finishes(server: Serv
         assert steps["prepare"]["output"] == {"account": "acme"}
         tasks = client.get("/v1/tasks", params={"role": "finance_controller"}).json()["items"]
         [task] = [t for t in tasks if t["run_id"] == run_id]
-        assert client.post(f"/v1/tasks/{task['id']}:reject", json={}).status_code == 400  # a reason is required
-        decided = client.post(f"/v1/tasks/{task['id']}:approve", json={"comment": "fine"})
-        assert decided.status_code == 200, decided.text
+        refused = client.post(f"/v1/tasks/{task['id']}:approve", json={"comment": "mine"})
+        assert refused.status_code == 403 and refused.json()["action"] == "task.decide"  # an operator, not finance
+        with server.client(server.role_tokens["finance_controller"]) as finance:
+            assert finance.post(f"/v1/tasks/{task['id']}:reject", json={}).status_code == 400  # a reason is required
+            decided = finance.post(f"/v1/tasks/{task['id']}:approve", json={"comment": "fine"})
+            assert decided.status_code == 200, decided.text
         run = wait_for(client, run_id, lambda r: r["status"] != "running")
         assert run["status"] == "succeeded"
         assert [e["activity"] for e in run["timeline"]][-1] == "run.succeeded"
@@ -140,6 +143,6 @@ def test_tasks_can_be_shown_reassigned_and_listed_as_mine(server: Server, tmp_pa
         assert value.status_code == 400 and "not a value" in value.json()["detail"]
         with server.client(server.reader_token) as reader:
             refused = reader.post(f"/v1/tasks/{task['id']}:reassign", json={"to": "someone"})
-            assert refused.status_code == 403 and "may only read" in refused.json()["detail"]
+            assert refused.status_code == 403 and "may not task.reassign" in refused.json()["detail"]
         run = client.get(f"/v1/runs/{run_id}").json()
         assert any(e["activity"] == "task.reassigned" for e in run["timeline"])

@@ -56,10 +56,11 @@ def test_validate_test_publish_list_show_evaluate_and_records(run: CliRunner, tm
     bad_json = run.invoke(app, ["decisions", "evaluate", "incident-router", "--input", "{nope"])
     assert bad_json.exit_code == 2 and "not valid JSON" in bad_json.stderr
 
-    overridden = run.invoke(
-        app,
-        ["decisions", "override", record["id"], "--value", '{"team": "sre"}', "--reason", "outage", "--as", "dana"],
-    )
+    override = ["decisions", "override", record["id"], "--value", '{"team": "sre"}', "--reason", "outage", "--as"]
+    refused = run.invoke(app, [*override, "dana"])  # not in the directory: a local admin, who may not override
+    assert refused.exit_code == 3 and "may not decision_record.override" in refused.stderr
+    assert run.invoke(app, ["users", "create", "dana", "--role", "operator"]).exit_code == 0
+    overridden = run.invoke(app, [*override, "dana"])
     assert overridden.exit_code == 0, overridden.output
     records = json.loads(run.invoke(app, ["decisions", "records", "list", "--json"]).stdout)
     assert [(r["id"], r["status"], r["reviewed_by"]) for r in records] == [(record["id"], "overridden", "dana")]

@@ -218,7 +218,7 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     container.automation.publish(write(tmp_path, "p.yaml", TRIAGE), "ops")
     run_id = container.automation.start("ticket-triage", {"text": "please give access to the shared drive folder"})
     drain(container)
-    [task] = container.automation.tasks(mine="dana", my_roles=("operator",))
+    [task] = container.automation.tasks(mine="olive", my_roles=("operator",))
     assert task["kind"] == "review" and task["run_id"] == run_id
     context = task["context"]
     assert context["recommendation"]["label"] in info["thresholds"]
@@ -226,20 +226,20 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     cases = [hit for hit in context["similar"] if hit["kind"] == "case"]
     assert cases and all(hit["score"] > 0 for hit in cases) and "label" in cases[0]["metadata"]
     assert context["summary"]["text"]
-    assert container.automation.tasks(mine="erin", my_roles=("finance_controller",)) == []
-    container.automation.reassign(task["id"], "erin", by="dana")
-    assert [t["id"] for t in container.automation.tasks(mine="erin")] == [task["id"]]
-    assert container.automation.tasks(mine="dana", my_roles=("operator",)) == []
+    assert container.automation.tasks(mine="oscar", my_roles=("finance_controller",)) == []
+    container.automation.reassign(task["id"], "oscar", by="olive")
+    assert [t["id"] for t in container.automation.tasks(mine="oscar")] == [task["id"]]
+    assert container.automation.tasks(mine="olive", my_roles=("operator",)) == []
 
     container.automation.decide(
-        task["id"], approve=False, by="erin", comment="it is storage", value={"label": "Storage"}
+        task["id"], approve=False, by="oscar", comment="it is storage", value={"label": "Storage"}
     )
     drain(container)
     run = container.automation.show(run_id)
     assert run["status"] == "succeeded"
     assert {s["id"]: s["output"] for s in run["steps"]}["route"] == {"queue": "Storage"}
     [record] = container.decisions.records(run_id=run_id)
-    assert record["status"] == "overridden" and record["reviewed_by"] == "erin"
+    assert record["status"] == "overridden" and record["reviewed_by"] == "oscar"
     assert record["final_outputs"] == {"label": "Storage"} and record["reason"] == "it is storage"
     assert record["source"] == "model" and record["version"] == 1 and record["explanation"]
     assert any(entry["activity"] == "task.reassigned" for entry in run["timeline"])
@@ -250,7 +250,7 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     [task] = [t for t in container.automation.tasks() if t["run_id"] == again]
     [past] = [hit for hit in task["context"]["similar"] if hit["kind"] == "decision"]
     assert past["id"] == record["id"] and past["metadata"]["answer"] == {"label": "Storage"}
-    assert past["metadata"]["reviewed_by"] == "erin" and past["source"] == f"decision:{record['id']}"
+    assert past["metadata"]["reviewed_by"] == "oscar" and past["source"] == f"decision:{record['id']}"
 
 
 @pytest.mark.slow
@@ -290,7 +290,7 @@ def test_the_reference_sev1_playbook_classifies_routes_and_asks_when_unsure(
     [review] = container.automation.tasks()
     assert review["kind"] == "review" and review["step_id"] == "topic"
     container.automation.decide(
-        review["id"], approve=False, by="dana", comment="vpn is access", value={"label": "Access"}
+        review["id"], approve=False, by="olive", comment="vpn is access", value={"label": "Access"}
     )
     drain(container)
     [approval] = container.automation.tasks("finance_controller")

@@ -5,15 +5,28 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 import opsrail
-from opsrail.api import _dead_letters, _decisions, _events, _operations, _problems, _runs, _schemas, _stream
+from opsrail.api import (
+    _dead_letters,
+    _decisions,
+    _events,
+    _governance,
+    _operations,
+    _problems,
+    _runs,
+    _schemas,
+    _stream,
+)
+from opsrail.api._bodies import BodyLimitMiddleware
 from opsrail.api._metrics import LatencyMiddleware, Metrics
 from opsrail.wiring import Container, DatabaseError, translate_errors
 
@@ -84,7 +97,27 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DatabaseError, database_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
-    for module in (_operations, _events, _dead_letters, _schemas, _runs, _decisions, _stream):
+    for module in (_operations, _events, _dead_letters, _schemas, _runs, _decisions, _governance, _stream):
+        _declare_actions(module.router.routes)
         app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, limit=container.settings.max_body_bytes)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app
+
+
+def _declare_actions(routes: Sequence[BaseRoute]) -> None:
+    """Write each route's authorization action into its OpenAPI entry (``x-opsrail-action``)."""
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        stack = list(route.dependant.dependencies)
+        while stack:
+            dependency = stack.pop()
+            action = getattr(dependency.call, "opsrail_action", None)
+            if action is not None:
+                extra = dict(route.openapi_extra or {})
+                extra["x-opsrail-action"] = action
+                if getattr(dependency.call, "opsrail_per_resource", False):
+                    extra["x-opsrail-per-resource"] = True
+                route.openapi_extra = extra
+            stack.extend(dependency.dependencies)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opsrail.api._problems import from_error
 from opsrail.model import PayloadTooLarge
 
 HEAD_BYTES = 64 * 1024
@@ -43,3 +45,50 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise _too_large(limit, b"".join(chunks) + chunk, size)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: every route but the ingestion ones (which dead-letter an oversized body's head
+    themselves) refuses a body larger than the limit with 413, whether it declares its length or streams it."""
+
+    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ("/v1/events", "/v1/ingest/")) -> None:
+        self.app = app
+        self.limit = limit
+        self.exempt = exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                response = from_error(_plain_too_large(self.limit), scope["path"])
+                await response(scope, receive, send)
+                return
+        seen = 0
+        refused = False
+
+        async def counted() -> Message:
+            # Past the limit, answer 413 at once and tell the application the client went away; whatever it
+            # answers to that is dropped.
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    await from_error(_plain_too_large(self.limit), scope["path"])(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+
+def _plain_too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the request body is larger than {limit} bytes", hint="send less, or raise OPSRAIL_MAX_BODY_BYTES"
+    )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from opsrail.api._auth import PLAIN_TEXT, Principal, Sender, container_of
+from opsrail.api._auth import PLAIN_TEXT, container_of, requires
+from opsrail.governance import Principal
 
 router = APIRouter(tags=["decisions"])
 Name = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
@@ -21,7 +22,7 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 @router.get("/v1/decisions", summary="Decisions by name: published tables and trained models, with their tiers")
-async def list_decisions(request: Request, _token: Principal) -> Response:
+async def list_decisions(request: Request, _who: Annotated[Principal, Depends(requires("decision.read"))]) -> Response:
     return _json({"items": await run_in_threadpool(container_of(request).decisions.catalog)})
 
 
@@ -32,7 +33,7 @@ async def list_decisions(request: Request, _token: Principal) -> Response:
 )
 async def publish_table(
     request: Request,
-    token: Sender,
+    token: Annotated[Principal, Depends(requires("decision.publish"))],
     document: Annotated[str, Body(embed=True, min_length=1, max_length=1_000_000)],
 ) -> Response:
     service = container_of(request).decisions
@@ -44,7 +45,7 @@ async def publish_table(
 async def show_decision(
     request: Request,
     name: Name,
-    _token: Principal,
+    _who: Annotated[Principal, Depends(requires("decision.read"))],
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     return _json(await run_in_threadpool(container_of(request).decisions.describe, name, version))
@@ -54,7 +55,7 @@ async def show_decision(
 async def evaluate(
     request: Request,
     name: Name,
-    token: Sender,
+    token: Annotated[Principal, Depends(requires("decision.evaluate"))],
     inputs: Annotated[dict[str, Any], Body(embed=True)],
     version: Annotated[int | None, Body(embed=True, ge=1, le=2**31 - 1)] = None,
 ) -> Response:
@@ -66,7 +67,7 @@ async def evaluate(
 @router.get("/v1/decision-records", summary="Decision records, newest first")
 async def list_records(
     request: Request,
-    _token: Principal,
+    _who: Annotated[Principal, Depends(requires("decision_record.read"))],
     decision: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
     status: Annotated[Literal["decided", "pending", "accepted", "overridden", "rejected"] | None, Query()] = None,
     run: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
@@ -82,7 +83,9 @@ async def list_records(
 
 
 @router.get("/v1/decision-records/{record_id}", summary="One decision record in full")
-async def show_record(request: Request, record_id: Id, _token: Principal) -> Response:
+async def show_record(
+    request: Request, record_id: Id, _who: Annotated[Principal, Depends(requires("decision_record.read"))]
+) -> Response:
     return _json(await run_in_threadpool(container_of(request).decisions.record, record_id))
 
 
@@ -90,7 +93,7 @@ async def show_record(request: Request, record_id: Id, _token: Principal) -> Res
 async def override(
     request: Request,
     record_id: Id,
-    token: Sender,
+    token: Annotated[Principal, Depends(requires("decision_record.override"))],
     value: Annotated[dict[str, Any], Body(embed=True)],
     reason: Annotated[str, Body(embed=True, min_length=1, max_length=4000)],
 ) -> Response:
@@ -99,7 +102,7 @@ async def override(
 
 
 @router.get("/v1/models", summary="Registered models, latest version of each")
-async def list_models(request: Request, _token: Principal) -> Response:
+async def list_models(request: Request, _who: Annotated[Principal, Depends(requires("decision.read"))]) -> Response:
     return _json({"items": await run_in_threadpool(container_of(request).decisions.store.list_models)})
 
 
@@ -107,7 +110,7 @@ async def list_models(request: Request, _token: Principal) -> Response:
 async def show_model(
     request: Request,
     name: Name,
-    _token: Principal,
+    _who: Annotated[Principal, Depends(requires("decision.read"))],
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     return _json(await run_in_threadpool(container_of(request).decisions.model_info, name, version))
@@ -116,7 +119,7 @@ async def show_model(
 @router.get("/v1/knowledge", summary="Search approved runbooks and policies")
 async def search_knowledge(
     request: Request,
-    _token: Principal,
+    _who: Annotated[Principal, Depends(requires("knowledge.read"))],
     q: Annotated[str, Query(min_length=1, max_length=2000, pattern=PLAIN_TEXT)],
     k: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> Response:

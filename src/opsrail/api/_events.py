@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from opsrail.api._auth import BEARER, PLAIN_TEXT, Principal, authorize_sender, container_of
+from opsrail.api._auth import PLAIN_TEXT, authorize, container_of, declared, requires
 from opsrail.api._bodies import BodyTooLarge, read_body
 from opsrail.api._metrics import Metrics
 from opsrail.api._openapi import (
@@ -21,6 +21,7 @@ from opsrail.api._openapi import (
     RECEIPT_RESPONSES,
     VENDOR_BODY,
 )
+from opsrail.governance import Principal
 from opsrail.model import InvalidInput, NotFound, OpsrailError, UnsupportedMediaType
 from opsrail.services import EventQuery, IngestionService
 from opsrail.services import assemble_batch as assemble_batch_results
@@ -83,12 +84,12 @@ def _count(request: Request, channel: str, accepted: int, duplicates: int) -> No
     summary="Send one CloudEvent",
     description="Structured-mode CloudEvents 1.0. A new event answers 202 with a receipt; the same "
     "(source, id) again answers 200 with the first receipt and stores nothing.",
-    openapi_extra={"requestBody": EVENT_BODY, "security": BEARER},
+    openapi_extra={"requestBody": EVENT_BODY, **declared("event.send")},
     responses=RECEIPT_RESPONSES,
     status_code=202,
 )
 async def post_event(request: Request) -> Response:
-    authorize_sender(request)
+    authorize(request, "event.send")
     service: IngestionService = container_of(request).ingestion
     body = await _body_or_reject(request, "api")
     try:
@@ -106,11 +107,11 @@ async def post_event(request: Request) -> Response:
     summary="Send a batch of CloudEvents",
     description="NDJSON (one event a line) or a CloudEvents JSON batch (an array). Every event gets its own "
     "result; a bad event is dead-lettered alone and does not reject the others.",
-    openapi_extra={"requestBody": BATCH_BODY, "security": BEARER},
+    openapi_extra={"requestBody": BATCH_BODY, **declared("event.send")},
     responses=BATCH_RESPONSES,
 )
 async def post_batch(request: Request) -> Response:
-    authorize_sender(request)
+    authorize(request, "event.send")
     service: IngestionService = container_of(request).ingestion
     body = await _body_or_reject(request, "batch")
     try:
@@ -136,12 +137,12 @@ async def post_batch(request: Request) -> Response:
     summary="Send a vendor's raw payload",
     description="A webhook body or record from Jira, ServiceNow, Zendesk, Stripe, Alertmanager (or CloudEvents), "
     "mapped to canonical events. 202 when something new was stored, 200 when all of it was seen before.",
-    openapi_extra={"requestBody": VENDOR_BODY, "security": BEARER},
+    openapi_extra={"requestBody": VENDOR_BODY, **declared("event.send")},
     responses=INGEST_RESPONSES,
     status_code=202,
 )
 async def post_vendor(source: Annotated[str, Path(pattern=PLAIN_TEXT, max_length=64)], request: Request) -> Response:
-    authorize_sender(request)
+    authorize(request, "event.send")
     service: IngestionService = container_of(request).ingestion
     channel = "ingest"
     body = await _body_or_reject(request, channel, source)
@@ -165,7 +166,7 @@ async def post_vendor(source: Annotated[str, Path(pattern=PLAIN_TEXT, max_length
 @router.get("/v1/events", summary="List stored events, newest first")
 async def list_events(
     request: Request,
-    _token: Principal,
+    _who: Annotated[Principal, Depends(requires("event.read"))],
     type: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=256, description="exact event type")] = None,
     kind: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64, description="canonical kind")] = None,
     source: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=512)] = None,
@@ -185,6 +186,6 @@ async def list_events(
 
 
 @router.get("/v1/sources", summary="The source mappers POST /v1/ingest/{source} knows")
-async def list_sources(request: Request, _token: Principal) -> Response:
+async def list_sources(request: Request, _who: Annotated[Principal, Depends(requires("event.read"))]) -> Response:
     mappers = container_of(request).ingestion.mappers
     return _json({"items": [{"name": m.name, "description": m.description} for m in mappers.values()]})

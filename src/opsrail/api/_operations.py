@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from opsrail.api._auth import Principal, container_of
+from opsrail.api._auth import container_of, requires
 from opsrail.api._metrics import Metrics
 from opsrail.api._problems import problem_response
+from opsrail.governance import Principal
 
 router = APIRouter(tags=["operations"])
 
@@ -40,6 +43,6 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics(request: Request, _token: Principal) -> Response:
+async def metrics(request: Request, _who: Annotated[Principal, Depends(requires("metrics.read"))]) -> Response:
     registry: Metrics = request.app.state.metrics
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

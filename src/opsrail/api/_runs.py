@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from opsrail.api._auth import PLAIN_TEXT, Principal, Sender, container_of
+from opsrail.api._auth import PLAIN_TEXT, container_of, requires
+from opsrail.governance import Principal
 
 router = APIRouter(tags=["runs"])
 Id = Annotated[str, Path(pattern=PLAIN_TEXT, max_length=64)]
@@ -20,14 +21,14 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 @router.get("/v1/playbooks", summary="Published playbook versions")
-async def list_playbooks(request: Request, _token: Principal) -> Response:
+async def list_playbooks(request: Request, _who: Annotated[Principal, Depends(requires("playbook.read"))]) -> Response:
     return _json({"items": await run_in_threadpool(container_of(request).automation.playbooks)})
 
 
 @router.post("/v1/runs", summary="Start a run of a playbook", status_code=201)
 async def start_run(
     request: Request,
-    token: Sender,
+    token: Annotated[Principal, Depends(requires("run.start"))],
     playbook: Annotated[str, Body(pattern=PLAIN_TEXT, max_length=64)],
     input: Annotated[dict[str, Any], Body()] = {},  # noqa: B006 - FastAPI copies body defaults
     version: Annotated[int | None, Body(ge=1, le=2**31 - 1)] = None,
@@ -39,7 +40,7 @@ async def start_run(
 @router.get("/v1/runs", summary="Runs, newest first")
 async def list_runs(
     request: Request,
-    _token: Principal,
+    _who: Annotated[Principal, Depends(requires("run.read"))],
     status: Annotated[Literal["running", "paused", "succeeded", "failed", "cancelled"] | None, Query()] = None,
     playbook: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -49,7 +50,7 @@ async def list_runs(
 
 
 @router.get("/v1/runs/{run_id}", summary="A run with its steps and timeline")
-async def show_run(request: Request, run_id: Id, _token: Principal) -> Response:
+async def show_run(request: Request, run_id: Id, _who: Annotated[Principal, Depends(requires("run.read"))]) -> Response:
     return _json(await run_in_threadpool(container_of(request).automation.show, run_id))
 
 
@@ -58,7 +59,7 @@ async def control_run(
     request: Request,
     run_id: Id,
     action: Literal["cancel", "pause", "resume", "retry-step"],
-    token: Sender,
+    token: Annotated[Principal, Depends(requires("run.control"))],
     step: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
 ) -> Response:
     service = container_of(request).automation
@@ -69,21 +70,25 @@ async def control_run(
 @router.get("/v1/tasks", summary="Open human tasks, soonest due first")
 async def list_tasks(
     request: Request,
-    token: Principal,
+    token: Annotated[Principal, Depends(requires("task.read"))],
     role: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
     mine: Annotated[bool, Query(description="assigned to the caller, or unassigned for the caller's role")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
     service = container_of(request).automation
     if mine:
-        items = await run_in_threadpool(lambda: service.tasks(None, limit, mine=token.name, my_roles=(token.role,)))
+        items = await run_in_threadpool(
+            lambda: service.tasks(None, limit, mine=token.name, my_roles=tuple(token.roles))
+        )
     else:
         items = await run_in_threadpool(service.tasks, role, limit)
     return _json({"items": items})
 
 
 @router.get("/v1/tasks/{task_id}", summary="A task: what it asks, the run's context, a review's recommendation")
-async def show_task(request: Request, task_id: Id, _token: Principal) -> Response:
+async def show_task(
+    request: Request, task_id: Id, _who: Annotated[Principal, Depends(requires("task.read"))]
+) -> Response:
     return _json(await run_in_threadpool(container_of(request).automation.task, task_id))
 
 
@@ -91,7 +96,7 @@ async def show_task(request: Request, task_id: Id, _token: Principal) -> Respons
 async def reassign_task(
     request: Request,
     task_id: Id,
-    token: Sender,
+    token: Annotated[Principal, Depends(requires("task.reassign"))],
     to: Annotated[str | None, Body(embed=True, pattern=PLAIN_TEXT, min_length=1, max_length=128)] = None,
     comment: Annotated[str | None, Body(embed=True, max_length=4000)] = None,
 ) -> Response:
@@ -104,12 +109,12 @@ async def decide_task(
     request: Request,
     task_id: Id,
     decision: Literal["approve", "reject"],
-    token: Sender,
+    token: Annotated[Principal, Depends(requires("task.decide", per_resource=True))],
     comment: Annotated[str | None, Body(embed=True, max_length=4000)] = None,
     value: Annotated[dict[str, Any] | None, Body(embed=True)] = None,
 ) -> Response:
     service = container_of(request).automation
     task = await run_in_threadpool(
-        lambda: service.decide(task_id, approve=decision == "approve", by=token.name, comment=comment, value=value)
+        lambda: service.decide(task_id, approve=decision == "approve", by=token, comment=comment, value=value)
     )
     return _json(task)

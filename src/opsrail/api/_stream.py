@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from opsrail.api._auth import Principal, container_of
+from opsrail.api._auth import container_of, requires
+from opsrail.governance import Principal
 
 router = APIRouter(tags=["stream"])
 POLL_SECONDS = 0.5
@@ -25,7 +26,7 @@ KEEPALIVE_SECONDS = 15.0
 @router.get("/v1/stream", summary="Run and step state changes as server-sent events (text/event-stream)")
 async def stream(
     request: Request,
-    _token: Principal,
+    _who: Annotated[Principal, Depends(requires("run.read"))],
     after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="resume after this event id")] = None,
     run: Annotated[str | None, Query(max_length=64, description="only this run's changes")] = None,
 ) -> StreamingResponse:

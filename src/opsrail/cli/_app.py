@@ -17,7 +17,9 @@ import opsrail
 from opsrail.cli._audit import audit_app, retention_app
 from opsrail.cli._automation import playbooks_app, runs_app, tasks_app, worker
 from opsrail.cli._common import JsonFlag, handled, opened
+from opsrail.cli._database import db_grant_app_role
 from opsrail.cli._decisions import decisions_app, models_app
+from opsrail.cli._governance import delegations_app, policies_app, users_app
 from opsrail.cli._output import emit_json, short_time, table
 from opsrail.cli._serve import serve
 from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, json_schema
@@ -39,6 +41,7 @@ tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 events_app = typer.Typer(help="Events and dead letters.", no_args_is_help=True)
 schema_app = typer.Typer(help="Canonical JSON Schemas.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+db_app.command("grant-app-role")(handled(db_grant_app_role))
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(events_app, name="events")
 app.add_typer(schema_app, name="schema")
@@ -49,6 +52,9 @@ app.add_typer(decisions_app, name="decisions")
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
+app.add_typer(policies_app, name="policies")
+app.add_typer(users_app, name="users")
+app.add_typer(delegations_app, name="delegations")
 app.command(name="worker")(handled(worker))
 
 
@@ -106,7 +112,7 @@ def tokens_create(
     json: JsonFlag = False,
 ) -> None:
     """Create an API token; its secret is printed once and never stored."""
-    with opened() as container:
+    with opened(action="token.manage") as container:
         expires_at = container.tokens.clock.now() + _duration(expires_in, "--expires-in") if expires_in else None
         record, secret = container.tokens.create(role, name, expires_at, rate_limit, getpass.getuser())
     if json:
@@ -128,7 +134,7 @@ def tokens_rotate(
     json: JsonFlag = False,
 ) -> None:
     """Replace a token's secret: a new token with the same name, role, limit and expiry; the old one stops."""
-    with opened() as container:
+    with opened(action="token.manage") as container:
         record, secret = container.tokens.rotate(
             token_id, _duration(grace, "--grace") if grace else None, getpass.getuser()
         )
@@ -153,7 +159,7 @@ def _duration(text: str, option: str) -> timedelta:
 @handled
 def tokens_list(json: JsonFlag = False) -> None:
     """List API tokens (never their secrets)."""
-    with opened() as container:
+    with opened(action="token.manage") as container:
         items = container.tokens.all()
     if json:
         emit_json([t.as_dict() for t in items])
@@ -180,7 +186,7 @@ def tokens_list(json: JsonFlag = False) -> None:
 @handled
 def tokens_revoke(token_id: str, json: JsonFlag = False) -> None:
     """Revoke a token by id (a running server notices within 30 seconds)."""
-    with opened() as container:
+    with opened(action="token.manage") as container:
         container.tokens.revoke(token_id, getpass.getuser())
     if json:
         emit_json({"id": token_id, "revoked": True})
@@ -216,7 +222,7 @@ def events_send(
 ) -> None:
     """Send events from a file: one CloudEvent, a batch (array or NDJSON), or a vendor payload."""
     body = _read_input(file)
-    with opened() as container:
+    with opened(action="event.send") as container:
         service = container.ingestion
         if source:
             receipts = service.ingest_vendor(source, body, "application/json", {})
@@ -265,7 +271,7 @@ def events_list(
     """List stored events, newest first."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    with opened() as container:
+    with opened(action="event.read") as container:
         items = container.ingestion.events.find(
             EventQuery(
                 type=type, kind=kind, source=source, object_id=object_id, since=since, before_seq=before, limit=limit
@@ -300,7 +306,7 @@ def events_dead_letters(
     json: JsonFlag = False,
 ) -> None:
     """List rejected payloads with their reasons, or show one."""
-    with opened() as container:
+    with opened(action="dead_letter.read") as container:
         store = container.ingestion.dead_letters
         if dead_letter_id:
             letter = store.get(dead_letter_id)
@@ -338,7 +344,7 @@ def events_dead_letters(
 @handled
 def events_replay(dead_letter_id: str, json: JsonFlag = False) -> None:
     """Run a dead letter through today's validation and mappings again."""
-    with opened() as container:
+    with opened(action="dead_letter.replay") as container:
         receipts = container.ingestion.replay(dead_letter_id)
     if json:
         emit_json({"dead_letter_id": dead_letter_id, "events": [{**r.as_dict(), "status": r.status} for r in receipts]})

@@ -22,7 +22,7 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 @handled
 def audit_verify(json: JsonFlag = False) -> None:
     """Check the whole hash chain; exits 1 and names the first entry altered, removed or reordered."""
-    with opened() as container:
+    with opened(action="audit.read") as container:
         report = container.audit.verify()
     if json:
         emit_json(report.as_dict())
@@ -58,7 +58,7 @@ def audit_export(
     """Write entries as JSON lines (one object per entry, with its hashes) for a SIEM."""
     moment = _since(since)
     count = 0
-    with opened() as container:
+    with opened(action="audit.read") as container:
         handle = output.open("wb") if output else sys.stdout.buffer
         try:
             for entry in container.audit.export(moment):
@@ -79,7 +79,7 @@ def audit_list(
     json: JsonFlag = False,
 ) -> None:
     """The latest entries (oldest first)."""
-    with opened() as container:
+    with opened(action="audit.read") as container:
         entries = list(container.audit.export(_since(since)))[-limit:]
     if json:
         emit_json(entries)
@@ -106,7 +106,7 @@ def retention_run(
     json: JsonFlag = False,
 ) -> None:
     """Apply the retention policies once (events lose their payload, dead letters go, decision inputs are dropped)."""
-    with opened() as container:
+    with opened(action="retention.run") as container:
         if not container.retention.policies:
             raise InvalidInput(
                 "no retention policies are set",

@@ -45,7 +45,7 @@ def playbooks_validate(file: Path, json: JsonFlag = False) -> None:
 @handled
 def playbooks_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -> None:
     """Publish a playbook version and make it the active one (new runs take it; running ones keep theirs)."""
-    with opened() as container:
+    with opened(action="playbook.publish", actor=actor) as container:
         playbook = container.automation.publish(file, actor or getpass.getuser())
     if json:
         emit_json({"id": playbook.id, "version": playbook.version, "active": True})
@@ -57,7 +57,7 @@ def playbooks_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -
 @handled
 def playbooks_list(json: JsonFlag = False) -> None:
     """List published playbook versions."""
-    with opened() as container:
+    with opened(action="playbook.read") as container:
         items = container.automation.playbooks()
     if json:
         emit_json(plain(items))
@@ -86,7 +86,7 @@ def playbooks_show(
     json: JsonFlag = False,
 ) -> None:
     """Show a playbook version's steps."""
-    with opened() as container:
+    with opened(action="playbook.read") as container:
         playbook = container.automation.playbook(playbook_id, version)
     if json:
         emit_json(playbook.model_dump(mode="json", by_alias=True, exclude_none=True))
@@ -108,7 +108,7 @@ def playbooks_activate(
     ] = None,
 ) -> None:
     """Make a published version the one new runs take, or a canary for a share of them."""
-    with opened() as container:
+    with opened(action="playbook.activate") as container:
         container.automation.activate(playbook_id, version, canary)
     if canary is None:
         typer.echo(f"{playbook_id} version {version} is active")
@@ -122,6 +122,7 @@ def runs_start(
     playbook_id: str,
     input: Annotated[str, typer.Option("--input", help="the run's input as a JSON object")] = "{}",
     version: Annotated[int | None, typer.Option(help="default: the active version")] = None,
+    actor: Actor = None,
     json: JsonFlag = False,
 ) -> None:
     """Start a run; a worker (`opsrail up` or `opsrail worker`) carries it out."""
@@ -131,8 +132,8 @@ def runs_start(
         raise InvalidInput(f"--input is not valid JSON: {exc}") from None
     if not isinstance(run_input, dict):
         raise InvalidInput("--input must be a JSON object")
-    with opened() as container:
-        run_id = container.automation.start(playbook_id, run_input, version, getpass.getuser())
+    with opened(action="run.start", actor=actor) as container:
+        run_id = container.automation.start(playbook_id, run_input, version, actor or getpass.getuser())
     if json:
         emit_json({"run_id": run_id})
     else:
@@ -148,7 +149,7 @@ def runs_list(
     json: JsonFlag = False,
 ) -> None:
     """List runs, newest first."""
-    with opened() as container:
+    with opened(action="run.read") as container:
         items = container.automation.runs(status, playbook, limit)
     if json:
         emit_json(plain(items))
@@ -164,7 +165,7 @@ def runs_list(
 @handled
 def runs_show(run_id: str, json: JsonFlag = False) -> None:
     """A run's steps and its timeline (times, attempts, errors, outputs)."""
-    with opened() as container:
+    with opened(action="run.read") as container:
         detail = container.automation.show(run_id)
     if json:
         emit_json(plain(detail))
@@ -186,7 +187,7 @@ def runs_show(run_id: str, json: JsonFlag = False) -> None:
 
 
 def _control(run_id: str, action: str, step_id: str | None = None, actor: str | None = None) -> None:
-    with opened() as container:
+    with opened(action="run.control", actor=actor) as container:
         run = container.automation.control(run_id, action, step_id, actor or getpass.getuser())
     typer.echo(f"{run.id}: {run.status}")
 
@@ -211,7 +212,7 @@ def runs_migrate(
         if not sep or not old or not new:
             raise InvalidInput(f"--map {item!r} is not OLD=NEW")
         mapping[old] = new
-    with opened() as container:
+    with opened(action="run.migrate", actor=actor) as container:
         report = container.automation.migrate(
             playbook_id, from_version, to_version, mapping, apply=apply, actor=actor or getpass.getuser()
         )
@@ -265,7 +266,7 @@ def tasks_list(
 ) -> None:
     """Open tasks, soonest due first."""
     roles = role or []
-    with opened() as container:
+    with opened(action="task.read", actor=actor) as container:
         if mine:
             items = container.automation.tasks(None, limit, mine=actor or getpass.getuser(), my_roles=roles)
         else:
@@ -298,7 +299,7 @@ def tasks_list(
 @handled
 def tasks_show(task_id: str, json: JsonFlag = False) -> None:
     """Show a task: what it asks, the run's context, the recommendation and similar cases of a review."""
-    with opened() as container:
+    with opened(action="task.read") as container:
         task = container.automation.task(task_id)
     if json:
         emit_json(plain(task))
@@ -326,7 +327,7 @@ def _decide(
     task_id: str, approve: bool, comment: str | None, actor: str | None, json: bool, value: str | None = None
 ) -> None:
     answer = json_object(value, "--value") if value is not None else None
-    with opened() as container:
+    with opened() as container:  # task.decide depends on the task: the service checks it
         task = container.automation.decide(
             task_id, approve=approve, by=actor or getpass.getuser(), comment=comment, value=answer
         )
@@ -373,7 +374,7 @@ def tasks_reassign(
     """Give an open task to someone else."""
     if (to is None) == (not unassign):
         raise typer.BadParameter("give exactly one of --to NAME or --unassign")
-    with opened() as container:
+    with opened(action="task.reassign", actor=actor) as container:
         task = container.automation.reassign(task_id, to, by=actor or getpass.getuser(), comment=comment)
     if json:
         emit_json(plain(task))

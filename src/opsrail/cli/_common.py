@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, ParamSpec, TypeVar
@@ -46,11 +47,19 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 @contextmanager
-def opened(migrate: bool = False) -> Iterator[Container]:
+def opened(migrate: bool = False, *, action: str | None = None, actor: str | None = None) -> Iterator[Container]:
+    """Open the store; with ``action``, first check the active policies allow it to ``actor`` (or the OS user).
+
+    The CLI acts as a person: their roles come from the user directory (`opsrail users`); someone not in the
+    directory acts as ``admin``, since whoever can run the CLI against the database could read it anyway.
+    Actions whose answer depends on the resource (deciding a task) are checked by the service itself.
+    """
     container = build(Settings(), migrate=migrate)
     try:
         if not migrate:
             require_current_schema(container)
+        if action is not None:
+            container.authorization.check(container.directory.local(actor or getpass.getuser()), action)
         yield container
     finally:
         container.close()

@@ -89,7 +89,7 @@ def _outcome(outcome: Any) -> dict[str, Any]:
 @handled
 def decisions_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -> None:
     """Publish a table version (its own tests must pass); `decide` steps use the latest version."""
-    with opened() as container:
+    with opened(action="decision.publish", actor=actor) as container:
         table_ = container.decisions.publish_table(file, actor or getpass.getuser())
     if json:
         emit_json({"name": table_.name, "version": table_.version})
@@ -101,7 +101,7 @@ def decisions_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -
 @handled
 def decisions_list(json: JsonFlag = False) -> None:
     """Every decision by name: published tables and trained models, with their tiers."""
-    with opened() as container:
+    with opened(action="decision.read") as container:
         items = container.decisions.catalog()
     if json:
         emit_json(plain(items))
@@ -130,7 +130,7 @@ def decisions_show(
     json: JsonFlag = False,
 ) -> None:
     """Show a decision table's rules (or a model's registration)."""
-    with opened() as container:
+    with opened(action="decision.read") as container:
         found = container.decisions.describe(name, version)
     if json:
         emit_json(plain(found))
@@ -156,7 +156,7 @@ def decisions_evaluate(
 ) -> None:
     """Evaluate a table or model by name and record the decision."""
     inputs = json_object(input, "--input")
-    with opened() as container:
+    with opened(action="decision.evaluate") as container:
         record = container.decisions.evaluate_and_record(name, inputs, version=version)
     if json:
         emit_json(plain(record))
@@ -174,7 +174,7 @@ def decisions_evaluate(
 @handled
 def policies_apply(file: Path, actor: Actor = None, json: JsonFlag = False) -> None:
     """Set the policies of the decisions a policy file names."""
-    with opened() as container:
+    with opened(action="decision.publish", actor=actor) as container:
         applied = container.decisions.apply_policies(file, actor or getpass.getuser())
     if json:
         emit_json({name: p.model_dump(mode="json") for name, p in applied.items()})
@@ -186,7 +186,7 @@ def policies_apply(file: Path, actor: Actor = None, json: JsonFlag = False) -> N
 @handled
 def policies_list(json: JsonFlag = False) -> None:
     """Decision policies in force."""
-    with opened() as container:
+    with opened(action="decision.read") as container:
         items = container.decisions.store.policies()
     if json:
         emit_json(plain(items))
@@ -223,7 +223,7 @@ def records_list(
     json: JsonFlag = False,
 ) -> None:
     """Decision records, newest first."""
-    with opened() as container:
+    with opened(action="decision_record.read") as container:
         items = container.decisions.records(
             decision=decision, status=status, run_id=run, tier=tier, version=version, limit=limit
         )
@@ -254,7 +254,7 @@ def records_list(
 @handled
 def records_show(record_id: str, json: JsonFlag = False) -> None:
     """One decision record in full: inputs, versions, outputs, rules, confidence, explanation, route, review."""
-    with opened() as container:
+    with opened(action="decision_record.read") as container:
         record = container.decisions.record(record_id)
     if json:
         emit_json(plain(record))
@@ -295,7 +295,7 @@ def decisions_override(
 ) -> None:
     """Override a decision; a pending one's review task is settled with your answer."""
     answer = json_object(value, "--value")
-    with opened() as container:
+    with opened(action="decision_record.override", actor=actor) as container:
         record = container.decisions.override(record_id, answer, reason, actor or getpass.getuser())
     if json:
         emit_json(plain(record))
@@ -382,7 +382,7 @@ def models_train(
         "target_precision": target_precision,
         **_target(target),
     }
-    with opened() as container, _progress(not json) as progress:
+    with opened(action="decision.publish", actor=actor) as container, _progress(not json) as progress:
         info = container.decisions.train_model(
             task, source, options, name=name, by=actor or getpass.getuser(), progress=progress
         )
@@ -401,7 +401,7 @@ def models_evaluate(
     json: JsonFlag = False,
 ) -> None:
     """Score a file with a registered model."""
-    with opened() as container, _progress(not json) as progress:
+    with opened(action="decision.read") as container, _progress(not json) as progress:
         figures = container.decisions.evaluate_model(model, data, version=version, progress=progress)
     if json:
         emit_json(plain(figures))
@@ -415,7 +415,7 @@ def models_evaluate(
 @handled
 def models_list(json: JsonFlag = False) -> None:
     """Registered models, latest version of each."""
-    with opened() as container:
+    with opened(action="decision.read") as container:
         items = container.decisions.store.list_models()
     if json:
         emit_json(plain(items))
@@ -431,7 +431,7 @@ def models_list(json: JsonFlag = False) -> None:
 @handled
 def models_show(name: str, version: Annotated[int | None, typer.Option()] = None, json: JsonFlag = False) -> None:
     """A model's registration: data hash, parameters, metrics, thresholds."""
-    with opened() as container:
+    with opened(action="decision.read") as container:
         info = container.decisions.model_info(name, version)
     if json:
         emit_json(plain(info))

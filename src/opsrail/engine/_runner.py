@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -64,6 +65,10 @@ class Engine:
         self.owner = owner
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
+        # Housekeeping run at most once a second from the timer loop (escalating unanswered approvals, say);
+        # each returns how much it did. A failure is logged and does not stop the timers.
+        self.periodic: list[Callable[[], int]] = []
+        self._periodic_at = 0.0
         self._in_flight: list[Claimed] = []
         # Runs this worker saved last, with the state version it saved. A claim reports the run's current
         # version, so a cached run is used only while nobody else has saved it since.
@@ -160,6 +165,13 @@ class Engine:
 
     def fire_timers(self) -> int:
         fired = 0
+        if self.periodic and time.monotonic() - self._periodic_at >= 1.0:
+            self._periodic_at = time.monotonic()
+            for hook in self.periodic:
+                try:
+                    fired += hook()
+                except Exception:
+                    log.exception("periodic engine hook failed")
         for run_id, step_id in self.store.sla_due(self.clock.now(), 500):
             try:
                 self.signal(run_id, SlaCheck(step_id))

@@ -48,6 +48,10 @@ class OpenTask:
     title: str
     context: dict[str, Any]
     kind: str = "approval"
+    require: tuple[str, ...] = ()
+    escalate_at: datetime | None = None
+    escalate_to: tuple[str, ...] = ()
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,20 +596,48 @@ class _Machine:
             )
             self.log(state.id, "sla.started", due_at=state.sla_due_at.isoformat() if state.sla_due_at else None)
         if step.approval is not None:
-            due = self.now + step.approval.timeout if step.approval.timeout else None
+            approval = step.approval
+            roles, count, require, matched = list(approval.roles), approval.count, list(approval.require), None
+            try:
+                for index, rule in enumerate(approval.rules):
+                    if rule.when is None or Expression(rule.when).evaluate_bool(self.context()):
+                        matched = index
+                        if rule.tier == "autonomous":
+                            self.log(state.id, "approval.autonomous", rule=index)
+                            self.succeed(step, state, {"approved": True, "tier": "autonomous", "rule": index})
+                            return
+                        roles, count, require = rule.roles or roles, rule.count or count, rule.require
+                        break
+            except ExpressionError as exc:
+                self.fail(step, state, f"an approval rule could not be evaluated: {exc}", retryable=False)
+                return
+            due = self.now + approval.timeout if approval.timeout else None
             self.set(state, status="waiting", waiting_for="approval", due_at=due)
+            requested_by = self.run.input.get("requested_by")
             self.commands.append(
                 OpenTask(
                     self.run.id,
                     step.id,
-                    tuple(step.approval.roles),
-                    step.approval.count,
+                    tuple(roles),
+                    count,
                     due,
-                    step.approval.title or f"Approve {step.id} in {self.playbook.id}",
-                    {"run": self.run.view()["run"], "step": step.id},
+                    approval.title or f"Approve {step.id} in {self.playbook.id}",
+                    {"run": self.run.view()["run"], "step": step.id, "rule": matched},
+                    require=tuple(require),
+                    escalate_at=self.now + approval.escalate_after if approval.escalate_after else None,
+                    escalate_to=tuple(approval.escalate_to),
+                    requested_by=requested_by if isinstance(requested_by, str) else None,
                 )
             )
-            self.log(state.id, "task.opened", roles=list(step.approval.roles), due_at=due.isoformat() if due else None)
+            self.log(
+                state.id,
+                "task.opened",
+                roles=roles,
+                count=count,
+                require=require,
+                rule=matched,
+                due_at=due.isoformat() if due else None,
+            )
         elif step.wait is not None:
             if step.wait.duration is not None:
                 self.set(state, status="waiting", waiting_for="timer", due_at=self.now + step.wait.duration)

@@ -4,6 +4,7 @@ from opsrail.playbooks._expressions import Expression, ExpressionError, context_
 from opsrail.playbooks._schema import (
     KIND_KEYS,
     Approval,
+    ApprovalRule,
     Call,
     Notify,
     OnFailure,
@@ -20,6 +21,7 @@ from opsrail.playbooks._validate import PlaybookInvalid, dependency_order, load_
 __all__ = [
     "KIND_KEYS",
     "Approval",
+    "ApprovalRule",
     "Call",
     "Expression",
     "ExpressionError",

@@ -65,9 +65,51 @@ class OnFailure(Strict):
         return value
 
 
+class ApprovalRule(Strict):
+    """One threshold of an approval: the first rule whose ``when`` holds decides who must approve, and how many."""
+
+    when: Cel | None = Field(default=None, description="CEL over the run (input, steps); absent: always")
+    tier: Literal["approval", "autonomous"] = Field(
+        default="approval", description="autonomous: no person needs to approve (the step succeeds at once)"
+    )
+    roles: list[str] = Field(default_factory=list, description="roles that may approve (default: the step's)")
+    count: int | None = Field(default=None, ge=1, le=10, description="distinct approvers needed")
+    require: list[str] = Field(default_factory=list, description="roles at least one approver must hold, each")
+
+
 class Approval(Strict):
     roles: list[str] = Field(min_length=1)
     count: int = Field(default=1, ge=1, le=10, description="distinct approvers needed")
+    require: list[str] = Field(
+        default_factory=list, description="roles that must each be held by at least one of the approvers"
+    )
+    rules: list[ApprovalRule] = Field(
+        default_factory=list, description="thresholds in order; the first that matches sets roles, count, require"
+    )
+    escalate_after: timedelta | None = Field(
+        default=None, description="when nobody has answered by then, the task is escalated to `escalate_to`"
+    )
+    escalate_to: list[str] = Field(default_factory=list, description="roles added to the task on escalation")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Approval:
+        for where, roles, require, count in [
+            ("approval", self.roles, self.require, self.count),
+            *(
+                (f"approval rule {i + 1}", rule.roles or self.roles, rule.require, rule.count or self.count)
+                for i, rule in enumerate(self.rules)
+                if rule.tier == "approval"
+            ),
+        ]:
+            missing = [role for role in require if role not in roles]
+            if missing:
+                raise ValueError(f"{where}: `require` names roles that may not approve: {', '.join(missing)}")
+            if len(require) > count:
+                raise ValueError(f"{where}: {len(require)} required roles cannot fit in {count} approvals")
+        if self.escalate_after is not None and not self.escalate_to:
+            raise ValueError("`escalate_after` needs `escalate_to`: the roles the task is escalated to")
+        return self
+
     timeout: timedelta | None = None
     on_timeout: StepId | None = Field(default=None, description="step to run when nobody answers in time")
     title: str | None = None

@@ -408,6 +408,10 @@ def _check_expressions(at: Loc, step: Step, report: _Report) -> None:
             _compile(source, (*at, *field), report)
     for name, source in step.outputs.items():
         _compile(source, (*at, "outputs", name), report)
+    if step.approval is not None:
+        for i, rule in enumerate(step.approval.rules):
+            if rule.when is not None:
+                _compile(rule.when, (*at, "approval", "rules", i, "when"), report)
     _check_templates(step.with_, (*at, "with"), report)
     if step.call is not None:
         _check_templates(step.call.input, (*at, "call", "input"), report)

@@ -1,14 +1,18 @@
 """Use cases: they validate, call the pure layers and the storage ports, and own transactions."""
 
+from opsrail.governance import ROLES
 from opsrail.services._audit import Auditor, AuditService, AuditStore, not_audited
+from opsrail.services._authorization import AuthorizationService, PolicyStore, reference_cases, reference_policies
 from opsrail.services._automation import AutomationService, AutomationStore, describe
 from opsrail.services._decision_policies import DecisionPolicy, load_policies
 from opsrail.services._decisions import DecisionService, DecisionStore, Evaluation
+from opsrail.services._directory import DirectoryService, DirectoryStore
 from opsrail.services._group_commit import GroupCommitter
 from opsrail.services._ingestion import BatchOutcome, IngestionService, ItemResult, ParsedBatch, assemble_batch
+from opsrail.services._oidc import OidcIdentity, OidcVerifier
 from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
 from opsrail.services._retention import RETAINED_KINDS, RetentionService, RetentionStore
-from opsrail.services._tokens import ROLES, TokenService, hash_token
+from opsrail.services._tokens import TokenService, hash_token
 
 __all__ = [
     "RETAINED_KINDS",
@@ -17,6 +21,7 @@ __all__ = [
     "AuditService",
     "AuditStore",
     "Auditor",
+    "AuthorizationService",
     "AutomationService",
     "AutomationStore",
     "BatchOutcome",
@@ -24,6 +29,8 @@ __all__ = [
     "DecisionPolicy",
     "DecisionService",
     "DecisionStore",
+    "DirectoryService",
+    "DirectoryStore",
     "Evaluation",
     "EventQuery",
     "EventStore",
@@ -31,7 +38,10 @@ __all__ = [
     "Health",
     "IngestionService",
     "ItemResult",
+    "OidcIdentity",
+    "OidcVerifier",
     "ParsedBatch",
+    "PolicyStore",
     "RetentionService",
     "RetentionStore",
     "TokenService",
@@ -41,4 +51,6 @@ __all__ = [
     "hash_token",
     "load_policies",
     "not_audited",
+    "reference_cases",
+    "reference_policies",
 ]

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from opsrail.engine import Command, Control, Engine, Migrated, RunState, RunStore, TaskDecided, advance, migrate_state
+from opsrail.governance import Principal, Resource
 from opsrail.ingest import nul_errors
 from opsrail.model import Clock, Conflict, FieldError, InvalidInput, NotFound
 from opsrail.playbooks import Playbook, load_playbook
 from opsrail.services._audit import Auditor, not_audited
+from opsrail.services._authorization import AuthorizationService
+from opsrail.services._directory import DirectoryService
 
 
 class AutomationStore(RunStore, Protocol):
@@ -37,7 +40,11 @@ class AutomationStore(RunStore, Protocol):
 
     def task(self, task_id: str) -> dict[str, Any]: ...
 
-    def record_decision(self, task_id: str, decision: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def record_decision(
+        self, task_id: str, decision: dict[str, Any], check: Callable[[dict[str, Any]], None] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def escalate_due(self, at: datetime) -> list[dict[str, Any]]: ...
 
     def migrate_run(
         self, run: RunState, state_version: int, renamed: dict[str, str], commands: Sequence[Command]
@@ -55,6 +62,8 @@ class AutomationService:
         self.clock = clock
         self.review_observers: list[ReviewObserver] = []
         self.audit: Auditor = not_audited
+        self.authorization: AuthorizationService | None = None
+        self.directory: DirectoryService | None = None
 
     # -- playbooks -------------------------------------------------------------------------------------
 
@@ -103,6 +112,9 @@ class AutomationService:
         problems = nul_errors(run_input, "$.input")
         if problems:
             raise InvalidInput("the run's input holds the NUL character", errors=problems)
+        if actor and "requested_by" not in run_input:
+            # Whoever starts a run requested what it asks approval for: separation of duties keys on this.
+            run_input = {**run_input, "requested_by": actor}
         run_id = self.engine.start_run(playbook_id, run_input, version=version)
         assert run_id is not None, "a run without a trigger is never a duplicate"
         self.audit(actor, "run.started", run_id, {"playbook": playbook_id, "version": version})
@@ -219,46 +231,129 @@ class AutomationService:
         task_id: str,
         *,
         approve: bool,
-        by: str,
+        by: str | Principal,
         comment: str | None = None,
         value: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Approve or reject a task. On a review task, ``value`` is the reviewer's own answer (an override)."""
-        task = self.store.task(task_id)
-        if task["status"] != "open":
-            raise Conflict(f"task {task_id} is {task['status']}", hint="only open tasks can be decided")
-        if value is not None and task["kind"] == "approval":
-            raise InvalidInput("an approval takes yes or no, not a value", hint="give a value only on review tasks")
+        """Approve or reject a task. On a review task, ``value`` is the reviewer's own answer (an override).
+
+        ``by`` is the deciding principal (a name is looked up in the directory). The active policies decide whether
+        they may decide this task (by default: they hold one of its roles, and did not request it); one person
+        counts once, and the approvers together must hold the task's required roles.
+        """
+        principal = self._decider(by)
         if not approve and not comment:
             raise InvalidInput("a rejection needs a reason", hint="add --comment '…'")
         if value is not None and not comment:
             raise InvalidInput("an override needs a reason", hint="add --comment '…'")
-        if any(d["by"] == by for d in task["decisions"]):
-            raise Conflict(f"{by} has already decided task {task_id}", hint="one person counts once")
+        holds: list[str] = []
+
+        def check(task: dict[str, Any]) -> None:
+            if task["status"] != "open":
+                raise Conflict(f"task {task_id} is {task['status']}", hint="only open tasks can be decided")
+            if value is not None and task["kind"] == "approval":
+                raise InvalidInput("an approval takes yes or no, not a value", hint="give a value only on review tasks")
+            if self.authorization is not None:
+                self.authorization.check(principal, "task.decide", task_resource(task))
+            if any(d["by"] == principal.name for d in task["decisions"]):
+                raise Conflict(f"{principal.name} has already decided task {task_id}", hint="one person counts once")
+            holds.extend(role for role in task["roles"] if role in principal.roles)
+            if approve and value is None:
+                _check_composition(task, principal, holds)
+
+        task = self.store.task(task_id)
         decisions = self.store.record_decision(
-            task_id, {"by": by, "approved": approve, "comment": comment, "value": value, "at": self.clock.now()}
+            task_id,
+            {
+                "by": principal.name,
+                "approved": approve,
+                "comment": comment,
+                "value": value,
+                "at": self.clock.now(),
+                "roles": holds,
+                **({"acting_for": list(principal.acting_for)} if principal.acting_for else {}),
+            },
+            check,
         )
         approvers = tuple(d["by"] for d in decisions if d["approved"])
         self.audit(
-            by,
+            principal.name,
             "task.approved" if approve else "task.rejected",
             task_id,
-            {"run": task["run_id"], "step": task["step_id"], "comment": comment, "value": value},
+            {
+                "run": task["run_id"],
+                "step": task["step_id"],
+                "comment": comment,
+                "value": value,
+                "roles": holds,
+                "acting_for": list(principal.acting_for),
+                "approvals": len(approvers),
+                "required": task["required"],
+            },
         )
         settled = False
         if value is not None:
-            self.engine.signal(task["run_id"], TaskDecided(task["step_id"], approve, (by,), comment, value))
+            self.engine.signal(task["run_id"], TaskDecided(task["step_id"], approve, (principal.name,), comment, value))
             settled = True
         elif not approve:
-            self.engine.signal(task["run_id"], TaskDecided(task["step_id"], False, (by,), comment))
+            self.engine.signal(task["run_id"], TaskDecided(task["step_id"], False, (principal.name,), comment))
             settled = True
         elif len(approvers) >= task["required"]:
             self.engine.signal(task["run_id"], TaskDecided(task["step_id"], True, approvers, comment))
             settled = True
         if settled:
             for observer in self.review_observers:
-                observer(task, approve, by, comment, value)
+                observer(task, approve, principal.name, comment, value)
         return self.store.task(task_id)
+
+    def _decider(self, by: str | Principal) -> Principal:
+        if isinstance(by, Principal):
+            principal = by
+        elif self.directory is not None:
+            principal = self.directory.local(by)
+        else:
+            principal = Principal(by, frozenset(), "user")
+        if self.directory is not None and not principal.acting_for:
+            principal = self.directory.principal(principal.name, principal.roles, principal.kind)
+        return principal
+
+    def escalate(self) -> list[dict[str, Any]]:
+        """Escalate open approvals nobody answered in time (``approval.escalate_after``): add their escalation roles."""
+        escalated = self.store.escalate_due(self.clock.now())
+        for task in escalated:
+            self.audit(
+                None,
+                "task.escalated",
+                task["id"],
+                {"run": task["run_id"], "step": task["step_id"], "roles": task["roles"]},
+            )
+        return escalated
+
+
+def task_resource(task: dict[str, Any]) -> Resource:
+    """A task as Cedar sees it: the roles it asks for, who requested it, its kind."""
+    return Resource(
+        "Task",
+        task["id"],
+        {"roles": list(task["roles"]), "requested_by": task.get("requested_by") or "", "kind": task["kind"]},
+    )
+
+
+def _check_composition(task: dict[str, Any], principal: Principal, holds: list[str]) -> None:
+    """With this approval, can the approvers still hold every required role within the count?"""
+    required = list(task.get("require") or [])
+    if not required:
+        return
+    approvals = [d for d in task["decisions"] if d["approved"]]
+    covered = {role for d in approvals for role in d.get("roles", [])} | set(holds)
+    missing = [role for role in required if role not in covered]
+    slots_left = task["required"] - len(approvals) - 1
+    if len(missing) > slots_left:
+        raise Conflict(
+            f"this approval would leave {', '.join(missing)} without an approver",
+            hint=f"{len(approvals)} of {task['required']} approvals are given; "
+            f"the remaining ones must include {', '.join(missing)}",
+        )
 
 
 def describe(run: RunState) -> dict[str, Any]:

@@ -12,11 +12,11 @@ import secrets
 import threading
 from datetime import datetime, timedelta
 
+from opsrail.governance import ROLES
 from opsrail.model import Clock, FieldError, IdFactory, InvalidInput, NotFound, RateLimited, Unauthenticated
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._ports import ApiToken, TokenStore
 
-ROLES: tuple[str, ...] = ("admin", "operator", "approver", "finance_controller", "legal", "auditor", "service")
 TOKEN_PREFIX = "opsr_"  # noqa: S105 - a public prefix that makes leaked tokens easy to scan for
 CACHE_SECONDS = 30.0
 

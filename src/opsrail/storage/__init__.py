@@ -6,9 +6,11 @@ from opsrail.storage._dead_letters import SqlDeadLetterStore
 from opsrail.storage._decisions import SqlDecisionStore
 from opsrail.storage._engine import create_engine, translate_errors, write_transaction
 from opsrail.storage._events import SqlEventStore
+from opsrail.storage._governance import SqlGovernanceStore
 from opsrail.storage._health import SqlHealth
 from opsrail.storage._migrate import current_revision, head_revision, upgrade
 from opsrail.storage._retention import SqlRetentionStore
+from opsrail.storage._roles import application_role_report, grant_application_role
 from opsrail.storage._runs import SqlRunStore
 from opsrail.storage._tables import metadata
 from opsrail.storage._tokens import SqlTokenStore
@@ -18,13 +20,16 @@ __all__ = [
     "SqlDeadLetterStore",
     "SqlDecisionStore",
     "SqlEventStore",
+    "SqlGovernanceStore",
     "SqlHealth",
     "SqlRetentionStore",
     "SqlRunStore",
     "SqlTokenStore",
     "SqliteCheckpointer",
+    "application_role_report",
     "create_engine",
     "current_revision",
+    "grant_application_role",
     "head_revision",
     "metadata",
     "translate_errors",

@@ -7,7 +7,7 @@ Claiming takes ready steps (and running steps whose lease has expired) under a l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -451,6 +451,10 @@ class SqlRunStore:
                         context=_jsonable(command.context),
                         decisions=[],
                         created_at=at,
+                        require_roles=list(command.require) or None,
+                        escalate_at=command.escalate_at,
+                        escalate_to=list(command.escalate_to) or None,
+                        requested_by=command.requested_by,
                     )
                 )
             elif isinstance(command, Escalate):
@@ -712,12 +716,55 @@ class SqlRunStore:
             raise NotFound(f"no task {task_id!r}", hint="list open tasks with `opsrail tasks list`")
         return _task_dict(row)
 
-    def record_decision(self, task_id: str, decision: dict[str, Any]) -> list[dict[str, Any]]:
+    def record_decision(
+        self,
+        task_id: str,
+        decision: dict[str, Any],
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Append a decision; ``check(task)`` runs on the locked row first and may refuse by raising.
+
+        The row lock (``FOR UPDATE`` on PostgreSQL, the write lock on SQLite) makes concurrent approvals of one
+        task take turns, so a count or a separation-of-duties rule cannot be raced past.
+        """
         with write_transaction(self.engine) as conn:
-            current = conn.execute(sa.select(tasks.c.decisions).where(tasks.c.id == task_id)).scalar() or []
-            updated = [*current, _jsonable(decision)]
+            row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id).with_for_update()).mappings().first()
+            if row is None:
+                raise NotFound(f"no task {task_id!r}", hint="list open tasks with `opsrail tasks list`")
+            if check is not None:
+                check(_task_dict(row))
+            updated = [*(row["decisions"] or []), _jsonable(decision)]
             conn.execute(tasks.update().where(tasks.c.id == task_id).values(decisions=updated))
         return updated
+
+    def escalate_due(self, at: datetime) -> list[dict[str, Any]]:
+        """Open tasks whose escalation time has come: their escalation roles join their roles, once."""
+        escalated = []
+        with write_transaction(self.engine) as conn:
+            rows = (
+                conn.execute(
+                    sa.select(tasks)
+                    .where(tasks.c.status == "open", tasks.c.escalated_at.is_(None), tasks.c.escalate_at <= at)
+                    .with_for_update()
+                )
+                .mappings()
+                .all()
+            )
+            for row in rows:
+                roles = list(dict.fromkeys([*row["roles"], *(row["escalate_to"] or [])]))
+                conn.execute(tasks.update().where(tasks.c.id == row["id"]).values(roles=roles, escalated_at=at))
+                conn.execute(
+                    run_log.insert().values(
+                        run_id=row["run_id"],
+                        step_id=row["step_id"],
+                        activity="task.escalated",
+                        at=at,
+                        actor=None,
+                        attributes={"task": row["id"], "to": row["escalate_to"], "roles": roles},
+                    )
+                )
+                escalated.append({**_task_dict(row), "roles": roles, "escalated_at": at})
+        return escalated
 
 
 # Statements built once: SQLAlchemy then reuses their compiled form instead of rebuilding them per call.
@@ -892,4 +939,9 @@ def _task_dict(row: sa.RowMapping) -> dict[str, Any]:
         "context": row["context"],
         "created_at": as_utc(row["created_at"]),
         "assignee": row["assignee"],
+        "require": row["require_roles"] or [],
+        "requested_by": row["requested_by"],
+        "escalate_at": as_utc(row["escalate_at"]),
+        "escalate_to": row["escalate_to"] or [],
+        "escalated_at": as_utc(row["escalated_at"]),
     }

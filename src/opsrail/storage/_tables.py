@@ -78,6 +78,42 @@ api_tokens = sa.Table(
     sa.Column("rate_limit", sa.Float),
 )
 
+policy_sets = sa.Table(
+    "policy_sets",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("cases", sa.Text),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("published_by", sa.String(128)),
+    sa.Column("published_at", Timestamp, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(128)),
+    sa.Column("disabled_at", Timestamp),
+)
+
+delegations = sa.Table(
+    "delegations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("delegate", sa.String(128), nullable=False),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("starts_at", Timestamp, nullable=False),
+    sa.Column("ends_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(128)),
+    sa.Column("revoked_at", Timestamp),
+    sa.Index("ix_delegations_delegate", "delegate", "ends_at"),
+)
+
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands timestamps back naive; everything Opsrail stores is UTC."""
@@ -172,6 +208,11 @@ tasks = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("closed_at", Timestamp),
     sa.Column("assignee", sa.String(128)),
+    sa.Column("require_roles", Json),
+    sa.Column("escalate_at", Timestamp),
+    sa.Column("escalate_to", Json),
+    sa.Column("escalated_at", Timestamp),
+    sa.Column("requested_by", sa.String(128)),
     sa.Index(None, "status", "due_at"),
     sa.Index(None, "run_id", "step_id"),
 )

@@ -1,0 +1,131 @@
+"""The governance commands end to end: policies test, publish, show and check; users; delegations; and the CLI's
+own authorization (a person acts with their directory roles)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opsrail.cli import app
+from opsrail.services import reference_cases, reference_policies
+from opsrail.settings import Settings
+from opsrail.wiring import build
+
+PLAYBOOK = """
+id: credit
+version: 1
+steps:
+  - id: approve
+    approval: {roles: [finance_controller]}
+"""
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSRAIL_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    return runner
+
+
+def copy_reference(tmp_path: Path, extra: str = "") -> Path:
+    policy = tmp_path / "policies.cedar"
+    policy.write_text(reference_policies() + extra)
+    (tmp_path / "policies.tests.yaml").write_text(reference_cases())
+    return policy
+
+
+def test_policies_are_tested_published_and_enforced(run: CliRunner, tmp_path: Path) -> None:
+    policy = copy_reference(tmp_path)
+    tested = run.invoke(app, ["policies", "test", str(policy)])
+    assert tested.exit_code == 0, tested.output
+    assert "ok   an operator starts runs: allow by operator-operates-and-configures" in tested.stdout
+
+    # Let auditors start runs: the reference case "an auditor cannot start a run" now fails, so nothing is published.
+    loose = copy_reference(
+        tmp_path, '\npermit(principal in Opsrail::Role::"auditor", action == Opsrail::Action::"run.start", resource);\n'
+    )
+    failing = run.invoke(app, ["policies", "test", str(loose), "--json"])
+    assert failing.exit_code == 1, failing.output
+    assert failing.stdout, failing.output
+    assert [f["name"] for f in json.loads(failing.stdout)["failed"]] == ["an auditor cannot start a run"]
+    refused = run.invoke(app, ["policies", "publish", str(loose)])
+    assert refused.exit_code == 2 and "1 of 14 policy test cases fail" in refused.stderr
+
+    # Deny operators publishing playbooks; publish with matching cases; the CLI obeys at once.
+    strict = tmp_path / "strict.cedar"
+    strict.write_text(
+        reference_policies()
+        + '\n@id("no-playbooks-for-operators")\n'
+        + 'forbid(principal in Opsrail::Role::"operator", action == Opsrail::Action::"playbook.publish", resource);\n'
+    )
+    cases = tmp_path / "strict.tests.yaml"
+    cases.write_text(
+        "cases:\n  - {name: operators do not publish, principal: {roles: [operator]}, action: playbook.publish, "
+        "allow: false}\n"
+    )
+    published = run.invoke(app, ["policies", "publish", str(strict), "--json"])
+    assert published.exit_code == 0, published.output
+    assert json.loads(published.stdout)["version"] == 1
+    assert run.invoke(app, ["users", "create", "olive", "--role", "operator"]).exit_code == 0
+    book = tmp_path / "credit.yaml"
+    book.write_text(PLAYBOOK)
+    denied = run.invoke(app, ["playbooks", "publish", str(book), "--as", "olive"])
+    assert denied.exit_code == 3 and "olive (operator) may not playbook.publish" in denied.stderr
+    assert run.invoke(app, ["playbooks", "publish", str(book)]).exit_code == 0  # a local admin still may
+    shown = run.invoke(app, ["policies", "show"])
+    assert "no-playbooks-for-operators" in shown.stdout and "# version 1 from" in shown.stdout
+    listed = json.loads(run.invoke(app, ["policies", "list", "--json"]).stdout)["items"]
+    assert [p["version"] for p in listed] == [1]
+    check = run.invoke(app, ["policies", "check", "playbook.publish", "--role", "operator"])
+    assert check.exit_code == 1 and check.stdout.startswith("deny by no-playbooks-for-operators")
+    assert run.invoke(app, ["policies", "check", "run.start", "--role", "operator"]).exit_code == 0
+    schema = json.loads(run.invoke(app, ["policies", "schema", "--json"]).stdout)
+    assert schema["actions"]["task.decide"]["resource"] == "Task"
+
+
+def test_people_approve_from_the_cli_with_their_directory_roles(run: CliRunner, tmp_path: Path) -> None:
+    for name, role in [("olive", "operator"), ("fiona", "finance_controller"), ("aude", "auditor")]:
+        made = run.invoke(app, ["users", "create", name, "--role", role, "--json"])
+        assert made.exit_code == 0 and json.loads(made.stdout)["roles"] == [role]
+    assert run.invoke(app, ["users", "create", "x", "--role", "wizard"]).exit_code == 2
+    book = tmp_path / "credit.yaml"
+    book.write_text(PLAYBOOK)
+    assert run.invoke(app, ["playbooks", "publish", str(book)]).exit_code == 0
+    assert run.invoke(app, ["runs", "start", "credit", "--as", "aude"]).exit_code == 3  # an auditor only reads
+    started = run.invoke(app, ["runs", "start", "credit", "--as", "olive", "--json"])
+    assert started.exit_code == 0, started.output
+    container = build(Settings())
+    asyncio.run(container.runner.tick())
+    [task] = container.automation.tasks()
+    container.close()
+    own = run.invoke(app, ["tasks", "approve", task["id"], "--as", "olive"])
+    assert own.exit_code == 3 and "may not task.decide" in own.stderr
+    approved = run.invoke(app, ["tasks", "approve", task["id"], "--as", "fiona", "--json"])
+    assert approved.exit_code == 0, approved.output
+
+    delegated = run.invoke(app, ["delegations", "create", "--to", "bob", "--until", "P7D", "--as", "fiona", "--json"])
+    assert delegated.exit_code == 0, delegated.output
+    record = json.loads(delegated.stdout)
+    assert record["owner"] == "fiona" and record["roles"] == ["finance_controller"]
+    bad = run.invoke(app, ["delegations", "create", "--to", "bob", "--until", "soon", "--as", "fiona"])
+    assert bad.exit_code == 2 and "not a date" in bad.stderr
+    others = run.invoke(
+        app, ["delegations", "create", "--from", "fiona", "--to", "eve", "--until", "P1D", "--as", "olive"]
+    )
+    assert others.exit_code == 3
+    listed = json.loads(run.invoke(app, ["delegations", "list", "--json"]).stdout)["items"]
+    assert [d["delegate"] for d in listed] == ["bob"]
+    assert run.invoke(app, ["delegations", "revoke", record["id"], "--as", "fiona"]).exit_code == 0
+    users = json.loads(run.invoke(app, ["users", "list", "--json"]).stdout)["items"]
+    assert {u["name"] for u in users} == {"olive", "fiona", "aude"}
+    assert run.invoke(app, ["tasks", "list", "--as", "aude"]).exit_code == 0
+    assert run.invoke(app, ["users", "disable", "aude"]).exit_code == 0
+    disabled = run.invoke(app, ["tasks", "list", "--as", "aude"])
+    assert disabled.exit_code == 2 and "disabled" in disabled.stderr
