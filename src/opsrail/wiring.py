@@ -27,6 +27,7 @@ from opsrail.services import (
     OidcVerifier,
     RetentionService,
     TokenService,
+    escalation_alert,
 )
 from opsrail.settings import Settings
 from opsrail.storage import (
@@ -163,6 +164,7 @@ def build(
     automation.authorization = authorization
     automation.directory = directory
     runner.periodic.append(lambda: len(automation.escalate()))
+    decisions.alerts.append(escalation_alert(ingestion, clock))
     for service in (automation, decisions, tokens, retention, authorization, directory):
         service.audit = audit
     return Container(

@@ -12,6 +12,7 @@ import pytest
 
 from opsrail.fakes.openai import create_app
 from opsrail.model import Conflict, InvalidInput, NotFound
+from opsrail.services import EventQuery
 from opsrail.settings import Settings
 from opsrail.wiring import Container, build
 from tests.knowledge.conftest import serve_in_thread
@@ -389,6 +390,15 @@ def test_an_autonomous_decision_overridden_too_often_is_demoted_until_a_person_p
     assert demoted.tier == "approval" and demoted.demoted and "60%" in demoted.demoted
     entry = [e for e in container.audit.export() if e["action"] == "decision_policy.demoted"]
     assert [e["subject"] for e in entry] == ["credit-tier"]
+    # The alert: an escalation event a playbook can be triggered by.
+    [alert] = container.ingestion.events.find(EventQuery(source="opsrail/governance"))
+    assert alert.type == "com.opsrail.escalation.opened" and alert.kind == "escalation"
+    assert alert.data["attributes"] == {
+        "alert": "decision.demoted",
+        "subject": "credit-tier",
+        "override_rate": 0.6,
+        "window": 5,
+    }
     assert container.decisions.evaluate_and_record("credit-tier", {"amount": 10.0})["route"] == "approval"
     container.decisions.apply_policies(policy, "ops")  # promotion back is a person's act
     assert container.decisions.policy("credit-tier").tier == "autonomous"

@@ -265,7 +265,7 @@ class _Checker:
         if not self.compiles(source, loc, "not a valid CEL expression"):
             return None
         node = parse(source)
-        if not self.names_known(source, node, loc):
+        if not self.names_known(source, node, loc) or not self.functions_known(source, loc):
             return node
         kind: str | None = None
         if node is not None:
@@ -289,6 +289,17 @@ class _Checker:
                 message += " (this field is CEL already: write the expression without ${ })"
             self.report.add(loc, message, "cel_syntax")
             return False
+        return True
+
+    def functions_known(self, source: str, loc: Loc) -> bool:
+        """Every declared input is in the samples, so an undefined name on them is a function CEL does not have."""
+        for sample in self.samples[:1]:
+            try:
+                Expression(source).evaluate(sample)
+            except ExpressionError as exc:
+                if "Undefined variable or function" in exc.detail:
+                    self.report.add(loc, f"{source!r} calls a function CEL does not have: {exc.detail}", "unknown")
+                    return False
         return True
 
     def names_known(self, source: str, node: Node | None, loc: Loc) -> bool:

@@ -145,7 +145,9 @@ def load_markdown_folder(path: Path, *, kind_from_front_matter: bool = True) -> 
     if not root.is_dir():
         raise NotADirectoryError(f"knowledge folder not found: {root}")
     documents: list[Document] = []
+    inside = root.resolve()
     for file in sorted(root.rglob("*.md")):
-        if file.is_file():
+        # A symbolic link may point anywhere; only what really lies inside the folder is approved knowledge.
+        if file.is_file() and file.resolve().is_relative_to(inside):
             documents.extend(load_markdown_file(file, root, kind_from_front_matter=kind_from_front_matter))
     return documents

@@ -1,6 +1,7 @@
 """Use cases: they validate, call the pure layers and the storage ports, and own transactions."""
 
 from opsrail.governance import ROLES
+from opsrail.services._alerts import Alert, escalation_alert
 from opsrail.services._audit import Auditor, AuditService, AuditStore, not_audited
 from opsrail.services._authorization import AuthorizationService, PolicyStore, reference_cases, reference_policies
 from opsrail.services._automation import AutomationService, AutomationStore, describe
@@ -17,6 +18,7 @@ from opsrail.services._tokens import TokenService, hash_token
 __all__ = [
     "RETAINED_KINDS",
     "ROLES",
+    "Alert",
     "ApiToken",
     "AuditService",
     "AuditStore",
@@ -48,6 +50,7 @@ __all__ = [
     "TokenStore",
     "assemble_batch",
     "describe",
+    "escalation_alert",
     "hash_token",
     "load_policies",
     "not_audited",

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import pickle
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -143,6 +143,8 @@ class DecisionService:
         self._past: dict[str, tuple[KnowledgeIndex, Any]] = {}
         self._lock = threading.Lock()
         self.audit: Auditor = not_audited
+        # Told when governance needs people's attention (a demotion): ``alert(kind, subject, details)``.
+        self.alerts: list[Callable[[str, str, dict[str, Any]], None]] = []
         automation.review_observers.append(self._task_settled)
 
     # -- tables ----------------------------------------------------------------------------------------
@@ -612,6 +614,11 @@ class DecisionService:
         self.store.set_policy(name, demoted.model_dump(mode="json"), "opsrail", self.clock.now())
         self.audit(None, "decision_policy.demoted", name, {"override_rate": rate, "window": seen, "reason": reason})
         log.warning("decision %s demoted to approval: %s", name, reason, extra={"decision": name})
+        for alert in self.alerts:
+            try:
+                alert("decision.demoted", name, {"override_rate": rate, "window": seen, "reason": reason})
+            except Exception:  # an alert that cannot be raised must not undo the demotion; it is logged
+                log.exception("the demotion alert for %s could not be raised", name)
 
     def _open_task_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
         for task in self.automation.tasks(limit=10_000):
