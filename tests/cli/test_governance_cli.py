@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from opsrail.cli import app
 from opsrail.services import reference_cases, reference_policies
 from opsrail.settings import Settings
 from opsrail.wiring import build
+from tests.storage.test_audit import tampering
 
 PLAYBOOK = """
 id: credit
@@ -129,3 +131,129 @@ def test_people_approve_from_the_cli_with_their_directory_roles(run: CliRunner, 
     assert run.invoke(app, ["users", "disable", "aude"]).exit_code == 0
     disabled = run.invoke(app, ["tasks", "list", "--as", "aude"])
     assert disabled.exit_code == 2 and "disabled" in disabled.stderr
+
+
+TABLE = """
+name: credit-recommendation
+version: 1
+hit_policy: first
+inputs:
+  severity: int
+  arr: double
+outputs:
+  credit: double
+rules:
+  - id: sev1-large-account
+    when: "severity == 1 && arr >= 100000.0"
+    then: {credit: 9000.0}
+  - id: sev1
+    when: "severity == 1"
+    then: {credit: 3000.0}
+  - id: otherwise
+    when: "true"
+    then: {credit: 0.0}
+"""
+
+SEV1_CREDIT = """
+id: sev1-credit
+version: 1
+steps:
+  - id: recommend
+    decide: credit-recommendation
+    with: {severity: "${ run.input.severity }", arr: "${ double(run.input.arr) }"}
+  - id: approve
+    needs: [recommend]
+    approval:
+      roles: [finance_controller]
+      rules:
+        - when: "steps.recommend.output.credit <= 500.0"
+          tier: autonomous
+        - when: "steps.recommend.output.credit <= 5000.0"
+          roles: [finance_controller]
+        - roles: [finance_controller, approver]
+          count: 2
+          require: [finance_controller]
+  - id: book
+    needs: [approve]
+    action: core.set
+    with: {credit: "${ steps.recommend.output.credit }"}
+"""
+
+
+def test_the_governed_credit_story_end_to_end(run: CliRunner, tmp_path: Path) -> None:
+    """An operator requests credits the AI recommends; the right people approve them; an auditor verifies and
+    exports the trail, in which the recommendation, its confidence and each person's act appear in order; a
+    tampered database fails verification with the entry named."""
+    for name, role in [
+        ("olive", "operator"),
+        ("fiona", "finance_controller"),
+        ("ann", "approver"),
+        ("aude", "auditor"),
+    ]:
+        assert run.invoke(app, ["users", "create", name, "--role", role]).exit_code == 0
+    (tmp_path / "table.yaml").write_text(TABLE)
+    (tmp_path / "playbook.yaml").write_text(SEV1_CREDIT)
+    assert run.invoke(app, ["decisions", "publish", str(tmp_path / "table.yaml")]).exit_code == 0
+    assert run.invoke(app, ["playbooks", "publish", str(tmp_path / "playbook.yaml")]).exit_code == 0
+
+    def start(arr: int) -> str:
+        started = run.invoke(
+            app, ["runs", "start", "sev1-credit", "--input", f'{{"severity": 1, "arr": {arr}}}', "--as", "olive"]
+        )
+        assert started.exit_code == 0, started.output
+        return started.stdout.strip()
+
+    def work() -> list[dict[str, object]]:
+        container = build(Settings())
+        for _ in range(5):
+            asyncio.run(container.runner.tick())
+        tasks = container.automation.tasks()
+        container.close()
+        return tasks
+
+    def status(run_id: str) -> str:
+        return str(json.loads(run.invoke(app, ["runs", "show", run_id, "--json"]).stdout)["status"])
+
+    medium, large = start(20_000), start(250_000)
+    tasks = {t["run_id"]: t for t in work()}
+    assert tasks[medium]["required"] == 1 and tasks[large]["required"] == 2
+    refused = run.invoke(app, ["tasks", "approve", str(tasks[medium]["id"]), "--as", "olive", "--comment", "mine"])
+    assert refused.exit_code == 3 and "separation-of-duties" not in refused.stderr  # an operator lacks the role
+    ok = run.invoke(app, ["tasks", "approve", str(tasks[medium]["id"]), "--as", "fiona", "--comment", "sev1 credit"])
+    assert ok.exit_code == 0, ok.output
+    assert (
+        run.invoke(app, ["tasks", "approve", str(tasks[large]["id"]), "--as", "ann", "--comment", "ok"]).exit_code == 0
+    )
+    assert status(large) == "running"
+    assert (
+        run.invoke(app, ["tasks", "approve", str(tasks[large]["id"]), "--as", "fiona", "--comment", "ok"]).exit_code
+        == 0
+    )
+    work()
+    assert status(medium) == "succeeded" and status(large) == "succeeded"
+
+    assert run.invoke(app, ["audit", "verify", "--as", "olive"]).exit_code == 3  # an operator does not audit
+    verified = run.invoke(app, ["audit", "verify", "--as", "aude"])
+    assert verified.exit_code == 0 and "audit chain verified" in verified.stdout
+    exported = run.invoke(app, ["audit", "export", "--as", "aude"])
+    assert exported.exit_code == 0
+    entries = [json.loads(line) for line in exported.stdout.splitlines()]
+    story = [
+        (e["action"], e["actor"], e["details"].get("outputs"), e["details"].get("confidence"))
+        for e in entries
+        if e["details"].get("run") == large or e["subject"] == large
+    ]
+    assert story == [
+        ("run.started", "olive", None, None),
+        ("decision.made", None, {"credit": 9000.0}, 1.0),
+        ("task.approved", "ann", None, None),
+        ("task.approved", "fiona", None, None),
+    ]
+
+    container = build(Settings())
+    victim = next(e["seq"] for e in entries if e["action"] == "decision.made" and e["details"]["run"] == large)
+    with tampering(container.engine) as conn:
+        conn.execute(sa.text("UPDATE audit_log SET actor = 'mallory' WHERE seq = :seq"), {"seq": victim})
+    container.close()
+    broken = run.invoke(app, ["audit", "verify", "--as", "aude"])
+    assert broken.exit_code == 1 and f"audit chain broken at entry {victim}" in broken.stderr

@@ -15,14 +15,16 @@ from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, fail, short_time, table
 from opsrail.model import InvalidInput
 
+Actor = Annotated[str | None, typer.Option("--as", help="who is acting [default: the login name]")]
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 
 @audit_app.command("verify")
 @handled
-def audit_verify(json: JsonFlag = False) -> None:
+def audit_verify(actor: Actor = None, json: JsonFlag = False) -> None:
     """Check the whole hash chain; exits 1 and names the first entry altered, removed or reordered."""
-    with opened(action="audit.read") as container:
+    with opened(action="audit.read", actor=actor) as container:
         report = container.audit.verify()
     if json:
         emit_json(report.as_dict())
@@ -54,11 +56,12 @@ def _since(value: str | None) -> datetime | None:
 def audit_export(
     since: Annotated[str | None, typer.Option(help="only entries at or after this time (ISO 8601)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to this file [default: stdout]")] = None,
+    actor: Actor = None,
 ) -> None:
     """Write entries as JSON lines (one object per entry, with its hashes) for a SIEM."""
     moment = _since(since)
     count = 0
-    with opened(action="audit.read") as container:
+    with opened(action="audit.read", actor=actor) as container:
         handle = output.open("wb") if output else sys.stdout.buffer
         try:
             for entry in container.audit.export(moment):
@@ -76,10 +79,11 @@ def audit_export(
 def audit_list(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     since: Annotated[str | None, typer.Option(help="only entries at or after this time (ISO 8601)")] = None,
+    actor: Actor = None,
     json: JsonFlag = False,
 ) -> None:
     """The latest entries (oldest first)."""
-    with opened(action="audit.read") as container:
+    with opened(action="audit.read", actor=actor) as container:
         entries = list(container.audit.export(_since(since)))[-limit:]
     if json:
         emit_json(entries)
