@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     redact_fields: list[str] = Field(
         default_factory=list,
         description="field names masked whole in decision records and audit details, e.g. '[\"customer_name\"]'",
+    )
+    connectors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='vendor connectors and their settings, e.g. \'{"jira": {"base_url": "…", "email": "…", '
+        '"api_token_file": "/run/secrets/jira"}}\' (secrets may be given as <name>_file)',
     )
     oidc_jwks: str | None = Field(
         default=None, description="JWKS file or URL: bearer JWTs signed by these keys are accepted (default: off)"

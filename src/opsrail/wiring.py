@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import httpx
 import sqlalchemy as sa
 
+from opsrail.connectors import LedgerConnector, build_connectors
 from opsrail.engine import CalendarRegistry, Engine, Operations, load_calendars
 from opsrail.ingest import builtin_mappers
 from opsrail.knowledge import ExtractiveSummarizer, OpenAICompatibleSummarizer, Summarizer, reference_folder
@@ -21,9 +22,11 @@ from opsrail.services import (
     AuditService,
     AuthorizationService,
     AutomationService,
+    ConnectorService,
     DecisionService,
     DirectoryService,
     IngestionService,
+    LedgerService,
     OidcVerifier,
     RetentionService,
     TokenService,
@@ -38,6 +41,7 @@ from opsrail.storage import (
     SqlGovernanceStore,
     SqlHealth,
     SqliteCheckpointer,
+    SqlLedgerStore,
     SqlRetentionStore,
     SqlRunStore,
     SqlTokenStore,
@@ -90,6 +94,8 @@ class Container:
     retention: RetentionService
     authorization: AuthorizationService
     directory: DirectoryService
+    ledger: LedgerService
+    connectors: ConnectorService
 
     oidc: OidcVerifier | None = None
     checkpointer: SqliteCheckpointer | None = None
@@ -165,7 +171,11 @@ def build(
     automation.directory = directory
     runner.periodic.append(lambda: len(automation.escalate()))
     decisions.alerts.append(escalation_alert(ingestion, clock))
-    for service in (automation, decisions, tokens, retention, authorization, directory):
+    ledger = LedgerService(SqlLedgerStore(engine), clock, ids)
+    http = httpx.AsyncClient(timeout=10.0)
+    connectors = ConnectorService([LedgerConnector(ledger), *build_connectors(settings.connectors, http)])
+    connectors.register(runner.operations)
+    for service in (automation, decisions, tokens, retention, authorization, directory, ledger, connectors):
         service.audit = audit
     return Container(
         settings=settings,
@@ -180,6 +190,8 @@ def build(
         retention=retention,
         authorization=authorization,
         directory=directory,
+        ledger=ledger,
+        connectors=connectors,
         oidc=oidc_verifier(settings),
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )

@@ -58,7 +58,7 @@ def test_policies_are_tested_published_and_enforced(run: CliRunner, tmp_path: Pa
     assert failing.stdout, failing.output
     assert [f["name"] for f in json.loads(failing.stdout)["failed"]] == ["an auditor cannot start a run"]
     refused = run.invoke(app, ["policies", "publish", str(loose)])
-    assert refused.exit_code == 2 and "1 of 14 policy test cases fail" in refused.stderr
+    assert refused.exit_code == 2 and "1 of 17 policy test cases fail" in refused.stderr
 
     # Deny operators publishing playbooks; publish with matching cases; the CLI obeys at once.
     strict = tmp_path / "strict.cedar"

@@ -58,7 +58,7 @@ def test_every_role_has_a_sensible_set_of_actions(policies: PolicySet) -> None:
     allowed = {role: set(policies.allowed_actions(frozenset({role}))) for role in ROLES}
     assert "token.manage" in allowed["admin"] and "task.decide" not in allowed["admin"]
     assert allowed["auditor"] >= {"audit.read", "run.read"} and "run.start" not in allowed["auditor"]
-    assert allowed["service"] == {"event.send", "run.start", "run.read", "decision.evaluate"}
+    assert allowed["service"] == {"event.send", "run.start", "run.read", "decision.evaluate", "ledger.write"}
     assert "audit.read" not in allowed["operator"] and "policy.publish" not in allowed["operator"]
 
 

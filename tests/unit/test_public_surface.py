@@ -10,6 +10,10 @@ SURFACE = {
     "opsrail.api": {"create_app"},
     "opsrail.cli": {"app", "main"},
     "opsrail.services": {
+        "ConnectorService",
+        "COLLECTIONS",
+        "LedgerService",
+        "LedgerStore",
         "Alert",
         "escalation_alert",
         "AuthorizationService",

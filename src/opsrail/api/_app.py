@@ -20,6 +20,7 @@ from opsrail.api import (
     _decisions,
     _events,
     _governance,
+    _ledger,
     _operations,
     _problems,
     _runs,
@@ -97,7 +98,7 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DatabaseError, database_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
-    for module in (_operations, _events, _dead_letters, _schemas, _runs, _decisions, _governance, _stream):
+    for module in (_operations, _events, _dead_letters, _schemas, _runs, _decisions, _governance, _ledger, _stream):
         _declare_actions(module.router.routes)
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit=container.settings.max_body_bytes)

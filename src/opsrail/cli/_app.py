@@ -17,6 +17,7 @@ import opsrail
 from opsrail.cli._audit import audit_app, retention_app
 from opsrail.cli._automation import playbooks_app, runs_app, tasks_app, worker
 from opsrail.cli._common import JsonFlag, handled, opened
+from opsrail.cli._connectors import connectors_app, dev_app
 from opsrail.cli._database import db_grant_app_role
 from opsrail.cli._decisions import decisions_app, models_app
 from opsrail.cli._governance import delegations_app, policies_app, users_app
@@ -55,6 +56,8 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(policies_app, name="policies")
 app.add_typer(users_app, name="users")
 app.add_typer(delegations_app, name="delegations")
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(dev_app, name="dev")
 app.command(name="worker")(handled(worker))
 
 

@@ -1,5 +1,6 @@
 """Connectors: the systems Opsrail acts on (ERP, billing, CRM, ITSM, chat, e-mail, webhooks) and the SDK they share."""
 
+from opsrail.connectors._registry import CATALOG, build_connectors
 from opsrail.connectors._sdk import (
     CallObserver,
     CircuitBreaker,
@@ -15,18 +16,23 @@ from opsrail.connectors._sdk import (
     retry_after_seconds,
     secret,
 )
+from opsrail.connectors.ledger import LedgerConnector, LedgerPort
 
 __all__ = [
+    "CATALOG",
     "CallObserver",
     "CircuitBreaker",
     "Connector",
     "ConnectorError",
     "HttpPolicy",
     "HttpTransport",
+    "LedgerConnector",
+    "LedgerPort",
     "Model",
     "OperationSpec",
     "RateLimiter",
     "bind",
+    "build_connectors",
     "describe",
     "retry_after_seconds",
     "secret",

@@ -67,6 +67,10 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
     "audit.read": ("Audit", "audit", "list, verify and export audit entries"),
     "retention.run": ("Retention", "administer", "purge or anonymise old payloads"),
     "database.manage": ("Database", "administer", "grant and check the application's database role"),
+    "ledger.read": ("Ledger", "read", "read contracts, subscriptions, invoices, credit memos, projects in the ledger"),
+    "ledger.write": ("Ledger", "operate", "create ledger records and act on them (hold, release, post time…)"),
+    "ledger.approve": ("Ledger", "decide", "approve credit memos and validate change orders in the ledger"),
+    "connector.read": ("Connector", "read", "list connectors and check their health"),
 }
 
 # Attributes a resource type carries in a request; everything else is checked by type and id alone.

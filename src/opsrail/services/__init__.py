@@ -5,17 +5,20 @@ from opsrail.services._alerts import Alert, escalation_alert
 from opsrail.services._audit import Auditor, AuditService, AuditStore, not_audited
 from opsrail.services._authorization import AuthorizationService, PolicyStore, reference_cases, reference_policies
 from opsrail.services._automation import AutomationService, AutomationStore, describe
+from opsrail.services._connectors import ConnectorService
 from opsrail.services._decision_policies import DecisionPolicy, load_policies
 from opsrail.services._decisions import DecisionService, DecisionStore, Evaluation
 from opsrail.services._directory import DirectoryService, DirectoryStore
 from opsrail.services._group_commit import GroupCommitter
 from opsrail.services._ingestion import BatchOutcome, IngestionService, ItemResult, ParsedBatch, assemble_batch
+from opsrail.services._ledger import COLLECTIONS, LedgerService, LedgerStore
 from opsrail.services._oidc import OidcIdentity, OidcVerifier
 from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
 from opsrail.services._retention import RETAINED_KINDS, RetentionService, RetentionStore
 from opsrail.services._tokens import TokenService, hash_token
 
 __all__ = [
+    "COLLECTIONS",
     "RETAINED_KINDS",
     "ROLES",
     "Alert",
@@ -27,6 +30,7 @@ __all__ = [
     "AutomationService",
     "AutomationStore",
     "BatchOutcome",
+    "ConnectorService",
     "DeadLetterStore",
     "DecisionPolicy",
     "DecisionService",
@@ -40,6 +44,8 @@ __all__ = [
     "Health",
     "IngestionService",
     "ItemResult",
+    "LedgerService",
+    "LedgerStore",
     "OidcIdentity",
     "OidcVerifier",
     "ParsedBatch",

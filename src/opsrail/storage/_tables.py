@@ -114,6 +114,28 @@ delegations = sa.Table(
     sa.Index("ix_delegations_delegate", "delegate", "ends_at"),
 )
 
+ledger_records = sa.Table(
+    "ledger_records",
+    metadata,
+    sa.Column("collection", sa.String(32), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(128)),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_ledger_records_account", "collection", "account_id"),
+)
+
+ledger_requests = sa.Table(
+    "ledger_requests",
+    metadata,
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("response", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands timestamps back naive; everything Opsrail stores is UTC."""
