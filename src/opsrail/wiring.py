@@ -22,6 +22,7 @@ from opsrail.services import (
     AuditService,
     AuthorizationService,
     AutomationService,
+    ChatApprovals,
     ConnectorService,
     DecisionService,
     DirectoryService,
@@ -96,6 +97,7 @@ class Container:
     directory: DirectoryService
     ledger: LedgerService
     connectors: ConnectorService
+    chat_approvals: ChatApprovals
 
     oidc: OidcVerifier | None = None
     checkpointer: SqliteCheckpointer | None = None
@@ -175,6 +177,9 @@ def build(
     http = httpx.AsyncClient(timeout=10.0)
     connectors = ConnectorService([LedgerConnector(ledger), *build_connectors(settings.connectors, http)])
     connectors.register(runner.operations)
+    chat_approvals = ChatApprovals(
+        connectors.connectors, automation, directory, settings.connectors.get("slack", {}).get("users")
+    )
     for service in (automation, decisions, tokens, retention, authorization, directory, ledger, connectors):
         service.audit = audit
     return Container(
@@ -192,6 +197,7 @@ def build(
         directory=directory,
         ledger=ledger,
         connectors=connectors,
+        chat_approvals=chat_approvals,
         oidc=oidc_verifier(settings),
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute
 
 import opsrail
 from opsrail.api import (
+    _connectors,
     _dead_letters,
     _decisions,
     _events,
@@ -98,7 +99,18 @@ def create_app(container: Container) -> FastAPI:
     app.add_exception_handler(DatabaseError, database_error)
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
-    for module in (_operations, _events, _dead_letters, _schemas, _runs, _decisions, _governance, _ledger, _stream):
+    for module in (
+        _operations,
+        _events,
+        _dead_letters,
+        _schemas,
+        _runs,
+        _decisions,
+        _governance,
+        _ledger,
+        _connectors,
+        _stream,
+    ):
         _declare_actions(module.router.routes)
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, limit=container.settings.max_body_bytes)

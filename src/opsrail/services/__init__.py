@@ -5,6 +5,7 @@ from opsrail.services._alerts import Alert, escalation_alert
 from opsrail.services._audit import Auditor, AuditService, AuditStore, not_audited
 from opsrail.services._authorization import AuthorizationService, PolicyStore, reference_cases, reference_policies
 from opsrail.services._automation import AutomationService, AutomationStore, describe
+from opsrail.services._chat_approvals import ChatApprovals
 from opsrail.services._connectors import ConnectorService
 from opsrail.services._decision_policies import DecisionPolicy, load_policies
 from opsrail.services._decisions import DecisionService, DecisionStore, Evaluation
@@ -30,6 +31,7 @@ __all__ = [
     "AutomationService",
     "AutomationStore",
     "BatchOutcome",
+    "ChatApprovals",
     "ConnectorService",
     "DeadLetterStore",
     "DecisionPolicy",
