@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import httpx
 import sqlalchemy as sa
 
-from opsrail.connectors import LedgerConnector, build_connectors
+from opsrail.connectors import LedgerConnector, LoopLocalClient, build_connectors
 from opsrail.engine import CalendarRegistry, Engine, Operations, load_calendars
 from opsrail.ingest import builtin_mappers
 from opsrail.knowledge import ExtractiveSummarizer, OpenAICompatibleSummarizer, Summarizer, reference_folder
@@ -36,6 +36,7 @@ from opsrail.services import (
 from opsrail.settings import Settings
 from opsrail.storage import (
     SqlAuditStore,
+    SqlConnectorDeadLetters,
     SqlDeadLetterStore,
     SqlDecisionStore,
     SqlEventStore,
@@ -174,8 +175,13 @@ def build(
     runner.periodic.append(lambda: len(automation.escalate()))
     decisions.alerts.append(escalation_alert(ingestion, clock))
     ledger = LedgerService(SqlLedgerStore(engine), clock, ids)
-    http = httpx.AsyncClient(timeout=10.0)
-    connectors = ConnectorService([LedgerConnector(ledger), *build_connectors(settings.connectors, http)])
+    http = LoopLocalClient(timeout=10.0)
+    connectors = ConnectorService(
+        [LedgerConnector(ledger), *build_connectors(settings.connectors, http)],
+        SqlConnectorDeadLetters(engine),
+        clock,
+        ids,
+    )
     connectors.register(runner.operations)
     chat_approvals = ChatApprovals(
         connectors.connectors, automation, directory, settings.connectors.get("slack", {}).get("users")

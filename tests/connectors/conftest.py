@@ -8,6 +8,7 @@ from contextlib import ExitStack
 import pytest
 from fastapi import FastAPI
 
+from tests.connectors.test_email import smtp_server  # noqa: F401 - a fixture shared with other connector tests
 from tests.knowledge.conftest import serve_in_thread
 
 

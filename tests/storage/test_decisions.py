@@ -303,7 +303,7 @@ def test_the_reference_sev1_playbook_classifies_routes_and_asks_when_unsure(
     assert steps["classify"]["output"]["team"] == "major-incident"
     assert steps["classify"]["output"]["credit_exposure"] == 5000.0
     assert steps["credit-approval"]["status"] == "succeeded"
-    assert filed and filed[0]["team"] == "major-incident"
+    assert filed and filed[0]["labels"] == ["team-major-incident"]
     assert steps["wait-resolution"]["status"] == "waiting"
     records = container.decisions.records(run_id=run["id"])
     assert sorted((r["decision"], r["status"]) for r in records) == [

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from opsrail.api._auth import container_of, requires
+from opsrail.api._auth import PLAIN_TEXT, container_of, requires
 from opsrail.governance import Principal
 
 router = APIRouter(tags=["connectors"])
@@ -50,3 +50,22 @@ async def slack_interactions(request: Request) -> Response:
     body = await request.body()
     approvals = container_of(request).chat_approvals
     return _json(await run_in_threadpool(approvals.slack_interaction, request.headers, body))
+
+
+@router.get("/v1/connectors/dead-letters", summary="Connector calls that failed for good, newest first")
+async def connector_dead_letters(
+    request: Request,
+    _who: Reader,
+    status: Annotated[Literal["dead", "replayed"] | None, Query()] = "dead",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    return _json({"items": await run_in_threadpool(container_of(request).connectors.failures, status, limit)})
+
+
+@router.post("/v1/connectors/dead-letters/{letter_id}:replay", summary="Call the operation again, same key")
+async def replay_connector_call(
+    request: Request,
+    letter_id: Annotated[str, Path(pattern=PLAIN_TEXT, max_length=64)],
+    who: Annotated[Principal, Depends(requires("connector.replay"))],
+) -> Response:
+    return _json(await container_of(request).connectors.replay(letter_id, who.name))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import importlib
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ import orjson
 import typer
 
 from opsrail.cli._common import JsonFlag, handled, opened
-from opsrail.cli._output import emit_json, fail, table
+from opsrail.cli._output import emit_json, fail, plain, short_time, table
 
 connectors_app = typer.Typer(help="The systems Opsrail acts on.", no_args_is_help=True)
 dev_app = typer.Typer(help="Tools for local development.", no_args_is_help=True)
@@ -92,3 +93,40 @@ def dev_fakes(
     fail(f"fakes on {base}; point Opsrail at them with:", None)
     fail(f"export OPSRAIL_CONNECTORS='{line}'", None)
     uvicorn.run(fakes_app(), host="127.0.0.1", port=port, log_level="warning")
+
+
+@connectors_app.command("dead-letters")
+@handled
+def connectors_dead_letters(
+    status: Annotated[str | None, typer.Option(help="dead (default), replayed, or all")] = "dead",
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    json: JsonFlag = False,
+) -> None:
+    """Connector calls that failed for good (a permanent error, or the last attempt of their step)."""
+    with opened(action="connector.read") as container:
+        items = container.connectors.failures(None if status == "all" else status, limit)
+    if json:
+        emit_json(plain({"items": items}))
+        return
+    table(
+        "Connector dead letters",
+        ["id", "operation", "run", "status", "when", "error"],
+        [
+            [i["id"], i["operation"], i["run_id"] or "", i["status"], short_time(i["created_at"]), i["error"][:80]]
+            for i in items
+        ],
+    )
+
+
+@connectors_app.command("replay")
+@handled
+def connectors_replay(
+    letter_id: str, actor: Annotated[str | None, typer.Option("--as")] = None, json: JsonFlag = False
+) -> None:
+    """Call a dead-lettered operation again, with its parameters and idempotency key."""
+    with opened(action="connector.replay", actor=actor) as container:
+        result = asyncio.run(container.connectors.replay(letter_id, actor or getpass.getuser()))
+    if json:
+        emit_json(plain(result))
+    else:
+        typer.echo(f"{letter_id}: {result['operation']} replayed")

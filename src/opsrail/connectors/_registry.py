@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from opsrail.connectors._sdk import Connector
+from opsrail.connectors._sdk import Connector, HttpPolicy
 from opsrail.model import InvalidInput
 
 # name -> (module, class, needs an HTTP client)
@@ -33,6 +33,17 @@ def build_connectors(configs: Mapping[str, Mapping[str, Any]], client: httpx.Asy
             )
         module_name, class_name, http = CATALOG[name]
         cls = getattr(importlib.import_module(module_name), class_name)
-        connector = cls(config, client) if http else cls(config)
+        if not http:
+            built.append(cls(config))
+            continue
+        tuning = config.get("http")
+        try:
+            policy = HttpPolicy(**tuning) if isinstance(tuning, Mapping) else None
+        except TypeError:
+            raise InvalidInput(
+                f"OPSRAIL_CONNECTORS: {name}.http has an unknown setting",
+                hint="known: " + ", ".join(HttpPolicy.__dataclass_fields__),
+            ) from None
+        connector = cls(config, client, policy=policy)
         built.append(connector)
     return built

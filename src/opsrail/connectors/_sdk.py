@@ -14,6 +14,7 @@ import email.utils
 import logging
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -278,6 +279,30 @@ class HttpTransport:
         )
 
 
+class LoopLocalClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` whose connections belong to the event loop that uses them.
+
+    An async client's connection pool is bound to the loop that opened it; the server and the worker run one loop for
+    their lifetime, but a CLI command or a test runs several one after the other. This client keeps one inner client
+    per loop, so the same connectors work in all of them.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = kwargs
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        loop = asyncio.get_running_loop()
+        inner = self._per_loop.get(loop)
+        if inner is None:
+            inner = httpx.AsyncClient(**self._settings)
+            self._per_loop[loop] = inner
+        return await inner.send(request, **kwargs)
+
+
 # -- credentials ------------------------------------------------------------------------------------------------
 
 
@@ -301,17 +326,28 @@ CallObserver = Callable[[str, CallContext, str, str | None], None]
 """``observer(operation, call, outcome, error)``: told after every call (outcome ``ok``, ``retryable``, ``failed``)."""
 
 
-def bind(operations: Operations, connector: Connector, observer: CallObserver | None = None) -> list[str]:
+DeadLetter = Callable[[str, dict[str, Any], CallContext, str], None]
+"""``dead_letter(operation, params, call, error)``: told when a call failed for good (permanent, or the last try)."""
+
+
+def bind(
+    operations: Operations,
+    connector: Connector,
+    observer: CallObserver | None = None,
+    dead_letter: DeadLetter | None = None,
+) -> list[str]:
     """Register the connector's operations with the engine; returns their full names."""
     names = []
     for spec in connector.operations():
         full = f"{connector.name}.{spec.name}"
-        operations.register(full, _operation(full, spec, observer))
+        operations.register(full, _operation(full, spec, observer, dead_letter))
         names.append(full)
     return names
 
 
-def _operation(full: str, spec: OperationSpec, observer: CallObserver | None) -> Callable[..., Awaitable[Any]]:
+def _operation(
+    full: str, spec: OperationSpec, observer: CallObserver | None, dead_letter: DeadLetter | None
+) -> Callable[..., Awaitable[Any]]:
     async def operation(params: dict[str, Any], call: CallContext) -> Any:
         try:
             arguments = spec.input.model_validate(params)
@@ -327,6 +363,8 @@ def _operation(full: str, spec: OperationSpec, observer: CallObserver | None) ->
         except OperationFailed as exc:
             if observer is not None:
                 observer(full, call, "retryable" if exc.retryable else "failed", str(exc))
+            if dead_letter is not None and (call.final or not exc.retryable):
+                dead_letter(full, params, call, str(exc))
             raise
         if observer is not None:
             observer(full, call, "ok", None)

@@ -22,6 +22,7 @@ class CallContext:
     step_id: str
     attempt: int
     idempotency_key: str
+    final: bool = False  # no retry follows if this attempt fails (its retry policy is used up)
 
 
 class OperationFailed(Exception):

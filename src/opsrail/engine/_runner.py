@@ -254,7 +254,9 @@ class Engine:
             return Completed(item.step_id, item.attempt, ok=False, error=str(exc), retryable=False)
         if command.kind == "call":
             return self._start_child(item, command.params)
-        call = CallContext(item.run_id, item.step_id, item.attempt, command.idempotency_key)
+        step = playbook.step(item.step_id)
+        final = item.attempt >= (step.retry.attempts if step.retry else 1)
+        call = CallContext(item.run_id, item.step_id, item.attempt, command.idempotency_key, final)
         try:
             result = await asyncio.wait_for(
                 self.operations.call(command.kind, command.operation, command.params, call),

@@ -70,7 +70,8 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
     "ledger.read": ("Ledger", "read", "read contracts, subscriptions, invoices, credit memos, projects in the ledger"),
     "ledger.write": ("Ledger", "operate", "create ledger records and act on them (hold, release, post time…)"),
     "ledger.approve": ("Ledger", "decide", "approve credit memos and validate change orders in the ledger"),
-    "connector.read": ("Connector", "read", "list connectors and check their health"),
+    "connector.read": ("Connector", "read", "list connectors, their health and their dead letters"),
+    "connector.replay": ("Connector", "operate", "replay a connector call that failed for good"),
 }
 
 # Attributes a resource type carries in a request; everything else is checked by type and id alone.

@@ -2,6 +2,7 @@
 
 from opsrail.storage._audit import SqlAuditStore
 from opsrail.storage._checkpoint import SqliteCheckpointer
+from opsrail.storage._connector_dead_letters import SqlConnectorDeadLetters
 from opsrail.storage._dead_letters import SqlDeadLetterStore
 from opsrail.storage._decisions import SqlDecisionStore
 from opsrail.storage._engine import create_engine, translate_errors, write_transaction
@@ -18,6 +19,7 @@ from opsrail.storage._tokens import SqlTokenStore
 
 __all__ = [
     "SqlAuditStore",
+    "SqlConnectorDeadLetters",
     "SqlDeadLetterStore",
     "SqlDecisionStore",
     "SqlEventStore",

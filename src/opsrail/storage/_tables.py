@@ -136,6 +136,23 @@ ledger_requests = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
 )
 
+connector_dead_letters = sa.Table(
+    "connector_dead_letters",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("operation", sa.String(128), nullable=False),
+    sa.Column("params", Json, nullable=False),
+    sa.Column("idempotency_key", sa.String(256), nullable=False),
+    sa.Column("run_id", sa.String(40)),
+    sa.Column("step_id", sa.String(64)),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("replayed_at", Timestamp),
+    sa.Column("replayed_by", sa.String(128)),
+    sa.Index("ix_connector_dead_letters_status", "status", "created_at"),
+)
+
 
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands timestamps back naive; everything Opsrail stores is UTC."""
