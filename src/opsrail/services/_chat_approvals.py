@@ -46,10 +46,27 @@ class ChatApprovals:
             )
         principal = self.directory.principal(name, roles, "slack")
         comment = None if click.approve else f"rejected in Slack by {name}"
-        task = self.automation.decide(click.task_id, approve=click.approve, by=principal, comment=comment)
+        task = self.automation.decide(
+            self._task_id(click.task_id), approve=click.approve, by=principal, comment=comment
+        )
         verdict = "approved" if click.approve else "rejected"
         return {
             "response_type": "in_channel",
             "replace_original": False,
             "text": f"{name} {verdict} task {task['id']} ({len(task['decisions'])} of {task['required']} decided)",
         }
+
+    def _task_id(self, value: str) -> str:
+        """A button carries a task id, or a run id when it was posted before the run's approval opened: then it
+        means that run's open task (there must be exactly one)."""
+        try:
+            return str(self.automation.task(value)["id"])
+        except NotFound:
+            pass
+        open_tasks = [t for t in self.automation.tasks(limit=1000) if t["run_id"] == value]
+        if len(open_tasks) != 1:
+            raise NotFound(
+                f"no open task {value!r}" if not open_tasks else f"run {value} has {len(open_tasks)} open tasks",
+                hint="the task was decided already, or the button names a run with several open tasks",
+            )
+        return str(open_tasks[0]["id"])
