@@ -1,0 +1,211 @@
+"""E4: Sev1 escalation end to end. Sev1 incidents are sent over HTTP to ``opsrail up`` (its worker inside); each
+starts a run that routes the incident with the reference decision table, then does five things at once: opens a
+provisional credit memo and a delivery project in the built-in ledger, files a Jira defect, a ServiceNow incident
+and a Slack message on the local fakes (``opsrail dev fakes``, another process, real HTTP); then the run is done.
+
+Figures: completed runs per second when a burst of ``--burst`` incidents is sent as fast as possible, and the
+latency from the event's receipt to the run's end (p50/p99) when incidents arrive at half that rate.
+Usage: python -m bench.e4_sev1 [--burst 300] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+import opsrail.decisions
+from bench._servers import ROOT, _wait, free_port, median
+from opsrail.settings import Settings
+from opsrail.wiring import build
+
+PLAYBOOK = """
+id: sev1-e4
+version: 1
+trigger:
+  events: [com.opsrail.incident.opened]
+  when: "event.data.severity == 1"
+steps:
+  - id: classify
+    decide: incident-router
+    with: {severity: "${ run.input.severity }", topic: "Access", premium_support: true, arr: 120000.0}
+  - id: credit
+    needs: [classify]
+    action: ledger.create_credit_memo
+    with: {account_id: "${ run.input.account_id }", amount: "${ steps.classify.output.credit_exposure }",
+           currency: EUR, reason: "Sev1 ${ run.input.id }", incident_id: "${ run.input.id }"}
+  - id: project
+    needs: [classify]
+    action: ledger.create_project
+    with: {account_id: "${ run.input.account_id }", name: "Sev1 ${ run.input.id } follow-up"}
+  - id: defect
+    needs: [classify]
+    action: jira.create_issue
+    with: {project: ENG, summary: "Sev1 ${ run.input.id }", labels: ["team-${ steps.classify.output.team }"]}
+  - id: itsm
+    needs: [classify]
+    action: servicenow.create_incident
+    with: {short_description: "Sev1 ${ run.input.id }", urgency: 1, impact: 1}
+  - id: chat
+    needs: [classify]
+    action: slack.post_message
+    with: {channel: C0OPS, text: "Sev1 ${ run.input.id } routed to ${ steps.classify.output.team }"}
+"""
+
+
+def event(n: int, tag: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"{tag}-{n}",
+        "source": "monitoring/bench",
+        "type": "com.opsrail.incident.opened",
+        "data": {"id": f"{tag}:INC-{n}", "title": f"Checkout down {n}", "severity": 1, "account_id": f"acct-{n % 50}"},
+    }
+
+
+async def send(url: str, token: str, events: list[dict[str, Any]], rate: float | None) -> None:
+    headers = {"Authorization": f"Bearer {token}", "content-type": "application/cloudevents+json"}
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+        semaphore = asyncio.Semaphore(32)
+        start = time.perf_counter()
+
+        async def one(i: int, body: dict[str, Any]) -> None:
+            if rate:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            async with semaphore:
+                answer = await client.post("/v1/events", content=json.dumps(body))
+                assert answer.status_code in (200, 202), answer.text
+
+        await asyncio.gather(*(one(i, e) for i, e in enumerate(events)))
+
+
+def finished(engine: sa.Engine, tag: str, count: int, timeout: float) -> list[tuple[float, float]]:
+    """(received, finished) times of the runs started by this batch, once all are done."""
+    query = sa.text(
+        "SELECT e.received_at, r.finished_at, r.status FROM runs r JOIN events e ON e.event_id = r.trigger_event_id "
+        "WHERE e.event_id LIKE :tag"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(query, {"tag": f"{tag}-%"}).all()
+        done = [r for r in rows if r.finished_at is not None]
+        if len(done) >= count or time.monotonic() > deadline:
+            bad = [r.status for r in done if r.status != "succeeded"]
+            assert not bad, f"runs did not succeed: {bad[:5]}"
+            assert len(done) == count, f"only {len(done)} of {count} runs finished"
+            return [(_ts(r.received_at), _ts(r.finished_at)) for r in done]
+        time.sleep(0.2)
+
+
+def _ts(value: Any) -> float:
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return float(value.timestamp())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--burst", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ledger-only", action="store_true", help="the five actions on the ledger (no fakes)")
+    args = parser.parse_args()
+    fakes_port, port = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="opsrail-e4-") as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
+        settings_json = subprocess.run(
+            [sys.executable, "-m", "opsrail", "dev", "fakes", "--port", str(fakes_port), "--print-settings"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={**env, "OPSRAIL_HOME": home},
+        ).stdout
+        connectors = json.loads(settings_json)
+        env.update(OPSRAIL_HOME=home, OPSRAIL_LOG_LEVEL="warning", OPSRAIL_CONNECTORS=settings_json.strip())
+        container = build(Settings(home=Path(home), connectors=connectors), migrate=True)
+        _, token = container.tokens.create("operator", "bench")
+        reference = Path(opsrail.decisions.__file__).parent / "reference" / "incident-router.yaml"
+        container.decisions.publish_table(reference, "bench")
+        text = PLAYBOOK
+        if args.ledger_only:
+            for vendor in ("jira.create_issue", "servicenow.create_incident", "slack.post_message"):
+                text = text.replace(f"action: {vendor}", "action: core.set")
+        (Path(home) / "pb.yaml").write_text(text)
+        container.automation.publish(Path(home) / "pb.yaml", "bench")
+        engine = container.engine
+        fakes = subprocess.Popen(
+            [sys.executable, "-m", "opsrail", "dev", "fakes", "--port", str(fakes_port)],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
+        server = subprocess.Popen([sys.executable, "-m", "opsrail", "up", "--port", str(port)], env=env, cwd=ROOT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait(url, server, "/readyz")
+            _wait(f"http://127.0.0.1:{fakes_port}", fakes, "/jira/rest/api/3/myself")
+            asyncio.run(send(url, token, [event(n, "warm") for n in range(20)], None))
+            finished(engine, "warm", 20, 120)
+            throughputs = []
+            for r in range(args.runs):
+                tag = f"burst{r}"
+                asyncio.run(send(url, token, [event(n, tag) for n in range(args.burst)], None))
+                times = finished(engine, tag, args.burst, 600)
+                throughputs.append(args.burst / (max(f for _, f in times) - min(s for s, _ in times)))
+            rate = median(throughputs) / 2
+            count = max(50, int(rate * 20))
+            asyncio.run(send(url, token, [event(n, "steady") for n in range(count)], rate))
+            latencies = sorted(f - s for s, f in finished(engine, "steady", count, 600))
+            print(
+                json.dumps(
+                    {
+                        "bench": "E4",
+                        "metric": "runs_per_s",
+                        "value": round(median(throughputs), 1),
+                        "burst": args.burst,
+                        "runs": args.runs,
+                        "store": "sqlite",
+                    }
+                )
+            )
+            print(
+                json.dumps(
+                    {
+                        "bench": "E4",
+                        "metric": "latency_ms_at_half_load",
+                        "offered_rps": round(rate, 1),
+                        "runs": count,
+                        "p50": round(statistics.median(latencies) * 1000, 1),
+                        "p99": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1),
+                    }
+                )
+            )
+        finally:
+            server.terminate()
+            fakes.terminate()
+            server.wait(10)
+            fakes.wait(10)
+            container.close()
+
+
+if __name__ == "__main__":
+    main()
