@@ -113,6 +113,15 @@ class TimeIn(Model):
     note: str | None = None
 
 
+class InvoiceIn(Model):
+    account_id: str
+    amount_due: Decimal = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    subscription_id: str | None = None
+    billing_start_date: date | None = None
+    number: str | None = None
+
+
 class CloseBilling(Model):
     account_id: str
     reason: str = Field(min_length=1)
@@ -245,6 +254,20 @@ class LedgerConnector(Connector):
                 ledger.create, "time-postings", body, actor="engine", idempotency_key=call.idempotency_key
             )
 
+        async def create_invoice(a: InvoiceIn, call: CallContext) -> Any:
+            return await self._run(
+                ledger.create,
+                "invoices",
+                a.model_dump(mode="json", exclude_none=True),
+                actor="engine",
+                idempotency_key=call.idempotency_key,
+            )
+
+        async def finalize_invoice(a: InvoiceRef, call: CallContext) -> Any:
+            return await self._run(
+                ledger.act, "invoices", a.invoice, "finalize", {}, actor="engine", idempotency_key=call.idempotency_key
+            )
+
         async def close_billing(a: CloseBilling, call: CallContext) -> Any:
             """Offboarding: finalize draft invoices (the final bill), cancel active subscriptions."""
             finalized, canceled = [], []
@@ -278,6 +301,8 @@ class LedgerConnector(Connector):
             OperationSpec(
                 "hold_invoice", "put an invoice on hold (e.g. provisioning slipped)", HoldInvoice, None, hold_invoice
             ),
+            OperationSpec("create_invoice", "a draft invoice (activated at go-live)", InvoiceIn, None, create_invoice),
+            OperationSpec("finalize_invoice", "activate a draft invoice", InvoiceRef, None, finalize_invoice),
             OperationSpec("release_invoice", "release an invoice's hold", InvoiceRef, None, release_invoice),
             OperationSpec(
                 "set_billing_start",

@@ -611,6 +611,12 @@ class _Machine:
             except ExpressionError as exc:
                 self.fail(step, state, f"an approval rule could not be evaluated: {exc}", retryable=False)
                 return
+            try:
+                title = str(render(approval.title, self.context())) if approval.title else None
+            except ExpressionError as exc:
+                self.fail(step, state, f"the approval's title could not be rendered: {exc}", retryable=False)
+                return
+            title = title or f"Approve {step.id} in {self.playbook.id}"
             due = self.now + approval.timeout if approval.timeout else None
             self.set(state, status="waiting", waiting_for="approval", due_at=due)
             requested_by = self.run.input.get("requested_by")
@@ -621,7 +627,7 @@ class _Machine:
                     tuple(roles),
                     count,
                     due,
-                    approval.title or f"Approve {step.id} in {self.playbook.id}",
+                    title,
                     {"run": self.run.view()["run"], "step": step.id, "rule": matched},
                     require=tuple(require),
                     escalate_at=self.now + approval.escalate_after if approval.escalate_after else None,

@@ -409,6 +409,8 @@ def _check_expressions(at: Loc, step: Step, report: _Report) -> None:
     for name, source in step.outputs.items():
         _compile(source, (*at, "outputs", name), report)
     if step.approval is not None:
+        if step.approval.title:
+            _check_templates(step.approval.title, (*at, "approval", "title"), report)
         for i, rule in enumerate(step.approval.rules):
             if rule.when is not None:
                 _compile(rule.when, (*at, "approval", "rules", i, "when"), report)
