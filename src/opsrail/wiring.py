@@ -27,6 +27,7 @@ from opsrail.services import (
     DecisionService,
     DirectoryService,
     IngestionService,
+    KpiService,
     LedgerService,
     OidcVerifier,
     RetentionService,
@@ -43,6 +44,7 @@ from opsrail.storage import (
     SqlGovernanceStore,
     SqlHealth,
     SqliteCheckpointer,
+    SqlKpiStore,
     SqlLedgerStore,
     SqlRetentionStore,
     SqlRunStore,
@@ -99,6 +101,7 @@ class Container:
     ledger: LedgerService
     connectors: ConnectorService
     chat_approvals: ChatApprovals
+    kpis: KpiService
 
     oidc: OidcVerifier | None = None
     checkpointer: SqliteCheckpointer | None = None
@@ -204,6 +207,7 @@ def build(
         ledger=ledger,
         connectors=connectors,
         chat_approvals=chat_approvals,
+        kpis=KpiService(SqlKpiStore(engine), clock),
         oidc=oidc_verifier(settings),
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )

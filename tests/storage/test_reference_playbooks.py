@@ -65,7 +65,7 @@ def test_onboarding_opens_the_project_waits_for_go_live_and_activates_billing(re
     assert [m["name"] for m in project["milestones"]] == ["Provision", "SSO", "Data migration", "Go-live"]
     [invoice] = reference.ledger.list("invoices", "acme")
     assert invoice["status"] == "draft" and invoice["amount_due"] == "48000"
-    done = {"id": "acme:go-live", "name": "Go-live", "account_id": "acme", "status": "done"}
+    done = {"id": "acme:migrate", "name": "Migrate data", "account_id": "acme", "status": "done"}
     send(reference, "implementation_task", "updated", done)
     drain(reference)
     run = run_of(reference, "enterprise-onboarding")

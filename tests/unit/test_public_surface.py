@@ -10,6 +10,8 @@ SURFACE = {
     "opsrail.api": {"create_app"},
     "opsrail.cli": {"app", "main"},
     "opsrail.services": {
+        "KpiService",
+        "KpiStore",
         "ChatApprovals",
         "ConnectorService",
         "COLLECTIONS",

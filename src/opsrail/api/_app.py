@@ -21,6 +21,7 @@ from opsrail.api import (
     _decisions,
     _events,
     _governance,
+    _kpis,
     _ledger,
     _operations,
     _problems,
@@ -109,6 +110,7 @@ def create_app(container: Container) -> FastAPI:
         _governance,
         _ledger,
         _connectors,
+        _kpis,
         _stream,
     ):
         _declare_actions(module.router.routes)

@@ -21,8 +21,10 @@ from opsrail.cli._connectors import connectors_app, dev_app
 from opsrail.cli._database import db_grant_app_role
 from opsrail.cli._decisions import decisions_app, models_app
 from opsrail.cli._governance import delegations_app, policies_app, users_app
+from opsrail.cli._kpis import kpis
 from opsrail.cli._output import emit_json, short_time, table
 from opsrail.cli._serve import serve
+from opsrail.cli._simulate import simulate_command
 from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, json_schema
 from opsrail.services import ROLES, EventQuery
 from opsrail.settings import Settings
@@ -59,6 +61,8 @@ app.add_typer(delegations_app, name="delegations")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(dev_app, name="dev")
 app.command(name="worker")(handled(worker))
+app.command(name="simulate")(handled(simulate_command))
+app.command(name="kpis")(kpis)
 
 
 class LetterStatus(StrEnum):
@@ -74,9 +78,17 @@ def up(
     workers: Annotated[
         int | None, typer.Option(min=1, max=64, help="server processes sharing the port [default: 1]")
     ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="fakes, reference playbooks, demo people and a simulator: the whole loop")
+    ] = False,
 ) -> None:
     """Start the API server (migrating the database first)."""
     settings = Settings()
+    if demo:
+        from opsrail.cli._demo import run
+
+        run(settings, host or settings.host, port or settings.port)
+        return
     serve(settings, host or settings.host, port or settings.port, workers or settings.workers)
 
 

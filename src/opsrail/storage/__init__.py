@@ -9,6 +9,7 @@ from opsrail.storage._engine import create_engine, translate_errors, write_trans
 from opsrail.storage._events import SqlEventStore
 from opsrail.storage._governance import SqlGovernanceStore
 from opsrail.storage._health import SqlHealth
+from opsrail.storage._kpis import SqlKpiStore
 from opsrail.storage._ledger import SqlLedgerStore
 from opsrail.storage._migrate import current_revision, head_revision, upgrade
 from opsrail.storage._retention import SqlRetentionStore
@@ -25,6 +26,7 @@ __all__ = [
     "SqlEventStore",
     "SqlGovernanceStore",
     "SqlHealth",
+    "SqlKpiStore",
     "SqlLedgerStore",
     "SqlRetentionStore",
     "SqlRunStore",

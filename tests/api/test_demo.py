@@ -1,0 +1,69 @@
+"""The demo smoke test: `opsrail up --demo` on a fresh home, in a subprocess, answers within 90 s with runs of the
+reference playbooks, a waiting approval, decision records with confidence, and non-empty KPIs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import free_port
+
+
+@pytest.mark.slow
+def test_the_demo_shows_the_whole_loop_within_90_seconds(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
+    env["OPSRAIL_HOME"] = str(tmp_path)
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "opsrail", "up", "--demo", "--port", str(port)], env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    try:
+        token = None
+        seen: dict[str, Any] = {}
+        while time.monotonic() - started < 90:
+            time.sleep(2)
+            assert process.poll() is None, log.read_text()
+            if token is None:
+                found = re.search(r"OPSRAIL_TOKEN=(\S+)", log.read_text())
+                if not found:
+                    continue
+                token = found.group(1)
+            headers = {"Authorization": f"Bearer {token}"}
+            try:
+                runs = httpx.get(f"{url}/v1/runs", params={"limit": 1000}, headers=headers, timeout=5).json()["items"]
+                tasks = httpx.get(f"{url}/v1/tasks", headers=headers, timeout=5).json()["items"]
+                records = httpx.get(f"{url}/v1/decision-records", headers=headers, timeout=5).json()["items"]
+                kpis = httpx.get(f"{url}/v1/kpis", headers=headers, timeout=5).json()["kpis"]
+            except httpx.TransportError:
+                continue
+            seen = {
+                "playbooks": {r["playbook"] for r in runs},
+                "waiting": len(tasks),
+                "confident": [r for r in records if r.get("confidence") is not None],
+                "touches": kpis["manual_touches"]["value"],
+            }
+            if len(seen["playbooks"]) >= 6 and seen["waiting"] and seen["confident"] and seen["touches"]:
+                break
+        assert len(seen.get("playbooks", ())) >= 6, (seen, log.read_text()[-3000:])
+        assert seen["waiting"] >= 1 and seen["confident"] and seen["touches"] > 0, seen
+        first_screen = log.read_text()
+        assert "Opsrail demo" in first_screen and "Try:" in first_screen
+        assert '"level":"info"' not in first_screen  # the first screen is not buried in logs
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
