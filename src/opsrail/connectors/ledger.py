@@ -9,13 +9,14 @@ escalation, close out billing on offboarding.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
-from opsrail.connectors._sdk import Connector, Model, OperationSpec
+from opsrail.connectors._sdk import Connector, Handler, Model, OperationSpec
 from opsrail.engine import CallContext, OperationFailed
 from opsrail.model import OpsrailError, Unavailable
 
@@ -144,192 +145,175 @@ class LedgerConnector(Connector):
             raise OperationFailed(f"ledger: {exc}", retryable=False) from None
         return result
 
-    def operations(self) -> list[OperationSpec]:
-        ledger = self.ledger
+    def _create(self, collection: str, prepare: Callable[[Any], dict[str, Any]] | None = None) -> Handler:
+        """A handler that creates a record from the operation's input."""
 
-        async def hold_invoice(a: HoldInvoice, call: CallContext) -> Any:
+        async def handler(arguments: Any, call: CallContext) -> Any:
+            body = prepare(arguments) if prepare else arguments.model_dump(mode="json", exclude_none=True)
             return await self._run(
-                ledger.act,
-                "invoices",
-                a.invoice,
-                "hold",
-                {"reason": a.reason},
-                actor="engine",
-                idempotency_key=call.idempotency_key,
+                self.ledger.create, collection, body, actor="engine", idempotency_key=call.idempotency_key
             )
 
-        async def release_invoice(a: InvoiceRef, call: CallContext) -> Any:
-            return await self._run(
-                ledger.act, "invoices", a.invoice, "release", {}, actor="engine", idempotency_key=call.idempotency_key
-            )
+        return handler
 
-        async def set_billing_start(a: BillingStart, call: CallContext) -> Any:
-            collection, target = ("invoices", a.invoice) if a.invoice else ("subscriptions", a.subscription)
-            if target is None:
-                raise OperationFailed("ledger.set_billing_start: give an invoice or a subscription", retryable=False)
+    def _act(
+        self, collection: str, target: Callable[[Any], str | None], action: str, params: Callable[[Any], dict[str, Any]]
+    ) -> Handler:
+        """A handler that takes a named action on the record ``target(arguments)`` names."""
+
+        async def handler(arguments: Any, call: CallContext) -> Any:
+            record = target(arguments)
+            if record is None:
+                raise OperationFailed(f"ledger: {action} needs the record to act on", retryable=False)
             return await self._run(
-                ledger.act,
+                self.ledger.act,
                 collection,
-                target,
-                "set-billing-start",
-                {"date": a.date.isoformat()},
+                record,
+                action,
+                params(arguments),
                 actor="engine",
                 idempotency_key=call.idempotency_key,
             )
 
-        async def create_credit_memo(a: CreditMemo, call: CallContext) -> Any:
-            body = a.model_dump(mode="json", exclude_none=True)
-            body["status"] = "provisional"
-            return await self._run(
-                ledger.create, "credit-memos", body, actor="engine", idempotency_key=call.idempotency_key
-            )
+        return handler
 
-        async def approve_credit_memo(a: CreditMemoRef, call: CallContext) -> Any:
-            return await self._run(
-                ledger.act,
-                "credit-memos",
-                a.credit_memo,
-                "approve",
-                {"by": a.by or "approval step"},
-                actor="engine",
-                idempotency_key=call.idempotency_key,
-            )
+    async def _set_billing_start(self, a: BillingStart, call: CallContext) -> Any:
+        collection, target = ("invoices", a.invoice) if a.invoice else ("subscriptions", a.subscription)
+        if target is None:
+            raise OperationFailed("ledger.set_billing_start: give an invoice or a subscription", retryable=False)
+        return await self._act(
+            collection, lambda _: target, "set-billing-start", lambda x: {"date": x.date.isoformat()}
+        )(a, call)
 
-        async def void_credit_memo(a: CreditMemoRef, call: CallContext) -> Any:
-            return await self._run(
-                ledger.act,
-                "credit-memos",
-                a.credit_memo,
-                "void",
-                {"reason": a.reason or "voided by playbook"},
-                actor="engine",
-                idempotency_key=call.idempotency_key,
-            )
+    async def _close_billing(self, a: CloseBilling, call: CallContext) -> Any:
+        """Offboarding: finalize draft invoices (the final bill), cancel active subscriptions."""
+        finalized, canceled = [], []
+        for invoice in await asyncio.to_thread(self.ledger.list, "invoices", a.account_id, 1000):
+            if invoice.get("status") == "draft":
+                await self._run(
+                    self.ledger.act,
+                    "invoices",
+                    invoice["id"],
+                    "finalize",
+                    {},
+                    actor="engine",
+                    idempotency_key=f"{call.idempotency_key}:finalize:{invoice['id']}",
+                )
+                finalized.append(invoice["id"])
+        for subscription in await asyncio.to_thread(self.ledger.list, "subscriptions", a.account_id, 1000):
+            if subscription.get("status") != "canceled":
+                await self._run(
+                    self.ledger.act,
+                    "subscriptions",
+                    subscription["id"],
+                    "cancel",
+                    {},
+                    actor="engine",
+                    idempotency_key=f"{call.idempotency_key}:cancel:{subscription['id']}",
+                )
+                canceled.append(subscription["id"])
+        return {"account_id": a.account_id, "finalized_invoices": finalized, "canceled_subscriptions": canceled}
 
-        async def create_change_order(a: ChangeOrderIn, call: CallContext) -> Any:
-            return await self._run(
-                ledger.create,
-                "change-orders",
-                a.model_dump(mode="json", exclude_none=True),
-                actor="engine",
-                idempotency_key=call.idempotency_key,
-            )
+    def operations(self) -> list[OperationSpec]:
+        def provisional(a: CreditMemo) -> dict[str, Any]:
+            return {**a.model_dump(mode="json", exclude_none=True), "status": "provisional"}
 
-        async def validate_change_order(a: ChangeOrderRef, call: CallContext) -> Any:
-            return await self._run(
-                ledger.act,
-                "change-orders",
-                a.change_order,
-                "validate",
-                {"by": a.by},
-                actor="engine",
-                idempotency_key=call.idempotency_key,
-            )
+        def dated(a: TimeIn) -> dict[str, Any]:
+            return {"posted_on": date.today().isoformat(), **a.model_dump(mode="json", exclude_none=True)}
 
-        async def create_project(a: ProjectIn, call: CallContext) -> Any:
-            return await self._run(
-                ledger.create,
-                "projects",
-                a.model_dump(mode="json", exclude_none=True),
-                actor="engine",
-                idempotency_key=call.idempotency_key,
-            )
+        def milestone(a: MilestoneUpdate) -> dict[str, Any]:
+            return a.model_dump(mode="json", exclude_none=True, exclude={"project"})
 
-        async def update_milestone(a: MilestoneUpdate, call: CallContext) -> Any:
-            params = a.model_dump(mode="json", exclude_none=True, exclude={"project"})
-            return await self._run(
-                ledger.act,
-                "projects",
-                a.project,
-                "update-milestone",
-                params,
-                actor="engine",
-                idempotency_key=call.idempotency_key,
-            )
+        def nothing(_: Any) -> dict[str, Any]:
+            return {}
 
-        async def post_time(a: TimeIn, call: CallContext) -> Any:
-            body = a.model_dump(mode="json", exclude_none=True)
-            body.setdefault("posted_on", date.today().isoformat())
-            return await self._run(
-                ledger.create, "time-postings", body, actor="engine", idempotency_key=call.idempotency_key
-            )
-
-        async def create_invoice(a: InvoiceIn, call: CallContext) -> Any:
-            return await self._run(
-                ledger.create,
-                "invoices",
-                a.model_dump(mode="json", exclude_none=True),
-                actor="engine",
-                idempotency_key=call.idempotency_key,
-            )
-
-        async def finalize_invoice(a: InvoiceRef, call: CallContext) -> Any:
-            return await self._run(
-                ledger.act, "invoices", a.invoice, "finalize", {}, actor="engine", idempotency_key=call.idempotency_key
-            )
-
-        async def close_billing(a: CloseBilling, call: CallContext) -> Any:
-            """Offboarding: finalize draft invoices (the final bill), cancel active subscriptions."""
-            finalized, canceled = [], []
-            for invoice in await asyncio.to_thread(ledger.list, "invoices", a.account_id, 1000):
-                if invoice.get("status") == "draft":
-                    await self._run(
-                        ledger.act,
-                        "invoices",
-                        invoice["id"],
-                        "finalize",
-                        {},
-                        actor="engine",
-                        idempotency_key=f"{call.idempotency_key}:finalize:{invoice['id']}",
-                    )
-                    finalized.append(invoice["id"])
-            for subscription in await asyncio.to_thread(ledger.list, "subscriptions", a.account_id, 1000):
-                if subscription.get("status") not in ("canceled",):
-                    await self._run(
-                        ledger.act,
-                        "subscriptions",
-                        subscription["id"],
-                        "cancel",
-                        {},
-                        actor="engine",
-                        idempotency_key=f"{call.idempotency_key}:cancel:{subscription['id']}",
-                    )
-                    canceled.append(subscription["id"])
-            return {"account_id": a.account_id, "finalized_invoices": finalized, "canceled_subscriptions": canceled}
-
+        spec = OperationSpec
         return [
-            OperationSpec(
-                "hold_invoice", "put an invoice on hold (e.g. provisioning slipped)", HoldInvoice, None, hold_invoice
+            spec(
+                "hold_invoice",
+                "put an invoice on hold (e.g. provisioning slipped)",
+                HoldInvoice,
+                None,
+                self._act("invoices", lambda a: a.invoice, "hold", lambda a: {"reason": a.reason}),
             ),
-            OperationSpec("create_invoice", "a draft invoice (activated at go-live)", InvoiceIn, None, create_invoice),
-            OperationSpec("finalize_invoice", "activate a draft invoice", InvoiceRef, None, finalize_invoice),
-            OperationSpec("release_invoice", "release an invoice's hold", InvoiceRef, None, release_invoice),
-            OperationSpec(
+            spec("create_invoice", "a draft invoice (activated at go-live)", InvoiceIn, None, self._create("invoices")),
+            spec(
+                "finalize_invoice",
+                "activate a draft invoice",
+                InvoiceRef,
+                None,
+                self._act("invoices", lambda a: a.invoice, "finalize", nothing),
+            ),
+            spec(
+                "release_invoice",
+                "release an invoice's hold",
+                InvoiceRef,
+                None,
+                self._act("invoices", lambda a: a.invoice, "release", nothing),
+            ),
+            spec(
                 "set_billing_start",
                 "set the billing start date of an invoice or subscription",
                 BillingStart,
                 None,
-                set_billing_start,
+                self._set_billing_start,
             ),
-            OperationSpec("create_credit_memo", "open a provisional credit memo", CreditMemo, None, create_credit_memo),
-            OperationSpec(
-                "approve_credit_memo", "approve a provisional credit memo", CreditMemoRef, None, approve_credit_memo
+            spec(
+                "create_credit_memo",
+                "open a provisional credit memo",
+                CreditMemo,
+                None,
+                self._create("credit-memos", provisional),
             ),
-            OperationSpec("void_credit_memo", "void a credit memo", CreditMemoRef, None, void_credit_memo),
-            OperationSpec(
+            spec(
+                "approve_credit_memo",
+                "approve a provisional credit memo",
+                CreditMemoRef,
+                None,
+                self._act(
+                    "credit-memos", lambda a: a.credit_memo, "approve", lambda a: {"by": a.by or "approval step"}
+                ),
+            ),
+            spec(
+                "void_credit_memo",
+                "void a credit memo",
+                CreditMemoRef,
+                None,
+                self._act(
+                    "credit-memos",
+                    lambda a: a.credit_memo,
+                    "void",
+                    lambda a: {"reason": a.reason or "voided by playbook"},
+                ),
+            ),
+            spec(
                 "create_change_order",
                 "raise a change order for finance validation",
                 ChangeOrderIn,
                 None,
-                create_change_order,
+                self._create("change-orders"),
             ),
-            OperationSpec(
-                "validate_change_order", "finance validates a change order", ChangeOrderRef, None, validate_change_order
+            spec(
+                "validate_change_order",
+                "finance validates a change order",
+                ChangeOrderRef,
+                None,
+                self._act("change-orders", lambda a: a.change_order, "validate", lambda a: {"by": a.by}),
             ),
-            OperationSpec("create_project", "a delivery project with milestones", ProjectIn, None, create_project),
-            OperationSpec("update_milestone", "update a project milestone", MilestoneUpdate, None, update_milestone),
-            OperationSpec("post_time", "post time on a project", TimeIn, None, post_time),
-            OperationSpec(
-                "close_billing", "offboarding: final bill, cancel subscriptions", CloseBilling, None, close_billing
+            spec("create_project", "a delivery project with milestones", ProjectIn, None, self._create("projects")),
+            spec(
+                "update_milestone",
+                "update a project milestone",
+                MilestoneUpdate,
+                None,
+                self._act("projects", lambda a: a.project, "update-milestone", milestone),
+            ),
+            spec("post_time", "post time on a project", TimeIn, None, self._create("time-postings", dated)),
+            spec(
+                "close_billing",
+                "offboarding: final bill, cancel subscriptions",
+                CloseBilling,
+                None,
+                self._close_billing,
             ),
         ]
