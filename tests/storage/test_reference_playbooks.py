@@ -138,3 +138,20 @@ def test_a_clean_invoice_is_approved_by_policy_and_a_duplicate_vendor_goes_to_fi
     drain(reference)
     failed = [r for r in reference.automation.runs(playbook_id="invoice-exception") if r["status"] == "failed"]
     assert len(failed) == 1
+
+
+def test_a_late_go_live_asks_delivery_and_finance_what_to_do(reference: Container, clock: Any) -> None:
+    order = {"id": "acme:SO-2", "account_id": "acme", "status": "signed", "total": "9000", "currency": "EUR"}
+    send(reference, "order", "signed", order, "late")
+    drain(reference)
+    clock.advance(days=11)
+    drain(reference)
+    run = run_of(reference, "enterprise-onboarding")
+    assert steps(run)["provisioned"] == "failed" and steps(run)["delay-review"] == "waiting"
+    [task] = reference.automation.tasks()
+    assert task["required"] == 2 and task["require"] == ["finance_controller"]
+    assert "acme is late" in task["title"]
+    reference.automation.decide(task["id"], approve=True, by="ann", comment="absorb under the onboarding terms")
+    reference.automation.decide(task["id"], approve=True, by="fiona", comment="agreed")
+    drain(reference)
+    assert steps(run_of(reference, "enterprise-onboarding"))["delay-review"] == "succeeded"
