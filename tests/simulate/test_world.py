@@ -26,6 +26,7 @@ TYPES = {
     "com.opsrail.order.signed",
     "com.opsrail.implementation_task.updated",
     "com.opsrail.invoice.created",
+    "com.opsrail.invoice.received",
     "com.opsrail.incident.opened",
     "com.opsrail.incident.resolved",
     "com.opsrail.quote.submitted",
@@ -73,6 +74,8 @@ def test_the_stories_hang_together() -> None:
         elif kind == "account":
             assert data["id"] in accounts
             offboarded.add(data["id"])
+        elif kind == "invoice" and verb == "received":
+            assert data["attributes"]["vendor"]  # a supplier's invoice to accounts payable: no customer account
         elif kind == "invoice":
             assert data["account_id"] in accounts
             invoices.add(data["id"])

@@ -64,6 +64,7 @@ SOURCES: dict[str, str] = {
     "billing": "urn:opsrail:simulate:billing",
     "itsm": "urn:opsrail:simulate:itsm",
     "psa": "urn:opsrail:simulate:psa",
+    "erp": "urn:opsrail:simulate:erp",
 }
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -295,6 +296,7 @@ STORIES: dict[str, float] = {
     "renewal_invoice": 0.12,
     "specialist_escalation": 0.04,
     "offboarding": 0.006,
+    "supplier_invoice": 0.05,
 }
 
 
@@ -770,6 +772,27 @@ class World:
         invoice = self._invoice(account, account.arr / periods, draft=False, billing_start=None)
         invoice["attributes"] = {"kind": "renewal", "periods_per_year": periods}
         return self._event("invoice", "created", "billing", invoice)
+
+    def _story_supplier_invoice(self) -> dict[str, Any] | None:
+        """A supplier's invoice to accounts payable: mostly matching its purchase order, sometimes not."""
+        rng = self.rng
+        amount = round(rng.lognormvariate(7.5, 1.0), 2)
+        kind = rng.choices(("matched", "no_po", "over_po", "new_vendor", "duplicate"), weights=(70, 8, 10, 7, 5))[0]
+        po_amount = 0.0 if kind == "no_po" else (round(amount / 1.2, 2) if kind == "over_po" else amount)
+        invoice = {
+            "id": self._id("ap", "SINV", 6),
+            "status": "open",
+            "amount_due": self._money(amount),
+            "currency": "EUR",
+            "due_date": self._day(30),
+            "attributes": {
+                "vendor": rng.choice(("Acme Supplies", "Northwind Hosting", "Contoso Print", "Globex Travel")),
+                "po_amount": po_amount,
+                "new_vendor": kind == "new_vendor",
+                "duplicate_suspect": kind == "duplicate",
+            },
+        }
+        return self._event("invoice", "received", "erp", invoice)
 
     def _story_offboarding(self) -> dict[str, Any] | None:
         active = [a for a in self.accounts if a.status == "active"]
