@@ -23,7 +23,7 @@ import numpy as np
 
 from opsrail.knowledge import Document, KnowledgeIndex
 
-TICKETS = Path("/work/shared/data/it_tickets/tickets_train.csv.gz")
+TICKETS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
 
 
 def load(path: Path) -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ def ratio(value: float | None, peer: float | None) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--runs", type=int, default=5, help="XES import repetitions (median)")
     args = parser.parse_args()
     helpdesk = args.data / "helpdesk" / "helpdesk_tax2017.csv.gz"

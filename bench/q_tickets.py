@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 from opsrail.ml._metrics import summary
 from opsrail.ml._text import fit_text_classifier, read_labelled_csv, train_text_classifier
 
-DATA = Path("/work/shared/data/it_tickets/tickets_train.csv.gz")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
 
 
 def emit(bench: str, metric: str, value: float, **extra: object) -> None:

@@ -13,7 +13,12 @@ import pytest
 
 from opsrail.knowledge import REFERENCE_DIR, Document, KnowledgeIndex, load_markdown_folder, reference_folder, tokenize
 
-TICKETS = Path(os.environ.get("OPSRAIL_TICKETS_CSV", "/work/shared/data/it_tickets/tickets_train.csv.gz"))
+TICKETS = Path(
+    os.environ.get(
+        "OPSRAIL_TICKETS_CSV",
+        str(Path(__file__).resolve().parents[2].parent / "shared/data/it_tickets/tickets_train.csv.gz"),
+    )
+)
 
 
 @pytest.fixture(scope="module")

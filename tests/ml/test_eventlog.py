@@ -18,7 +18,7 @@ from opsrail.ml._eventlog import (
 )
 from opsrail.ml._splits import inner_split, split_log
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # ../shared beside the repository
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared real data is not available")
 
 

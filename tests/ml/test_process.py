@@ -22,7 +22,7 @@ from opsrail.ml._remaining_time import RemainingTimeModel, train_remaining_time
 from opsrail.ml._sla_breach import SlaBreachModel, SlaTarget, train_sla_breach
 from opsrail.ml._types import TrainedModel
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # ../shared beside the repository
 HELPDESK = DATA / "helpdesk" / "helpdesk_tax2017.csv.gz"
 pytestmark = pytest.mark.skipif(not HELPDESK.exists(), reason="shared real data is not available")
 DAY = 86_400.0

@@ -14,7 +14,7 @@ import pytest
 from opsrail.ml._text import TextClassifier, TrainingDataError, train_text_classifier
 from opsrail.ml._types import Prediction, TrainedModel
 
-TICKETS = Path("/work/shared/data/it_tickets/tickets_train.csv.gz")
+TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
 pytestmark = pytest.mark.skipif(not TICKETS.exists(), reason="ticket data not present")
 
 
