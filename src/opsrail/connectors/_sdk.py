@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -301,6 +302,33 @@ class LoopLocalClient(httpx.AsyncClient):
             inner = httpx.AsyncClient(**self._settings)
             self._per_loop[loop] = inner
         return await inner.send(request, **kwargs)
+
+
+# -- settings ---------------------------------------------------------------------------------------------------
+
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def cleartext_url(url: str) -> bool:
+    """True for a plain-http URL to anywhere but this machine: credentials must not travel that way."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname not in LOOPBACK
+
+
+def settings_problem(connector: str, base_url: str, required: Mapping[str, str], example: str) -> str | None:
+    """What makes a connector's settings unusable (missing values, a base URL that is not https), or None.
+
+    ``required`` maps each setting's name, as the user would write it, to its value.
+    """
+    missing = [name for name, value in (("base_url", base_url), *required.items()) if not value]
+    if missing:
+        return f"{connector}: missing settings: {', '.join(missing)}"
+    address = urlsplit(base_url)
+    if address.scheme not in ("https", "http") or not address.hostname:
+        return f"{connector}: base_url must be an https URL such as {example}"
+    if cleartext_url(base_url):
+        return f"{connector}: base_url must use https (plain http only for localhost)"
+    return None
 
 
 # -- credentials ------------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -68,6 +68,7 @@ from opsrail.connectors._sdk import (
     OperationSpec,
     default_error,
     secret,
+    settings_problem,
 )
 from opsrail.engine import CallContext, OperationFailed
 
@@ -214,26 +215,6 @@ def frappe_error(response: httpx.Response) -> str:
 # -- the connector --------------------------------------------------------------------------------------------
 
 
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def _config_problem(base_url: str, api_key: str, api_secret: str) -> str | None:
-    missing = [
-        name
-        for name, value in (("base_url", base_url), ("api_key", api_key), ("api_secret or api_secret_file", api_secret))
-        if not value
-    ]
-    if missing:
-        return f"erpnext: missing settings: {', '.join(missing)}"
-    address = urlsplit(base_url)
-    if address.scheme not in ("https", "http") or not address.hostname:
-        return "erpnext: base_url must be an https URL such as https://erp.example.com"
-    if address.scheme == "http" and address.hostname not in _LOOPBACK:
-        # The token goes with every request: never in clear text beyond this machine.
-        return "erpnext: base_url must use https (plain http only for localhost)"
-    return None
-
-
 def _marker(key: str) -> str:
     return f"[opsrail:{key}]"
 
@@ -259,7 +240,12 @@ class ERPNextConnector(Connector):
             api_secret = secret(config, "api_secret", self.name) or ""
         except OperationFailed as exc:
             api_key, api_secret, self.problem = "", "", str(exc)
-        self.problem = self.problem or _config_problem(base_url, api_key, api_secret)
+        self.problem = self.problem or settings_problem(
+            self.name,
+            base_url,
+            {"api_key": api_key, "api_secret or api_secret_file": api_secret},
+            "https://erp.example.com",
+        )
         try:
             self.timezone = ZoneInfo(str(config.get("timezone") or "UTC"))
         except (ZoneInfoNotFoundError, ValueError):

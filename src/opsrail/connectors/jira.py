@@ -40,6 +40,7 @@ from opsrail.connectors._sdk import (
     OperationSpec,
     default_error,
     secret,
+    settings_problem,
 )
 from opsrail.engine import CallContext, OperationFailed
 
@@ -52,7 +53,6 @@ SEARCH_PAGE = 100
 SEARCH_MAX_PAGES = 20
 _ISSUE_REF = r"^(?:[A-Za-z][A-Za-z0-9_]*-[0-9]+|[0-9]+)$"
 _MANAGED_FIELDS = frozenset({"project", "issuetype", "summary", "description", "labels", "priority"})
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 T = TypeVar("T")
 
@@ -221,7 +221,12 @@ class JiraConnector(Connector):
             token = secret(config, "api_token", self.name) or ""
         except OperationFailed as exc:
             token, self.problem = "", str(exc)
-        self.problem = self.problem or _config_problem(base_url, email, token)
+        self.problem = self.problem or settings_problem(
+            self.name,
+            base_url,
+            {"email": email, "api_token or api_token_file": token},
+            "https://your-site.atlassian.net",
+        )
         if self.problem is not None:
             base_url = "https://jira.invalid"
         self.base_url = base_url
@@ -445,23 +450,6 @@ class JiraConnector(Connector):
 
     def _browse(self, issue_key: str) -> str:
         return f"{self.base_url}/browse/{issue_key}"
-
-
-def _config_problem(base_url: str, email: str, token: str) -> str | None:
-    missing = [
-        name
-        for name, value in (("base_url", base_url), ("email", email), ("api_token or api_token_file", token))
-        if not value
-    ]
-    if missing:
-        return f"jira: missing settings: {', '.join(missing)}"
-    address = urlsplit(base_url)
-    if address.scheme not in ("https", "http") or not address.hostname:
-        return "jira: base_url must be an https URL such as https://your-site.atlassian.net"
-    if address.scheme == "http" and address.hostname not in _LOOPBACK:
-        # Basic auth sends the token in every request: never in clear text beyond this machine.
-        return "jira: base_url must use https"
-    return None
 
 
 def _object(response: httpx.Response, what: str) -> dict[str, Any]:

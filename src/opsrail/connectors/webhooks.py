@@ -43,13 +43,21 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import Field
 
-from opsrail.connectors._sdk import Connector, ConnectorError, HttpPolicy, HttpTransport, Model, OperationSpec, secret
+from opsrail.connectors._sdk import (
+    Connector,
+    ConnectorError,
+    HttpPolicy,
+    HttpTransport,
+    Model,
+    OperationSpec,
+    cleartext_url,
+    secret,
+)
 from opsrail.engine import CallContext, OperationFailed
 
 DELIVERY_HEADER = "Opsrail-Delivery"
 SIGNATURE_HEADER = "Opsrail-Signature"
 MAX_BODY_BYTES = 512 * 1024
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class WebhookPost(Model):
@@ -175,7 +183,7 @@ class WebhookConnector(Connector):
             raise OperationFailed(
                 f"webhook: endpoint {name!r} needs an https url without credentials or fragment", retryable=False
             )
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        if cleartext_url(parts.geturl()):
             raise OperationFailed(
                 f"webhook: endpoint {name!r} must use https (plain http only for localhost)", retryable=False
             )
