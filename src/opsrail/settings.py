@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64, description="API server processes sharing the port")
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="mark console cookies Secure even when requests arrive over plain HTTP (behind a TLS proxy)",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="largest request body accepted")
     ingest_batch_limit: int = Field(default=10_000, ge=1, description="most events in one batch request")
     lease_seconds: float = Field(default=30.0, gt=0.5, le=3600, description="how long a worker holds a claimed step")

@@ -31,6 +31,7 @@ from opsrail.services import (
     LedgerService,
     OidcVerifier,
     RetentionService,
+    SessionService,
     TokenService,
     escalation_alert,
 )
@@ -47,7 +48,9 @@ from opsrail.storage import (
     SqlKpiStore,
     SqlLedgerStore,
     SqlRetentionStore,
+    SqlRunQueries,
     SqlRunStore,
+    SqlSessionStore,
     SqlTokenStore,
     application_role_report,
     create_engine,
@@ -102,6 +105,8 @@ class Container:
     connectors: ConnectorService
     chat_approvals: ChatApprovals
     kpis: KpiService
+    sessions: SessionService
+    run_queries: SqlRunQueries
 
     oidc: OidcVerifier | None = None
     checkpointer: SqliteCheckpointer | None = None
@@ -189,7 +194,8 @@ def build(
     chat_approvals = ChatApprovals(
         connectors.connectors, automation, directory, settings.connectors.get("slack", {}).get("users")
     )
-    for service in (automation, decisions, tokens, retention, authorization, directory, ledger, connectors):
+    sessions = SessionService(SqlSessionStore(engine), SqlGovernanceStore(engine), directory, tokens)
+    for service in (automation, decisions, tokens, retention, authorization, directory, ledger, connectors, sessions):
         service.audit = audit
     return Container(
         settings=settings,
@@ -208,6 +214,8 @@ def build(
         connectors=connectors,
         chat_approvals=chat_approvals,
         kpis=KpiService(SqlKpiStore(engine), clock),
+        sessions=sessions,
+        run_queries=SqlRunQueries(engine),
         oidc=oidc_verifier(settings),
         checkpointer=SqliteCheckpointer(database) if settings.is_sqlite and database else None,
     )

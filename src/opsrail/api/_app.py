@@ -31,6 +31,7 @@ from opsrail.api import (
 )
 from opsrail.api._bodies import BodyLimitMiddleware
 from opsrail.api._metrics import LatencyMiddleware, Metrics
+from opsrail.web import mount_console
 from opsrail.wiring import Container, DatabaseError, translate_errors
 
 log = logging.getLogger("opsrail.api")
@@ -115,6 +116,7 @@ def create_app(container: Container) -> FastAPI:
     ):
         _declare_actions(module.router.routes)
         app.include_router(module.router)
+    mount_console(app)
     app.add_middleware(BodyLimitMiddleware, limit=container.settings.max_body_bytes)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app

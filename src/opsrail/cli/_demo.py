@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -55,6 +56,7 @@ TOPIC_POLICY = "decisions:\n  incident-topic: {min_confidence: 0.55, review: {ro
 class Demo:
     settings: Settings
     tokens: dict[str, str] = field(default_factory=dict)
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     fakes_url: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -100,6 +102,8 @@ def prepare(settings: Settings) -> tuple[Demo, Container]:
     container = build(demo.settings, migrate=True)
     for name, role in PEOPLE.items():
         container.directory.put_user(name, [role], "demo")
+        if not name.startswith("sim-"):
+            container.sessions.set_password(name, demo.password, "demo")
     for table in sorted(TABLES.glob("*.yaml")):
         _quietly(lambda t=table: container.decisions.publish_table(t, "demo"))
     sample = _sample()
@@ -145,6 +149,8 @@ def first_screen(demo: Demo, url: str) -> str:
     lines = [
         "",
         "Opsrail demo",
+        f"  Console        {url}/   sign in as fiona (finance controller), olive (operator) or aude (auditor)",
+        f"                 password {demo.password}   (the same for the demo's people; printed once)",
         f"  API            {url}   (OpenAPI: {url}/docs)",
         f"  home           {demo.settings.home}",
         f"  vendor fakes   {demo.fakes_url or 'OPSRAIL_CONNECTORS (real systems)'}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,11 @@ from opsrail.cli._output import emit_json, fail, plain, short_time, table
 from opsrail.governance import ACTIONS, GROUPS, Principal, Resource, schema_text
 from opsrail.model import InvalidInput
 from opsrail.services import AuthorizationService
+
+PasswordFile = Annotated[
+    Path | None, typer.Option("--password-file", help="a file whose first line is the console password")
+]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="read the console password from stdin")]
 
 policies_app = typer.Typer(help="Who may do what: Cedar authorization policies.", no_args_is_help=True)
 users_app = typer.Typer(help="People and their roles.", no_args_is_help=True)
@@ -152,16 +158,49 @@ def policies_check(
 def users_create(
     name: str,
     role: Annotated[list[str], typer.Option("--role", help="a role (repeat for several)")],
+    password_file: PasswordFile = None,
+    password_stdin: PasswordStdin = False,
     actor: Actor = None,
     json: JsonFlag = False,
 ) -> None:
-    """Add a person with their roles, or replace the roles of an existing one."""
+    """Add a person with their roles, or replace the roles of an existing one; optionally set their console
+    password (from a file or standard input, never from the command line)."""
+    password = _password(password_file, password_stdin)
     with opened(action="user.manage", actor=actor) as container:
         user = container.directory.put_user(name, role, actor or getpass.getuser())
+        if password is not None:
+            container.sessions.set_password(name, password, actor or getpass.getuser())
+            user = {**user, "has_password": True}
     if json:
         emit_json(plain(user))
     else:
         typer.echo(f"{user['name']}: {', '.join(user['roles'])}")
+
+
+@users_app.command("set-password")
+@handled
+def users_set_password(
+    name: str, password_file: PasswordFile = None, password_stdin: PasswordStdin = False, actor: Actor = None
+) -> None:
+    """Set a person's console password (argon2id); their open console sessions end."""
+    password = _password(password_file, password_stdin)
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with opened(action="user.manage", actor=actor) as container:
+        container.sessions.set_password(name, password, actor or getpass.getuser())
+    typer.echo(f"password set for {name}")
+
+
+def _password(path: Path | None, stdin: bool) -> str | None:
+    if path is not None and stdin:
+        raise InvalidInput("give --password-file or --password-stdin, not both")
+    if path is not None:
+        if not path.is_file():
+            raise InvalidInput(f"no such file: {path}", hint="give the path of a file holding the password")
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    if stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return None
 
 
 @users_app.command("list")

@@ -17,10 +17,13 @@ from opsrail.services._ledger import COLLECTIONS, LedgerService, LedgerStore
 from opsrail.services._oidc import OidcIdentity, OidcVerifier
 from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
 from opsrail.services._retention import RETAINED_KINDS, RetentionService, RetentionStore
+from opsrail.services._sessions import MIN_PASSWORD, SESSION_HOURS, Session, SessionService
 from opsrail.services._tokens import TokenService, hash_token
 
 __all__ = [
     "COLLECTIONS",
+    "MIN_PASSWORD",
+    "SESSION_HOURS",
     "RETAINED_KINDS",
     "ROLES",
     "Alert",
@@ -57,6 +60,8 @@ __all__ = [
     "PolicyStore",
     "RetentionService",
     "RetentionStore",
+    "Session",
+    "SessionService",
     "TokenService",
     "TokenStore",
     "assemble_batch",

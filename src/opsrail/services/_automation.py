@@ -71,8 +71,11 @@ class AutomationService:
         return load_playbook(_read(path), str(path))
 
     def publish(self, path: Path, by: str | None = None) -> Playbook:
-        document = _read(path)
-        playbook = load_playbook(document, str(path))
+        return self.publish_text(_read(path), str(path), by)
+
+    def publish_text(self, document: str, filename: str, by: str | None = None) -> Playbook:
+        """Validate and publish a playbook's YAML; each problem names ``filename``:line:column."""
+        playbook = load_playbook(document, filename)
         unknown = [
             FieldError(f"$.steps[{i}].sla.calendar", f"no calendar named {step.sla.calendar!r}", "unknown_calendar")
             for i, step in enumerate(playbook.steps)
@@ -80,16 +83,16 @@ class AutomationService:
         ]
         if unknown:
             raise InvalidInput(
-                f"{path} names calendars that are not configured",
+                f"{filename} names calendars that are not configured",
                 hint=f"known: {', '.join(self.engine.calendars.names())}; add others with OPSRAIL_CALENDARS",
                 errors=unknown,
             )
-        if not self.store.publish(playbook, document, str(path), by, self.clock.now()):
+        if not self.store.publish(playbook, document, filename, by, self.clock.now()):
             raise Conflict(
                 f"{playbook.id} version {playbook.version} is published already with other content",
                 hint="published versions never change: raise `version` in the file",
             )
-        self.audit(by, "playbook.published", f"{playbook.id}@{playbook.version}", {"file": str(path)})
+        self.audit(by, "playbook.published", f"{playbook.id}@{playbook.version}", {"file": filename})
         return playbook
 
     def activate(self, playbook_id: str, version: int, canary_percent: int | None = None) -> None:

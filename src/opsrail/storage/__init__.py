@@ -14,11 +14,15 @@ from opsrail.storage._ledger import SqlLedgerStore
 from opsrail.storage._migrate import current_revision, head_revision, upgrade
 from opsrail.storage._retention import SqlRetentionStore
 from opsrail.storage._roles import application_role_report, grant_application_role
+from opsrail.storage._run_queries import EXPRESSION_INDEXES, SLA_STATES, SqlRunQueries
 from opsrail.storage._runs import SqlRunStore
+from opsrail.storage._sessions import SqlSessionStore
 from opsrail.storage._tables import metadata
 from opsrail.storage._tokens import SqlTokenStore
 
 __all__ = [
+    "EXPRESSION_INDEXES",
+    "SLA_STATES",
     "SqlAuditStore",
     "SqlConnectorDeadLetters",
     "SqlDeadLetterStore",
@@ -29,7 +33,9 @@ __all__ = [
     "SqlKpiStore",
     "SqlLedgerStore",
     "SqlRetentionStore",
+    "SqlRunQueries",
     "SqlRunStore",
+    "SqlSessionStore",
     "SqlTokenStore",
     "SqliteCheckpointer",
     "application_role_report",

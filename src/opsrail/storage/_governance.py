@@ -86,6 +86,18 @@ class SqlGovernanceStore:
             rows = conn.execute(sa.select(users).order_by(users.c.name)).mappings().all()
         return [_user(row) for row in rows]
 
+    def set_password_hash(self, name: str, password_hash: str | None) -> bool:
+        with write_transaction(self.engine) as conn:
+            done = conn.execute(users.update().where(users.c.name == name).values(password_hash=password_hash))
+        return bool(done.rowcount)
+
+    def password_hash(self, name: str) -> str | None:
+        """The stored hash of an active user's password (None: no such user, disabled, or no password)."""
+        query = sa.select(users.c.password_hash).where(users.c.name == name, users.c.disabled_at.is_(None))
+        with self.engine.connect() as conn:
+            found: str | None = conn.execute(query).scalar()
+        return found
+
     def disable_user(self, name: str, at: datetime) -> bool:
         with write_transaction(self.engine) as conn:
             done = conn.execute(
@@ -136,6 +148,7 @@ def _user(row: Any) -> dict[str, Any]:
         "created_at": as_utc(row["created_at"]),
         "created_by": row["created_by"],
         "disabled_at": as_utc(row["disabled_at"]),
+        "has_password": row["password_hash"] is not None,
     }
 
 

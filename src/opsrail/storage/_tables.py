@@ -98,6 +98,24 @@ users = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("created_by", sa.String(128)),
     sa.Column("disabled_at", Timestamp),
+    # argon2id, for signing in to the console; NULL: the person signs in with an API token or OIDC only.
+    sa.Column("password_hash", sa.String(256)),
+)
+
+# Console sign-ins. The cookie holds a random secret; only its SHA-256 is stored, as with API tokens.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("principal", sa.String(128), nullable=False),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("token_hash", sa.String(64)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp),
+    sa.Index(None, "principal"),
 )
 
 delegations = sa.Table(
@@ -202,6 +220,9 @@ runs = sa.Table(
     sa.UniqueConstraint("playbook_id", "trigger_source", "trigger_event_id"),
     sa.Index(None, "status", "created_at"),
     sa.Index(None, "parent_run_id"),
+    # The console's newest-first pages (keyset on created_at, id), whole and per playbook.
+    sa.Index(None, "created_at", "id"),
+    sa.Index(None, "playbook_id", "created_at"),
 )
 
 run_steps = sa.Table(
@@ -358,4 +379,5 @@ audit_log = sa.Table(
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Index(None, "at"),
+    sa.Index(None, "subject"),
 )
