@@ -1,0 +1,143 @@
+"""The console's guarantees over plain HTTP: sign-in, sessions, CSRF, origins, headers, and what each role sees."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.web.conftest import PASSWORD, Console
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None, "the page has no form with a CSRF field"
+    return found.group(1)
+
+
+def signed_in(console: Console, name: str, password: str = PASSWORD) -> httpx.Client:
+    client = httpx.Client(base_url=console.url, timeout=10.0)
+    login = client.get("/login")
+    response = client.post(
+        "/login", data={"csrf": _csrf(login.text), "name": name, "password": password, "next": "/inbox"}
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/inbox", response.text
+    return client
+
+
+def test_pages_need_a_session_and_say_where_to_sign_in(console: Console) -> None:
+    with httpx.Client(base_url=console.url) as client:
+        response = client.get("/runs?status=failed")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?next=%2Fruns%3Fstatus%3Dfailed"
+        assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+        # An API token is not a console session, and console routes are not in the API's description.
+        assert client.get("/inbox", headers={"Authorization": f"Bearer {console.tokens['ada']}"}).status_code == 303
+        paths = client.get("/openapi.json").json()["paths"]
+        assert not any(p in paths for p in ("/inbox", "/login", "/runs", "/tasks/{task_id}/decide"))
+
+
+def test_a_session_cookie_is_http_only_strict_and_pages_carry_security_headers(console: Console) -> None:
+    client = httpx.Client(base_url=console.url)
+    login = client.get("/login")
+    response = client.post("/login", data={"csrf": _csrf(login.text), "name": "fiona", "password": PASSWORD})
+    cookie = response.headers["set-cookie"]
+    assert "opsrail_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = client.get("/inbox")
+    assert page.status_code == 200
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_sign_in_refuses_a_form_without_its_csrf_cookie(console: Console) -> None:
+    with httpx.Client(base_url=console.url) as client:
+        response = client.post("/login", data={"csrf": "made-up", "name": "fiona", "password": PASSWORD})
+        assert response.status_code == 403
+        assert "security token is missing or stale" in response.text
+        assert "opsrail_session" not in response.headers.get("set-cookie", "")
+
+
+def test_forms_without_the_csrf_field_or_from_another_site_are_refused(console: Console) -> None:
+    run_id = console.start_credit("olive", 1500.0, account="hooli")
+    task = console.task_of(run_id)
+    client = signed_in(console, "fiona")
+    page = client.get(f"/tasks/{task['id']}")
+    token = _csrf(page.text)
+    missing = client.post(f"/tasks/{task['id']}/decide", data={"decision": "approve"})
+    assert missing.status_code == 403 and "security token" in missing.text
+    wrong = client.post(f"/tasks/{task['id']}/decide", data={"decision": "approve", "csrf": token[::-1]})
+    assert wrong.status_code == 403
+    foreign = client.post(
+        f"/tasks/{task['id']}/decide",
+        data={"decision": "approve", "csrf": token},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert foreign.status_code == 403 and "another site" in foreign.text
+    with console.api("ada") as api:
+        assert api.get(f"/v1/tasks/{task['id']}").json()["status"] == "open"
+    done = client.post(f"/tasks/{task['id']}/decide", data={"decision": "approve", "csrf": token})
+    assert done.status_code == 303
+    with console.api("ada") as api:
+        assert api.get(f"/v1/tasks/{task['id']}").json()["status"] != "open"
+
+
+def test_signing_out_ends_the_session_on_the_server(console: Console) -> None:
+    client = signed_in(console, "fiona")
+    stolen = client.cookies["opsrail_session"]
+    page = client.get("/inbox")
+    assert client.post("/logout", data={"csrf": _csrf(page.text)}).status_code == 303
+    with httpx.Client(base_url=console.url, cookies={"opsrail_session": stolen}) as replay:
+        assert replay.get("/inbox").status_code == 303
+
+
+def test_a_disabled_person_is_signed_out_at_once(console: Console) -> None:
+    with console.api("ada") as api:
+        assert api.put("/v1/users/dora", json={"roles": ["approver"]}).status_code in (200, 201)
+    from opsrail.settings import Settings
+    from opsrail.wiring import build
+
+    container = build(Settings(home=console.server.env["OPSRAIL_HOME"]))
+    container.sessions.set_password("dora", PASSWORD, "tests")
+    client = signed_in(console, "dora")
+    assert client.get("/inbox").status_code == 200
+    container.directory.disable("dora", "tests")
+    container.close()
+    assert client.get("/inbox").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "status"),
+    [
+        ("fiona", "/audit", 403),
+        ("aude", "/audit", 200),
+        ("olive", "/playbooks", 200),
+        ("aude", "/kpis", 200),
+        ("olive", "/runs?region=EU&sla=breached", 200),
+        ("olive", "/runs?status=exploded", 400),
+        ("olive", "/runs/run_does_not_exist", 404),
+        ("olive", "/tasks/task_does_not_exist", 404),
+    ],
+)
+def test_each_page_answers_as_the_policies_and_the_input_say(
+    console: Console, name: str, path: str, status: int
+) -> None:
+    client = signed_in(console, name)
+    response = client.get(path)
+    client.close()
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+
+
+def test_a_wrong_password_is_throttled_after_five_tries(console: Console) -> None:
+    with httpx.Client(base_url=console.url) as client:
+        codes = []
+        for _ in range(6):
+            login = client.get("/login")
+            codes.append(
+                client.post(
+                    "/login", data={"csrf": _csrf(login.text), "name": "mallory", "password": "wrong-guess-x"}
+                ).status_code
+            )
+    assert codes[:5] == [401] * 5 and codes[5] == 429
