@@ -61,9 +61,30 @@ def test_the_demo_shows_the_whole_loop_within_90_seconds(tmp_path: Path) -> None
         first_screen = log.read_text()
         assert "Opsrail demo" in first_screen and "Try:" in first_screen
         assert '"level":"info"' not in first_screen  # the first screen is not buried in logs
+        _console_tour(url, first_screen, runs)
     finally:
         process.terminate()
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _console_tour(url: str, first_screen: str, runs: list[dict[str, Any]]) -> None:
+    """What the first screen promises: the console, fiona's password, her inbox, a Sev1 run's page, the KPIs."""
+    assert f"Console        {url}/" in first_screen
+    password = re.search(r"password (\S+)", first_screen)
+    assert password is not None
+    with httpx.Client(base_url=url, timeout=10) as browser:
+        login = browser.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+        assert csrf is not None
+        signed = browser.post("/login", data={"csrf": csrf.group(1), "name": "fiona", "password": password.group(1)})
+        assert signed.status_code == 303 and signed.headers["location"] == "/inbox"
+        inbox = browser.get("/inbox")
+        assert inbox.status_code == 200 and "/tasks/task_" in inbox.text
+        sev1 = next(r for r in runs if r["playbook"] == "sev1-escalation")
+        run_page = browser.get(f"/runs/{sev1['id']}")
+        assert run_page.status_code == 200 and 'class="dag"' in run_page.text
+        kpis = browser.get("/kpis")
+        assert kpis.status_code == 200 and 'class="chart"' in kpis.text

@@ -141,3 +141,63 @@ def test_a_wrong_password_is_throttled_after_five_tries(console: Console) -> Non
                 ).status_code
             )
     assert codes[:5] == [401] * 5 and codes[5] == 429
+
+
+def test_an_operator_pauses_and_resumes_a_run_and_a_controller_may_not(console: Console) -> None:
+    run_id = console.start_credit("olive", 900.0, account="stark")
+    console.task_of(run_id)
+    operator = signed_in(console, "olive")
+    page = operator.get(f"/runs/{run_id}")
+    assert 'value="pause"' in page.text
+    paused = operator.post(f"/runs/{run_id}/control", data={"csrf": _csrf(page.text), "action": "pause"})
+    assert paused.status_code == 303 and paused.headers["location"] == f"/runs/{run_id}?done=pause"
+    with console.api("ada") as api:
+        assert api.get(f"/v1/runs/{run_id}").json()["status"] == "paused"
+    page = operator.get(f"/runs/{run_id}?done=pause")
+    assert "Run paused." in page.text and 'value="resume"' in page.text
+    operator.post(f"/runs/{run_id}/control", data={"csrf": _csrf(page.text), "action": "resume"})
+    with console.api("ada") as api:
+        assert api.get(f"/v1/runs/{run_id}").json()["status"] == "running"
+    controller = signed_in(console, "fiona")
+    page = controller.get(f"/runs/{run_id}")
+    assert 'value="pause"' not in page.text
+    refused = controller.post(f"/runs/{run_id}/control", data={"csrf": _csrf(page.text), "action": "cancel"})
+    assert refused.status_code == 403 and "may not run.control" in refused.text
+
+
+def test_a_decision_is_overridden_with_a_reason_and_not_without(console: Console) -> None:
+    run_id = console.start_credit("olive", 700.0, account="wayne")
+    console.task_of(run_id)
+    with console.api("ada") as api:
+        record = api.get("/v1/decision-records", params={"run_id": run_id}).json()["items"][0]
+    client = signed_in(console, "olive")
+    page = client.get(f"/decisions/{record['id']}")
+    assert page.status_code == 200 and "credit-tier" in page.text and "team-lead" in page.text
+    value = '{"approver": ["finance_controller"], "approvals": 1, "hold_days": 0}'
+    missing = client.post(f"/decisions/{record['id']}/override", data={"csrf": _csrf(page.text), "value": value})
+    assert missing.status_code == 400 and "needs a reason" in missing.text
+    not_json = client.post(
+        f"/decisions/{record['id']}/override", data={"csrf": _csrf(page.text), "value": "{oops", "reason": "x"}
+    )
+    assert not_json.status_code == 400 and "not JSON" in not_json.text
+    done = client.post(
+        f"/decisions/{record['id']}/override",
+        data={"csrf": _csrf(page.text), "value": value, "reason": "the amount was misread"},
+    )
+    assert done.status_code == 303
+    with console.api("ada") as api:
+        settled = api.get(f"/v1/decision-records/{record['id']}").json()
+    assert settled["status"] == "overridden" and settled["reviewed_by"] == "olive"
+    assert settled["final_outputs"]["approver"] == ["finance_controller"]
+    listed = client.get("/decisions?overridden=true")
+    assert record["id"] in listed.text
+
+
+def test_a_rejected_event_shows_on_the_events_page_with_its_reason(console: Console) -> None:
+    with console.api("olive") as api:
+        rejected = api.post("/v1/events", json={"specversion": "1.0", "id": "x1", "source": "tests"})
+    assert rejected.status_code == 400
+    client = signed_in(console, "olive")
+    page = client.get("/events")
+    assert page.status_code == 200
+    assert "Dead letters" in page.text and "type" in page.text and 'action="/dead-letters/' in page.text
