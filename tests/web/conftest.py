@@ -24,6 +24,8 @@ PEOPLE = {
     "olive": ["operator"],
     "aude": ["auditor"],
     "ada": ["admin"],
+    "abe": ["approver"],
+    "ann": ["approver"],
 }
 CREDIT = """
 id: console-credit
@@ -38,6 +40,11 @@ steps:
     approval:
       title: "Approve a credit of ${ run.input.amount } for ${ run.input.account_id }"
       roles: [finance_controller]
+      rules:
+        - when: "run.input.amount > 5000.0"
+          roles: [finance_controller, approver]
+          count: 2
+          require: [finance_controller]
   - id: book
     needs: [approve]
     action: core.set

@@ -71,7 +71,8 @@ def test_an_operator_cannot_approve_their_own_request(console: Console, page: An
     page.goto(f"{console.url}/tasks/{task['id']}")
     page.click("button[value=approve]")
     message = page.inner_text("[role=alert]")
-    assert "oscar" in message and "may not" in message
+    assert "You requested this, so someone else must decide it (separation of duties)." in message
+    assert "oscar (finance_controller, operator) may not task.decide" in message
     screenshot(page, "task-refused")
     with console.api("ada") as client:
         assert client.get(f"/v1/tasks/{task['id']}").json()["status"] == "open"

@@ -80,7 +80,7 @@ def test_forms_without_the_csrf_field_or_from_another_site_are_refused(console: 
     done = client.post(f"/tasks/{task['id']}/decide", data={"decision": "approve", "csrf": token})
     assert done.status_code == 303
     with console.api("ada") as api:
-        assert api.get(f"/v1/tasks/{task['id']}").json()["status"] != "open"
+        assert api.get(f"/v1/tasks/{task['id']}").json()["status"] == "closed"
 
 
 def test_signing_out_ends_the_session_on_the_server(console: Console) -> None:
@@ -201,3 +201,24 @@ def test_a_rejected_event_shows_on_the_events_page_with_its_reason(console: Cons
     page = client.get("/events")
     assert page.status_code == 200
     assert "Dead letters" in page.text and "type" in page.text and 'action="/dead-letters/' in page.text
+
+
+def test_four_eyes_refusals_are_shown_on_the_task_page(console: Console) -> None:
+    run_id = console.start_credit("olive", 9000.0, account="tyrell")
+    task = console.task_of(run_id)
+    path = f"/tasks/{task['id']}"
+
+    def decide(client: httpx.Client) -> httpx.Response:
+        page = client.get(path)
+        return client.post(f"{path}/decide", data={"csrf": _csrf(page.text), "decision": "approve"})
+
+    abe, ann, fiona = (signed_in(console, name) for name in ("abe", "ann", "fiona"))
+    assert "2 people must approve (four eyes)" in abe.get(path).text
+    assert decide(abe).status_code == 303
+    again = decide(abe)
+    assert again.status_code == 409 and "abe has already decided task" in again.text
+    missing = decide(ann)
+    assert missing.status_code == 409 and "would leave finance_controller without an approver" in missing.text
+    assert decide(fiona).status_code == 303
+    with console.api("ada") as api:
+        assert api.get(f"/v1/tasks/{task['id']}").json()["status"] == "closed"

@@ -113,7 +113,22 @@ async def reassign(request: Request, task_id: Id, viewer: Annotated[Viewer, page
     return RedirectResponse(f"/tasks/{task_id}?done=reassigned", 303)
 
 
+# Plain words for refusals the policies explain by name.
+_REFUSALS = {
+    "separation-of-duties": "You requested this, so someone else must decide it (separation of duties).",
+}
+
+
+def explained(error: OpsrailError) -> OpsrailError:
+    """The refusal in the words a person needs, keeping the policy's own message as the hint."""
+    for policy in error.extra.get("policies", ()):
+        if policy in _REFUSALS:
+            return type(error)(_REFUSALS[policy], hint=error.detail, extra=error.extra)
+    return error
+
+
 async def _task_with_error(viewer: Viewer, task_id: str, error: OpsrailError) -> Response:
+    error = explained(error)
     view = await run_in_threadpool(_task_view, viewer, task_id)
     return render(
         "task.html",
