@@ -23,9 +23,9 @@ from opsrail.services._tokens import TokenService, hash_token
 __all__ = [
     "COLLECTIONS",
     "MIN_PASSWORD",
-    "SESSION_HOURS",
     "RETAINED_KINDS",
     "ROLES",
+    "SESSION_HOURS",
     "Alert",
     "ApiToken",
     "AuditService",
