@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -183,12 +185,32 @@ CHARTED = (
 SEGMENTS = ("region", "tier", "channel")
 
 
+_CACHE_SECONDS = 20.0
+_cache: dict[tuple[int, str, str, datetime], tuple[float, dict[str, Any]]] = {}
+_cache_lock = threading.Lock()
+
+
 def kpi_series(viewer: Viewer, period: str, by: str) -> dict[str, Any]:
-    """Each charted KPI per bucket of ``period``, overall and per segment, plus the whole period's figures."""
+    """:func:`compute_series`, kept for 20 s: each bucket reads the whole log, and many people open this page."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    key = (id(viewer.container), period, by, end)
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None and time.monotonic() - found[0] < _CACHE_SECONDS:
+            return found[1]
+    view = compute_series(viewer, period, by, end)
+    with _cache_lock:
+        if len(_cache) > 64:
+            _cache.clear()
+        _cache[key] = (time.monotonic(), view)
+    return view
+
+
+def compute_series(viewer: Viewer, period: str, by: str, end: datetime) -> dict[str, Any]:
+    """Each charted KPI per bucket of ``period`` ending at ``end``, overall and per segment, plus the whole
+    period's figures."""
     size, count, fmt = PERIODS[period]
     service = viewer.container.kpis
-    now = datetime.now(UTC)
-    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     starts = [end - size * (count - i) for i in range(count)]
     reports = [service.compute(start, start + size, by) for start in starts]
     labels = [start.strftime(fmt) for start in starts]
