@@ -32,7 +32,7 @@ def codes(text: str) -> list[str]:
 
 def test_the_reference_playbook_is_valid() -> None:
     playbook = validate_file(REFERENCE)
-    assert (playbook.id, playbook.version) == ("sev1-escalation", 5)
+    assert (playbook.id, playbook.version) == ("sev1-escalation", 6)
     kinds = [step.kind for step in playbook.steps]
     assert kinds == ["decide", "decide", "action", "approval", "wait", "notify", "notify"]
     defect = playbook.step("defect")

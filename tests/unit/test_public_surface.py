@@ -10,6 +10,10 @@ SURFACE = {
     "opsrail.api": {"create_app"},
     "opsrail.cli": {"app", "main"},
     "opsrail.services": {
+        "MIN_PASSWORD",
+        "SESSION_HOURS",
+        "Session",
+        "SessionService",
         "KpiService",
         "KpiStore",
         "ChatApprovals",
