@@ -314,10 +314,11 @@ class JiraConnector(Connector):
         if key:
             body["properties"] = [{"key": PROPERTY_KEY, "value": {PROPERTY_FIELD: key}}]
         posted = False
+        look = not call.first_call  # before the step's first call nothing can carry its key
 
         async def attempt() -> CreatedIssue:
-            nonlocal posted
-            if key:
+            nonlocal posted, look
+            if key and look:
                 existing = await self._search(key)
                 if existing:
                     if len(existing) > 1:
@@ -327,7 +328,7 @@ class JiraConnector(Connector):
                     issue_id, issue_key = min(existing, key=_id_order)
                     # Found after this call's own create went unanswered: that create made it.
                     return CreatedIssue(key=issue_key, id=issue_id, url=self._browse(issue_key), created=posted)
-            posted = True
+            posted = look = True
             created = _object(await self._write("POST", f"{API}/issue", json=body), "create issue")
             issue_key, issue_id = str(created.get("key") or ""), str(created.get("id") or "")
             if not issue_key or not issue_id:

@@ -258,8 +258,11 @@ class ServiceNowConnector(Connector):
         body = {name: value for name, value in body.items() if value is not None}
         posted = False
         failures = 0
+        # Nothing can carry the key before the step's first call (the step's own correlation id only).
+        look = not (call.first_call and arguments.correlation_id is None)
         while True:
-            existing = await self._find(correlation)
+            existing = await self._find(correlation) if look else None
+            look = True
             if existing is not None:
                 # Found after this call posted: the create went through but its answer was lost.
                 return IncidentCreated(sys_id=existing.sys_id, number=existing.number, created=posted)

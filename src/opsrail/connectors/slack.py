@@ -220,14 +220,14 @@ class SlackConnector(Connector):
                 message["blocks"] = a.blocks
             if a.thread_ts is not None:
                 message["thread_ts"] = a.thread_ts
-            return await self.post(a.channel, message, call.idempotency_key)
+            return await self.post(a.channel, message, call.idempotency_key, look_first=not call.first_call)
 
         async def request_approval(a: RequestApproval, call: CallContext) -> Posted:
             message = {
                 "text": escape(f"Approval needed: {a.title}"),
                 "blocks": approval_blocks(a.task_id, a.title, a.text, a.recommendation, a.confidence),
             }
-            return await self.post(a.channel, message, call.idempotency_key)
+            return await self.post(a.channel, message, call.idempotency_key, look_first=not call.first_call)
 
         return [
             OperationSpec(
@@ -347,8 +347,11 @@ class SlackConnector(Connector):
                 return None
         return None
 
-    async def post(self, channel: str, message: Mapping[str, Any], key: str) -> Posted:
-        """``chat.postMessage`` at most once per idempotency key, retrying after looking for the message again."""
+    async def post(self, channel: str, message: Mapping[str, Any], key: str, *, look_first: bool = True) -> Posted:
+        """``chat.postMessage`` at most once per idempotency key, retrying after looking for the message again.
+
+        Without ``look_first`` (the step's first call: nothing can carry its key yet) the first post goes out
+        without looking; a retry after an answer that may have been lost still looks."""
         payload = {
             **message,
             "channel": channel,
@@ -356,7 +359,7 @@ class SlackConnector(Connector):
         }
         thread_ts = message.get("thread_ts")
         attempt = 0
-        look = True
+        look = look_first
         while True:
             attempt += 1
             if look:

@@ -1,6 +1,7 @@
 """The durable engine: pure transitions, the runner and its ports, operations, business calendars."""
 
 from opsrail.engine._calendars import BusinessCalendar, CalendarRegistry, load_calendars
+from opsrail.engine._held import StepWrites, hold, holding_writes, holds_writes
 from opsrail.engine._operations import CallContext, Decider, Operation, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, LoggedEvent, RunStore
 from opsrail.engine._runner import Engine
@@ -64,6 +65,7 @@ __all__ = [
     "Start",
     "StepState",
     "StepStatus",
+    "StepWrites",
     "TaskDecided",
     "TimerFired",
     "TransitionError",
@@ -71,6 +73,9 @@ __all__ = [
     "backoff",
     "execute_command",
     "handler_ids",
+    "hold",
+    "holding_writes",
+    "holds_writes",
     "initial_state",
     "load_calendars",
     "migrate_state",

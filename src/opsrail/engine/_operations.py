@@ -23,6 +23,11 @@ class CallContext:
     attempt: int
     idempotency_key: str
     final: bool = False  # no retry follows if this attempt fails (its retry policy is used up)
+    first_call: bool = False
+    """The engine knows no earlier call can have used this idempotency key: the step's first attempt, executed
+    once. A connector whose vendor has no idempotency header, and that looks for an earlier create before creating,
+    may then create at once (any later call with the key, a retry or a replay, is not first and looks). False
+    unless the engine says so."""
 
 
 class OperationFailed(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -46,12 +46,30 @@ class RunStore(Protocol):
 
     def create_runs(self, started: Sequence[tuple[RunState, Sequence[Command]]]) -> None: ...
 
+    def start_triggered(
+        self, started: Sequence[tuple[RunState, Sequence[Command], tuple[str, str]]], cursor: tuple[str, int]
+    ) -> set[str]:
+        """Store runs started by events (each with its trigger: source and event id) and move the named event
+        cursor, in one transaction; a trigger that already started its playbook is left out. Returns the ids
+        stored."""
+        ...
+
     def load_run(self, run_id: str) -> tuple[RunState, int]: ...
 
     def load_runs(self, run_ids: Sequence[str]) -> dict[str, tuple[RunState, int]]: ...
 
     def save_runs(self, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> set[str]:
         """Save several runs in one transaction; returns the ids that conflicted (and were not saved)."""
+        ...
+
+    def save_batch(
+        self,
+        changes: Sequence[tuple[RunState, int, Sequence[Command]]],
+        held: Mapping[tuple[str, str], Sequence[object]],
+    ) -> tuple[set[str], set[tuple[str, str]]]:
+        """Like ``save_runs``, in the same transaction as the writes each (run id, step id) held while it ran
+        (``opsrail.engine.hold``). Returns the runs not saved and the steps whose writes were refused and undone;
+        a run with such a step is not saved."""
         ...
 
     def save_run(self, run: RunState, state_version: int, commands: Sequence[Command]) -> bool:

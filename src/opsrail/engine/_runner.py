@@ -3,7 +3,10 @@
 Every state change goes through ``advance`` and is saved with the commands it produced in one transaction
 (optimistic: a run saved by someone else since it was loaded is reloaded and the signal applied again).
 Operations run after the claim is committed and carry an idempotency key that is the same for every attempt
-of a step, so an effect repeated after a crash can be recognised by the system it lands in.
+of a step, so an effect repeated after a crash can be recognised by the system it lands in. What an operation
+writes to Opsrail's own database while it runs (a ledger change, a decision record, audit entries) is held and
+committed in the transaction that saves the batch's results (see ``_held``): one commit for the batch, and a
+step's effects never land without its result or the other way round.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from opsrail.engine._calendars import CalendarRegistry
+from opsrail.engine._held import holding_writes
 from opsrail.engine._operations import CallContext, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, RunStore
 from opsrail.engine._state import RunState
@@ -69,6 +73,7 @@ class Engine:
         # each returns how much it did. A failure is logged and does not stop the timers.
         self.periodic: list[Callable[[], int]] = []
         self._periodic_at = 0.0
+        self._housekept = float("-inf")
         self._in_flight: list[Claimed] = []
         # Runs this worker saved last, with the state version it saved. A claim reports the run's current
         # version, so a cached run is used only while nobody else has saved it since.
@@ -144,18 +149,30 @@ class Engine:
 
     # -- the work loop ---------------------------------------------------------------------------------
 
-    async def tick(self) -> int:
-        """Do everything that is due now once; returns how much was done (0 means idle)."""
-        done = self.fire_timers()
-        done += self.finish_calls()
+    async def tick(self, *, housekeeping: bool = True) -> int:
+        """Do everything that is due now once; returns how much was done (0 means idle).
+
+        Without ``housekeeping`` only events and ready steps are handled: timers, SLA checks and ended child runs
+        are left for a later tick.
+        """
+        done = 0
+        if housekeeping:
+            self._housekept = time.monotonic()
+            done += self.fire_timers()
+            done += self.finish_calls()
         done += self.consume_events()
         done += await self.execute_ready()
         return done
 
     async def run_forever(self, stop: asyncio.Event, idle_seconds: float = 0.05) -> None:
+        """Tick until ``stop`` is set, pausing ``idle_seconds`` after a tick that found nothing to do.
+
+        While busy, ticks follow each other at once; the queries for timers, SLA checks and ended child runs then
+        run at most once per ``idle_seconds``, as often as an idle worker runs them, instead of on every tick.
+        """
         while not stop.is_set():
             try:
-                done = await self.tick()
+                done = await self.tick(housekeeping=time.monotonic() - self._housekept >= idle_seconds)
             except Exception:  # a bad batch must not end the worker; it is logged and retried
                 log.exception("engine tick failed")
                 done = 0
@@ -206,13 +223,16 @@ class Engine:
         self._in_flight = claimed
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            outcomes = await asyncio.gather(*(self._execute(c, loaded.get(c.run_id)) for c in claimed))
+            executed = await asyncio.gather(*(self._execute_holding(c, loaded.get(c.run_id)) for c in claimed))
         finally:
             heartbeat.cancel()
             self._in_flight = []
         by_run: dict[str, list[Completed]] = {}
-        for item, outcome in zip(claimed, outcomes, strict=True):
+        held: dict[tuple[str, str], list[object]] = {}
+        for item, (outcome, writes) in zip(claimed, executed, strict=True):
             by_run.setdefault(item.run_id, []).append(outcome)
+            if writes:
+                held[(item.run_id, item.step_id)] = writes
         changes = []
         now = self.clock.now()
         for run_id, signals in by_run.items():
@@ -227,22 +247,43 @@ class Engine:
                 except TransitionError as exc:
                     log.info("result dropped", extra={"run_id": run_id, "step_id": signal.step_id, "reason": str(exc)})
             changes.append((run, state_version, commands))
-        # A run changed by someone else meanwhile (a task decided, a cancel) gets its results one by one.
-        conflicted = self.store.save_runs(changes)
+        # A run changed by someone else meanwhile (a task decided, a cancel) gets its results one by one; so does
+        # a run with a step whose held writes were refused, after that step is executed again without holding.
+        conflicted, refused = self.store.save_batch(changes, held) if held else (self.store.save_runs(changes), set())
         for run, state_version, _ in changes:
             if run.id in conflicted:
                 self._cache.pop(run.id, None)
             else:
                 self._remember(run, state_version + 1)
+        items = {(item.run_id, item.step_id): item for item in claimed}
         for run_id in conflicted:
             for signal in by_run[run_id]:
+                if (run_id, signal.step_id) in refused:
+                    signal = await self._execute_again(items[(run_id, signal.step_id)])
                 try:
                     self.signal(run_id, signal)
                 except Conflict as exc:
                     log.info("result dropped", extra={"run_id": run_id, "step_id": signal.step_id, "reason": str(exc)})
         return len(claimed)
 
-    async def _execute(self, item: Claimed, loaded: tuple[RunState, int] | None) -> Completed:
+    async def _execute_holding(
+        self, item: Claimed, loaded: tuple[RunState, int] | None
+    ) -> tuple[Completed, list[object]]:
+        """Execute a step with its writes held; returns its outcome and what it wrote."""
+        with holding_writes() as writes:
+            outcome = await self._execute(item, loaded)
+        return outcome, writes.close()
+
+    async def _execute_again(self, item: Claimed) -> Completed:
+        """Execute a step whose held writes were refused (and undone), on the run as it is now, writing as it goes:
+        the operation meets whatever refused its writes (a record or key someone else took) and answers for it."""
+        try:
+            loaded = self.store.load_run(item.run_id)
+        except NotFound:
+            loaded = None
+        return await self._execute(item, loaded, again=True)
+
+    async def _execute(self, item: Claimed, loaded: tuple[RunState, int] | None, *, again: bool = False) -> Completed:
         try:
             if loaded is None:
                 raise NotFound(f"run {item.run_id} is gone")
@@ -256,7 +297,9 @@ class Engine:
             return self._start_child(item, command.params)
         step = playbook.step(item.step_id)
         final = item.attempt >= (step.retry.attempts if step.retry else 1)
-        call = CallContext(item.run_id, item.step_id, item.attempt, command.idempotency_key, final)
+        # Claiming counts attempts, so attempt 1 executed once is the first call ever made with this key.
+        first = item.attempt == 1 and not again
+        call = CallContext(item.run_id, item.step_id, item.attempt, command.idempotency_key, final, first)
         try:
             result = await asyncio.wait_for(
                 self.operations.call(command.kind, command.operation, command.params, call),
@@ -314,11 +357,19 @@ class Engine:
     # -- events: triggers and awaited events -----------------------------------------------------------
 
     def consume_events(self) -> int:
+        """Start the runs a batch of events triggers and deliver the batch to steps waiting for an event.
+
+        The batch's runs are stored with the cursor's move in one transaction, so a crash either starts them all
+        and moves past the batch, or neither (and the batch is read again; triggers already used are skipped).
+        """
         _, events = self.store.events_after("engine", 500)
         if not events:
             return 0
         playbooks = self.store.active_playbooks()
         waiting = self.store.waiting_for_event(10_000) if events else []
+        rollouts: dict[str, tuple[int, int | None, int]] = {}
+        started: list[tuple[RunState, list[Command], tuple[str, str]]] = []
+        now = self.clock.now()
         for event in events:
             document = {"id": event.id, "source": event.source, "type": event.type, "data": event.data}
             for playbook in playbooks:
@@ -332,9 +383,17 @@ class Engine:
                     log.warning("trigger could not be evaluated", extra={"playbook": playbook.id, "error": str(exc)})
                     continue
                 run_input = event.data if isinstance(event.data, dict) else {"data": event.data}
-                self.start_run(playbook.id, run_input, trigger=(event.source, event.id))
+                run_id = self.ids.new("run")
+                if playbook.id not in rollouts:
+                    rollouts[playbook.id] = self.store.rollout(playbook.id)
+                version = self.store.playbook(playbook.id, _pick(rollouts[playbook.id], run_id))
+                run = initial_state(version, run_id, run_input, now)
+                started.append((run, advance(version, run, Start(), now, self.calendars), (event.source, event.id)))
             self._deliver(document, waiting)
-        self.store.move_cursor("engine", events[-1].seq)
+        stored = self.store.start_triggered(started, ("engine", events[-1].seq))
+        for run, _, _ in started:
+            if run.id in stored:
+                self._remember(run, 1)
         return len(events)
 
     def _deliver(self, document: dict[str, Any], waiting: Sequence[tuple[str, str]]) -> None:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from opsrail.engine._calendars import CalendarRegistry
+from opsrail.engine._scope import render_scoped
 from opsrail.engine._state import RunState, StepState
 from opsrail.model import NotFound
 from opsrail.playbooks import Expression, ExpressionError, Playbook, Step, render
@@ -735,20 +736,23 @@ def execute_command(playbook: Playbook, run: RunState, step_id: str) -> Execute:
     """The operation call for a claimed step; templates are rendered against the run as it is now."""
     step = playbook.step(step_id)
     state = run.steps[step_id]
-    context = {**run.view(), "event": {}, "result": {}}
     if step.action is not None:
-        kind, operation, params = "action", step.action, render(step.with_, context)
+        kind, operation, params = "action", step.action, render_scoped(step.with_, run)
     elif step.decide is not None:
-        kind, operation, params = "decide", step.decide, render(step.with_, context)
+        kind, operation, params = "decide", step.decide, render_scoped(step.with_, run)
     elif step.notify is not None:
         kind, operation = "notify", step.notify.channel
-        params = {"to": step.notify.to, "message": render(step.notify.message, context), **render(step.with_, context)}
+        params = {
+            "to": step.notify.to,
+            "message": render_scoped(step.notify.message, run),
+            **render_scoped(step.with_, run),
+        }
     elif step.call is not None:
         kind, operation = "call", step.call.playbook
         params = {
             "playbook": step.call.playbook,
             "version": step.call.version,
-            "input": render(step.call.input, context),
+            "input": render_scoped(step.call.input, run),
         }
     else:
         raise TransitionError(f"step {step_id} ({step.kind}) has no operation to execute")

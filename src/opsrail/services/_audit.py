@@ -17,6 +17,13 @@ class AuditStore(Protocol):
         self, at: datetime, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]
     ) -> AuditEntry: ...
 
+    def hold(
+        self, at: datetime, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]
+    ) -> bool:
+        """Keep the entry for the transaction that saves the result of the step in progress (the step's effects
+        and their audit entries then commit together); False when no step is in progress here."""
+        ...
+
     def entries(self, *, since: datetime | None = None, after_seq: int = 0) -> Iterator[AuditEntry]: ...
 
 
@@ -37,15 +44,24 @@ class AuditService:
         self.redact_fields = tuple(redact_fields)
 
     def __call__(self, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]) -> None:
-        self.record(actor, action, subject, details)
+        """What services call. Inside a step of a run the entry commits with the step's result, in the same
+        transaction as the change it records; elsewhere it is appended at once."""
+        plain = self._plain(details)
+        at = self.clock.now()
+        if not self.store.hold(at, actor, action, subject, plain):
+            self.store.append(at, actor, action, subject, plain)
 
     def record(
         self, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any] | None = None
     ) -> AuditEntry:
+        """Append an entry now, in its own transaction, and return it as chained."""
+        return self.store.append(self.clock.now(), actor, action, subject, self._plain(details))
+
+    def _plain(self, details: Mapping[str, Any] | None) -> dict[str, Any]:
         # Details are stored as JSON and hashed as canonical JSON: make them plain JSON values first, so the
         # hash computed now is the hash of what is read back; personal and payment data are masked.
-        plain = redact(orjson.loads(orjson.dumps(dict(details or {}), default=str)), self.redact_fields)
-        return self.store.append(self.clock.now(), actor, action, subject, plain)
+        plain: dict[str, Any] = redact(orjson.loads(orjson.dumps(dict(details or {}), default=str)), self.redact_fields)
+        return plain
 
     def verify(self) -> ChainReport:
         return verify_chain(self.store.entries())

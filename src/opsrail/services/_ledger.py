@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
+from opsrail.engine import holds_writes
 from opsrail.model import (
     ChangeOrder,
     Clock,
@@ -313,7 +314,10 @@ class LedgerService:
     # -- internals -----------------------------------------------------------------------------------------------
 
     def _replayed(self, key: str | None, request: Any) -> dict[str, Any] | None:
-        if key is None:
+        if key is None or holds_writes():
+            # Inside a step the write is held for the step's commit, where the key's primary key refuses a key
+            # used before; the step is then executed again without holding and replays from here. Looking first
+            # would cost a read on every step for what a retry after a crash needs.
             return None
         found = self.store.remembered(key)
         if found is None:

@@ -1,13 +1,20 @@
-"""The audit log's rows: appended one at a time under a lock, so each links to the one before it."""
+"""The audit log's rows: appended under a lock, in order, so each links to the one before it.
+
+An entry is appended in its own transaction, or, while a step of a run is executing, held for the transaction
+that saves the step's result (``opsrail.engine.hold``): the entries of a whole batch of steps are then chained and
+inserted together, after the last entry committed, under the same lock.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from opsrail.engine import hold
 from opsrail.governance import GENESIS, AuditEntry, entry_hash
 from opsrail.storage._engine import write_transaction
 from opsrail.storage._tables import as_utc, audit_log
@@ -15,6 +22,53 @@ from opsrail.storage._tables import as_utc, audit_log
 # A fixed key for PostgreSQL's transaction-scoped advisory lock: appenders in every process take turns.
 _CHAIN_LOCK = 0x6F70_7372_6175_6474  # "opsraudt"
 _PAGE = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class HeldAuditEntry:
+    """An entry waiting for the transaction that saves its step's result; chained when that transaction runs."""
+
+    at: datetime
+    actor: str | None
+    action: str
+    subject: str | None
+    details: Mapping[str, Any]
+
+
+def append_entries(conn: sa.Connection, entries: Sequence[HeldAuditEntry]) -> list[AuditEntry]:
+    """Chain ``entries`` after the last entry and insert them, inside the caller's write transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+    last = conn.execute(_LAST).first()
+    seq = int(last[0]) if last else 0
+    prev_hash = str(last[1]) if last else GENESIS
+    chained = []
+    for entry in entries:
+        seq += 1
+        details = dict(entry.details)
+        digest = entry_hash(prev_hash, seq, entry.at, entry.actor, entry.action, entry.subject, details)
+        chained.append(AuditEntry(seq, entry.at, entry.actor, entry.action, entry.subject, details, prev_hash, digest))
+        prev_hash = digest
+    conn.execute(
+        audit_log.insert(),
+        [
+            {
+                "seq": e.seq,
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "subject": e.subject,
+                "details": e.details,
+                "prev_hash": e.prev_hash,
+                "hash": e.hash,
+            }
+            for e in chained
+        ],
+    )
+    return chained
+
+
+_LAST = sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
 
 
 class SqlAuditStore:
@@ -25,27 +79,13 @@ class SqlAuditStore:
         self, at: datetime, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]
     ) -> AuditEntry:
         with write_transaction(self.engine) as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
-            last = conn.execute(
-                sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-            ).first()
-            seq = int(last[0]) + 1 if last else 1
-            prev_hash = str(last[1]) if last else GENESIS
-            digest = entry_hash(prev_hash, seq, at, actor, action, subject, details)
-            conn.execute(
-                audit_log.insert().values(
-                    seq=seq,
-                    at=at,
-                    actor=actor,
-                    action=action,
-                    subject=subject,
-                    details=dict(details),
-                    prev_hash=prev_hash,
-                    hash=digest,
-                )
-            )
-        return AuditEntry(seq, at, actor, action, subject, dict(details), prev_hash, digest)
+            return append_entries(conn, [HeldAuditEntry(at, actor, action, subject, details)])[0]
+
+    def hold(
+        self, at: datetime, actor: str | None, action: str, subject: str | None, details: Mapping[str, Any]
+    ) -> bool:
+        """Hold the entry for the commit of the step in progress; False when no step is in progress here."""
+        return hold(HeldAuditEntry(at, actor, action, subject, details))
 
     def entries(self, *, since: datetime | None = None, after_seq: int = 0) -> Iterator[AuditEntry]:
         """Every entry in sequence order, read a page at a time."""

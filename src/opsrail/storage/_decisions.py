@@ -1,12 +1,20 @@
-"""Decision tables, the model registry, decision policies and decision records, on SQLite and PostgreSQL."""
+"""Decision tables, the model registry, decision policies and decision records, on SQLite and PostgreSQL.
+
+A decision recorded while a step of a run is executing (a ``decide`` step) is held for the transaction that saves
+the step's result (``opsrail.engine.hold``): the record and the outcome it produced commit together.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
+from opsrail.engine import hold
 from opsrail.model import Conflict, NotFound
 from opsrail.storage._engine import write_transaction
 from opsrail.storage._tables import as_utc, decision_policies, decision_records, decision_tables, models
@@ -49,10 +57,8 @@ class SqlDecisionStore:
 
     def latest_versions(self, name: str) -> tuple[int | None, int | None]:
         """The latest table version and the latest model version of a decision name, in one round trip."""
-        tables = sa.select(sa.func.max(decision_tables.c.version)).where(decision_tables.c.name == name)
-        latest_models = sa.select(sa.func.max(models.c.version)).where(models.c.name == name)
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(tables.scalar_subquery(), latest_models.scalar_subquery())).one()
+            row = conn.execute(_LATEST_VERSIONS, {"name": name}).one()
         return (int(row[0]) if row[0] is not None else None, int(row[1]) if row[1] is not None else None)
 
     def latest_table_version(self, name: str) -> int | None:
@@ -148,13 +154,19 @@ class SqlDecisionStore:
 
     def policies(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(decision_policies.c.name, decision_policies.c.policy)).all()
+            rows = conn.execute(_POLICIES).all()
         return {str(r[0]): dict(r[1]) for r in rows}
 
     # -- records ---------------------------------------------------------------------------------------
 
     def add_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Insert a decision record; one with the same idempotency key already there is returned instead."""
+        """Insert a decision record; one with the same idempotency key already there is returned instead.
+
+        Inside a step the insert is held for the step's commit and the record is returned as it will read back; a
+        record with the same key found then (the unique key refuses the insert) has the step executed again, and
+        that execution, not holding, returns the existing record from here."""
+        if hold(HeldDecisionRecord(dict(record))):
+            return _as_read(record)
         key = record.get("idempotency_key")
         with write_transaction(self.engine) as conn:
             if key is not None:
@@ -218,16 +230,9 @@ class SqlDecisionStore:
 
     def settled_since(self, decision: str, since: datetime | None, limit: int = 5000) -> list[dict[str, Any]]:
         """Records of a decision that a person settled (accepted, overrode, rejected) after ``since``, oldest first."""
-        query = sa.select(decision_records).where(
-            decision_records.c.decision == decision,
-            decision_records.c.status.in_(("accepted", "overridden", "rejected")),
-            decision_records.c.reviewed_at.is_not(None),
-        )
-        if since is not None:
-            query = query.where(decision_records.c.reviewed_at > since)
-        query = query.order_by(decision_records.c.reviewed_at, decision_records.c.id).limit(limit)
+        query = _SETTLED_SINCE[self.engine.dialect.name == "sqlite", since is not None]
         with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+            rows = conn.execute(query, {"decision": decision, "since": since, "limit": limit}).mappings().all()
         return [_record(r) for r in rows]
 
     def settle_record(
@@ -263,6 +268,63 @@ class SqlDecisionStore:
                 decision_records.update().where(decision_records.c.run_id == run_id).values(outcome=outcome)
             )
         return int(result.rowcount)
+
+
+# Statements of the decide path, built once so SQLAlchemy reuses their compiled form.
+_LATEST_VERSIONS = sa.select(
+    sa.select(sa.func.max(decision_tables.c.version))
+    .where(decision_tables.c.name == sa.bindparam("name"))
+    .scalar_subquery(),
+    sa.select(sa.func.max(models.c.version)).where(models.c.name == sa.bindparam("name")).scalar_subquery(),
+)
+_POLICIES = sa.select(decision_policies.c.name, decision_policies.c.policy)
+
+
+def _settled_since(sqlite: bool, since: bool) -> sa.Select[Any]:
+    named: sa.ColumnElement[Any] = decision_records.c.decision
+    if sqlite:
+        # Without statistics SQLite walks every record of the decision (its index leads with the name) and
+        # filters the few settled ones; the unary plus keeps it on the status index, which finds just those.
+        named = sa.literal_column("+decision_records.decision", sa.String)
+    query = sa.select(decision_records).where(
+        named == sa.bindparam("decision"),
+        decision_records.c.status.in_(("accepted", "overridden", "rejected")),
+        decision_records.c.reviewed_at.is_not(None),
+    )
+    if since:
+        query = query.where(decision_records.c.reviewed_at > sa.bindparam("since"))
+    return query.order_by(decision_records.c.reviewed_at, decision_records.c.id).limit(sa.bindparam("limit"))
+
+
+_SETTLED_SINCE = {(sqlite, since): _settled_since(sqlite, since) for sqlite in (True, False) for since in (True, False)}
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDecisionRecord:
+    """A decision record written by :meth:`apply` inside the caller's write transaction."""
+
+    record: dict[str, Any]
+
+    def apply(self, conn: sa.Connection) -> None:
+        conn.execute(_INSERT_RECORD, self.record)
+
+    @staticmethod
+    def apply_many(conn: sa.Connection, records: Sequence[HeldDecisionRecord]) -> None:
+        conn.execute(_INSERT_RECORD, [r.record for r in records])
+
+
+_INSERT_RECORD = decision_records.insert()
+_JSON_COLUMNS = frozenset(c.name for c in decision_records.c if isinstance(c.type, sa.JSON))
+
+
+def _as_read(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as ``record()`` will read it back: every column, JSON columns through JSON, times in UTC."""
+    found: dict[str, Any] = dict.fromkeys((c.name for c in decision_records.c), None)
+    for name, value in record.items():
+        found[name] = orjson.loads(orjson.dumps(value)) if name in _JSON_COLUMNS else value
+    for name in _RECORD_TIMES:
+        found[name] = as_utc(found[name])
+    return found
 
 
 def _plain_keys(row: sa.RowMapping) -> dict[str, Any]:

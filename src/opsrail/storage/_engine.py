@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,11 +54,14 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
         def _begin(conn: sa.Connection) -> None:
             # Writers take the lock up front: a deferred transaction that later writes can fail with
             # SQLITE_BUSY at once, an immediate one waits out the busy timeout instead. Readers stay
-            # deferred so they never wait for a writer (WAL readers see the last commit).
-            if conn.get_execution_options().get(IMMEDIATE_OPTION):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.exec_driver_sql("BEGIN")
+            # deferred so they never wait for a writer (WAL readers see the last commit). The statement goes
+            # to the driver directly: through SQLAlchemy's execution path it cost more than SQLite's own work,
+            # on every transaction, reads included; a failure is raised as SQLAlchemy would have raised it.
+            statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE_OPTION) else "BEGIN"
+            try:
+                conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
+            except sqlite3.Error as exc:
+                raise sa.exc.DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
         return engine
     if parsed.get_backend_name() == "postgresql":

@@ -7,7 +7,7 @@ Claiming takes ready steps (and running steps whose lease has expired) under a l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -31,6 +31,7 @@ from opsrail.engine import (
 from opsrail.model import IdFactory, NotFound
 from opsrail.playbooks import Playbook, load_playbook
 from opsrail.storage._engine import write_transaction
+from opsrail.storage._held_writes import HeldWriteRefused, apply_held
 from opsrail.storage._sqlite_append import sqlite_time
 from opsrail.storage._tables import (
     as_utc,
@@ -90,11 +91,7 @@ class SqlRunStore:
 
     def active_playbooks(self) -> list[Playbook]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(playbooks.c.playbook_id, playbooks.c.active_version).where(
-                    playbooks.c.active_version.is_not(None)
-                )
-            ).all()
+            rows = conn.execute(_ACTIVE_PLAYBOOKS).all()
         return [self.playbook(pid, version) for pid, version in rows]
 
     def publish(self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime) -> bool:
@@ -147,11 +144,7 @@ class SqlRunStore:
     def rollout(self, playbook_id: str) -> tuple[int, int | None, int]:
         """(active version, canary version or None, canary percent)."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(playbooks.c.active_version, playbooks.c.canary_version, playbooks.c.canary_percent).where(
-                    playbooks.c.playbook_id == playbook_id
-                )
-            ).first()
+            row = conn.execute(_ROLLOUT, {"playbook_id": playbook_id}).first()
         if row is None or row[0] is None:
             raise NotFound(
                 f"playbook {playbook_id!r} has no active version", hint="publish it with `opsrail playbooks publish`"
@@ -190,32 +183,74 @@ class SqlRunStore:
         if not started:
             return
         with write_transaction(self.engine) as conn:
-            conn.execute(
-                runs.insert(),
-                [
-                    {
-                        "id": run.id,
-                        "playbook_id": run.playbook_id,
-                        "version": run.version,
-                        "status": run.status,
-                        "input": run.input,
-                        "trigger_source": None,
-                        "trigger_event_id": None,
-                        "created_at": run.created_at,
-                        "updated_at": run.created_at,
-                        "finished_at": run.finished_at,
-                        "error": run.error,
-                        "state_version": 1,
-                    }
-                    for run, _ in started
-                ],
-            )
-            conn.execute(run_steps.insert(), [_step_row(run.id, s) for run, _ in started for s in run.steps.values()])
-            logs = [_log_row(c) for _, commands in started for c in commands if isinstance(c, Log)]
-            if logs:
-                conn.execute(run_log.insert(), logs)
-            for run, commands in started:
-                self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
+            self._insert_runs(conn, [(run, commands, None) for run, commands in started])
+
+    def start_triggered(
+        self, started: Sequence[tuple[RunState, Sequence[Command], tuple[str, str]]], cursor: tuple[str, int]
+    ) -> set[str]:
+        """Store the runs a batch of events started and move the event cursor past the batch, in one transaction.
+
+        A run whose trigger (its playbook, the event's source and id) already started one is left out; returns
+        the ids of the runs stored.
+        """
+        with write_transaction(self.engine) as conn:
+            fresh: list[tuple[RunState, Sequence[Command], tuple[str, str] | None]] = []
+            if started:
+                keys = [(run.playbook_id, trigger[0], trigger[1]) for run, _, trigger in started]
+                by_origin: dict[tuple[str, str], list[str]] = {}
+                for playbook_id, source, event_id in keys:
+                    by_origin.setdefault((playbook_id, source), []).append(event_id)
+                seen: set[tuple[str, str, str]] = set()
+                # By playbook and source, then a list of event ids: the unique index answers it (a row-value IN
+                # list of triples would walk the whole table on SQLite).
+                for (playbook_id, source), event_ids in by_origin.items():
+                    for begin in range(0, len(event_ids), 500):
+                        found = conn.execute(
+                            _TRIGGERS_SEEN,
+                            {"playbook_id": playbook_id, "source": source, "event_ids": event_ids[begin : begin + 500]},
+                        )
+                        seen.update((playbook_id, source, row[0]) for row in found)
+                for (run, commands, trigger), key in zip(started, keys, strict=True):
+                    if key not in seen:
+                        seen.add(key)
+                        fresh.append((run, commands, trigger))
+                self._insert_runs(conn, fresh)
+            self._move_cursor(conn, *cursor)
+        return {run.id for run, _, _ in fresh}
+
+    def _insert_runs(
+        self, conn: sa.Connection, started: Sequence[tuple[RunState, Sequence[Command], tuple[str, str] | None]]
+    ) -> None:
+        if not started:
+            return
+        conn.execute(
+            runs.insert(),
+            [
+                {
+                    "id": run.id,
+                    "playbook_id": run.playbook_id,
+                    "version": run.version,
+                    "status": run.status,
+                    "input": run.input,
+                    "trigger_source": trigger[0] if trigger else None,
+                    "trigger_event_id": trigger[1] if trigger else None,
+                    "created_at": run.created_at,
+                    "updated_at": run.created_at,
+                    "finished_at": run.finished_at,
+                    "error": run.error,
+                    "state_version": 1,
+                    "parent_run_id": run.parent[0] if run.parent else None,
+                    "parent_step_id": run.parent[1] if run.parent else None,
+                }
+                for run, _, trigger in started
+            ],
+        )
+        conn.execute(run_steps.insert(), [_step_row(run.id, s) for run, _, _ in started for s in run.steps.values()])
+        logs = [_log_row(c) for _, commands, _ in started for c in commands if isinstance(c, Log)]
+        if logs:
+            conn.execute(run_log.insert(), logs)
+        for run, commands, _ in started:
+            self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
 
     def create_run(self, run: RunState, commands: Sequence[Command], trigger: tuple[str, str] | None) -> bool:
         with write_transaction(self.engine) as conn:
@@ -291,6 +326,36 @@ class SqlRunStore:
                 if not self._save(conn, run, state_version, commands):
                     conflicted.add(run.id)
         return conflicted
+
+    def save_batch(
+        self,
+        changes: Sequence[tuple[RunState, int, Sequence[Command]]],
+        held: Mapping[tuple[str, str], Sequence[object]],
+    ) -> tuple[set[str], set[tuple[str, str]]]:
+        """Apply the steps' held writes and save the runs, in one transaction.
+
+        Returns the runs that were not saved (someone else saved them meanwhile, or one of their steps had its
+        writes refused) and the steps whose writes were refused and undone. First everything at once; if anything
+        is refused or any run moved, it is rolled back and done again with each step's writes in a savepoint and
+        the runs saved one by one, so that the others still land.
+        """
+        if not any(held.values()):
+            return self.save_runs(changes), set()
+        if self.engine.dialect.supports_sane_multi_rowcount and changes:
+            try:
+                with write_transaction(self.engine) as conn:
+                    apply_held(conn, held, isolate=False)
+                    self._save_all(conn, changes)
+                return set(), set()
+            except (_SomeoneElseSaved, HeldWriteRefused):
+                pass
+        with write_transaction(self.engine) as conn:
+            refused = apply_held(conn, held, isolate=True)
+            conflicted = {run_id for run_id, _ in refused}
+            for run, state_version, commands in changes:
+                if run.id not in conflicted and not self._save(conn, run, state_version, commands):
+                    conflicted.add(run.id)
+        return conflicted, refused
 
     def _save_all(self, conn: sa.Connection, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> None:
         """The whole batch in a few statements; raises _SomeoneElseSaved if any run moved meanwhile."""
@@ -504,33 +569,17 @@ class SqlRunStore:
 
     def claim(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Claimed]:
         until = now + timedelta(seconds=lease_seconds)
-        takeable = sa.or_(
-            run_steps.c.status == "ready",
-            sa.and_(run_steps.c.status == "running", run_steps.c.lease_expires_at < now),
-        )
-        query = (
-            sa.select(run_steps.c.run_id, run_steps.c.step_id, run_steps.c.attempt, runs.c.state_version)
-            .join(runs, runs.c.id == run_steps.c.run_id)
-            .where(takeable, runs.c.status == "running")
-            .limit(limit)
-        )
-        if self._postgres:
-            query = query.with_for_update(of=run_steps, skip_locked=True)
         with write_transaction(self.engine) as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_CLAIMABLE_PG if self._postgres else _CLAIMABLE, {"now": now, "limit": limit}).all()
             claimed = [Claimed(r[0], r[1], r[2] + 1, r[3]) for r in rows]
-            for start in range(0, len(claimed), 400):
-                keys = [(c.run_id, c.step_id) for c in claimed[start : start + 400]]
+            if claimed:
+                # Row by primary key: a row-value IN list of (run, step) pairs would walk the whole table on SQLite.
                 conn.execute(
-                    run_steps.update()
-                    .where(sa.tuple_(run_steps.c.run_id, run_steps.c.step_id).in_(keys))
-                    .values(
-                        status="running",
-                        attempt=run_steps.c.attempt + 1,
-                        lease_owner=owner,
-                        lease_expires_at=until,
-                        started_at=sa.func.coalesce(run_steps.c.started_at, now),
-                    )
+                    _TAKE,
+                    [
+                        {"b_run_id": c.run_id, "b_step_id": c.step_id, "owner": owner, "until": until, "now": now}
+                        for c in claimed
+                    ],
                 )
         return claimed
 
@@ -601,29 +650,24 @@ class SqlRunStore:
 
     def waiting_for_event(self, limit: int) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(run_steps.c.run_id, run_steps.c.step_id)
-                .where(run_steps.c.status == "waiting", run_steps.c.waiting_for == "event")
-                .limit(limit)
-            ).all()
+            rows = conn.execute(_WAITING_FOR_EVENT, {"limit": limit}).all()
         return [(r[0], r[1]) for r in rows]
 
     def events_after(self, cursor: str, limit: int) -> tuple[int, list[LoggedEvent]]:
         with self.engine.connect() as conn:
-            position = conn.execute(sa.select(cursors.c.position).where(cursors.c.name == cursor)).scalar() or 0
-            rows = conn.execute(
-                sa.select(events.c.seq, events.c.event_id, events.c.source, events.c.type, events.c.data)
-                .where(events.c.seq > position)
-                .order_by(events.c.seq)
-                .limit(limit)
-            ).all()
+            position = conn.execute(_CURSOR, {"name": cursor}).scalar() or 0
+            rows = conn.execute(_EVENTS_AFTER, {"position": position, "limit": limit}).all()
         return int(position), [LoggedEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def move_cursor(self, cursor: str, position: int) -> None:
         with write_transaction(self.engine) as conn:
-            moved = conn.execute(cursors.update().where(cursors.c.name == cursor).values(position=position))
-            if moved.rowcount == 0:
-                conn.execute(cursors.insert().values(name=cursor, position=position))
+            self._move_cursor(conn, cursor, position)
+
+    @staticmethod
+    def _move_cursor(conn: sa.Connection, cursor: str, position: int) -> None:
+        moved = conn.execute(_MOVE_CURSOR, {"b_name": cursor, "position": position})
+        if moved.rowcount == 0:
+            conn.execute(cursors.insert().values(name=cursor, position=position))
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -768,6 +812,56 @@ class SqlRunStore:
 
 
 # Statements built once: SQLAlchemy then reuses their compiled form instead of rebuilding them per call.
+_CLAIMABLE = (
+    sa.select(run_steps.c.run_id, run_steps.c.step_id, run_steps.c.attempt, runs.c.state_version)
+    .join(runs, runs.c.id == run_steps.c.run_id)
+    .where(
+        sa.or_(
+            run_steps.c.status == "ready",
+            sa.and_(run_steps.c.status == "running", run_steps.c.lease_expires_at < sa.bindparam("now")),
+        ),
+        runs.c.status == "running",
+    )
+    .limit(sa.bindparam("limit"))
+)
+_CLAIMABLE_PG = _CLAIMABLE.with_for_update(of=run_steps, skip_locked=True)
+_TAKE = (
+    run_steps.update()
+    .where(run_steps.c.run_id == sa.bindparam("b_run_id"), run_steps.c.step_id == sa.bindparam("b_step_id"))
+    .values(
+        status="running",
+        attempt=run_steps.c.attempt + 1,
+        lease_owner=sa.bindparam("owner"),
+        lease_expires_at=sa.bindparam("until"),
+        started_at=sa.func.coalesce(run_steps.c.started_at, sa.bindparam("now")),
+    )
+)
+_TRIGGERS_SEEN = sa.select(runs.c.trigger_event_id).where(
+    runs.c.playbook_id == sa.bindparam("playbook_id"),
+    runs.c.trigger_source == sa.bindparam("source"),
+    runs.c.trigger_event_id.in_(sa.bindparam("event_ids", expanding=True)),
+)
+_ROLLOUT = sa.select(playbooks.c.active_version, playbooks.c.canary_version, playbooks.c.canary_percent).where(
+    playbooks.c.playbook_id == sa.bindparam("playbook_id")
+)
+_MOVE_CURSOR = (
+    cursors.update().where(cursors.c.name == sa.bindparam("b_name")).values(position=sa.bindparam("position"))
+)
+_CURSOR = sa.select(cursors.c.position).where(cursors.c.name == sa.bindparam("name"))
+_EVENTS_AFTER = (
+    sa.select(events.c.seq, events.c.event_id, events.c.source, events.c.type, events.c.data)
+    .where(events.c.seq > sa.bindparam("position"))
+    .order_by(events.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+_WAITING_FOR_EVENT = (
+    sa.select(run_steps.c.run_id, run_steps.c.step_id)
+    .where(run_steps.c.status == "waiting", run_steps.c.waiting_for == "event")
+    .limit(sa.bindparam("limit"))
+)
+_ACTIVE_PLAYBOOKS = sa.select(playbooks.c.playbook_id, playbooks.c.active_version).where(
+    playbooks.c.active_version.is_not(None)
+)
 _RUN_UPDATE = (
     runs.update()
     .where(runs.c.id == sa.bindparam("b_id"), runs.c.state_version == sa.bindparam("b_version"))

@@ -1,0 +1,103 @@
+"""Crash safety of a step's own writes: a worker running ledger steps is killed with SIGKILL again and again.
+
+A step's ledger change, its audit entries and its result commit in one transaction, so after the restarts every
+run completes, every ledger record exists once per step (one idempotent request, one change event, one audit
+entry), and the audit chain verifies.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from opsrail.settings import Settings
+from opsrail.wiring import build
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = 120
+PLAYBOOK = """
+id: ledgered
+version: 1
+steps:
+  - id: credit
+    action: ledger.create_credit_memo
+    with: {account_id: "acct-${ run.input.n }", amount: 10.0, currency: EUR, reason: "crash test"}
+  - id: project
+    action: ledger.create_project
+    with: {account_id: "acct-${ run.input.n }", name: "follow-up ${ run.input.n }"}
+  - id: done
+    needs: [credit, project]
+    action: core.set
+    with: {credit: "${ steps.credit.output.id }"}
+"""
+
+
+def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "opsrail", "worker"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_ledger_change_and_repeats_none(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
+    env.update(
+        OPSRAIL_HOME=str(tmp_path),
+        OPSRAIL_LEASE_SECONDS="1",
+        OPSRAIL_WORKER_CONCURRENCY="8",
+        OPSRAIL_LOG_LEVEL="error",
+        PYTHONPATH=str(ROOT),
+    )
+    container = build(Settings(home=tmp_path), migrate=True)
+    (tmp_path / "ledgered.yaml").write_text(PLAYBOOK)
+    container.automation.publish(tmp_path / "ledgered.yaml")
+    run_ids = [container.automation.start("ledgered", {"n": n}) for n in range(RUNS)]
+
+    rng = random.Random(20261130)
+    kills = 0
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline and kills < 12:
+        if not container.automation.runs(status="running", limit=RUNS):
+            break
+        worker = _worker(env)
+        time.sleep(rng.uniform(0.8, 2.0))  # start-up takes most of a second; then it is mid-work
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        kills += 1
+    worker = _worker(env)
+    try:
+        while time.monotonic() < deadline and container.automation.runs(status="running", limit=RUNS):
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+
+    statuses = {r["id"]: r["status"] for r in container.automation.runs(limit=RUNS)}
+    with container.engine.connect() as conn:
+        keys = [row[0] for row in conn.execute(sa.text("SELECT key FROM ledger_requests"))]
+        records = Counter(row[0] for row in conn.execute(sa.text("SELECT collection FROM ledger_records")))
+        changes = conn.execute(sa.text("SELECT count(*) FROM events WHERE source = 'opsrail/ledger'")).scalar()
+    created = Counter(e["action"] for e in container.audit.export() if e["action"].startswith("ledger."))
+    report = container.audit.verify()
+    container.close()
+
+    assert kills >= 3
+    assert set(statuses) == set(run_ids) and set(statuses.values()) == {"succeeded"}
+    assert len(keys) == len(set(keys)) == 2 * RUNS
+    assert records == {"credit-memos": RUNS, "projects": RUNS}
+    assert changes == 2 * RUNS
+    assert created == {"ledger.credit_memo.created": RUNS, "ledger.project.created": RUNS}
+    assert report.ok
