@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,32 +53,42 @@ def start_server(home: Path, database_url: str | None, extra_env: dict[str, str]
     _, reader = container.tokens.create("auditor", "reader")
     role_tokens = {role: container.tokens.create(role, f"{role}-token")[1] for role in ROLES}
     container.close()
-    port = free_port()
     log = home / "server.log"
+    with running_opsrail(env, log) as url:
+        yield Server(url=url, token=token, reader_token=reader, env=env, log=log, role_tokens=role_tokens)
+
+
+@contextmanager
+def running_opsrail(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``opsrail up`` in a subprocess with ``env`` on a free port, writing to ``log``; yields its URL once ready."""
+    port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "opsrail", "up", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
+    while not _ready(url):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"opsrail up did not become ready:\n{log.read_text()}")
-        time.sleep(0.1)
+        time.sleep(0.05)
     try:
-        yield Server(url=url, token=token, reader_token=reader, env=env, log=log, role_tokens=role_tokens)
+        yield url
     finally:
         process.terminate()
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(5)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -8,8 +8,6 @@ import importlib
 import itertools
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +28,7 @@ from opsrail.cli._connectors import FAKES
 from opsrail.fakes.chaos import Chaos
 from opsrail.settings import Settings
 from opsrail.wiring import build
-from tests.api.conftest import free_port
+from tests.api.conftest import free_port, running_opsrail
 
 PLAYBOOKS = Path(opsrail.playbooks.__file__).parent / "reference"
 TABLES = Path(opsrail.decisions.__file__).parent / "reference"
@@ -177,33 +175,9 @@ def start_opsrail(home: Path, content: Content, connectors: dict[str, dict[str, 
         OPSRAIL_CONNECTORS=json.dumps(connectors),
         OPSRAIL_LOG_LEVEL="warning",
     )
-    port = free_port()
     log = home / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "opsrail", "up", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"opsrail up did not become ready:\n{log.read_text()}")
-        time.sleep(0.05)
-    try:
+    with running_opsrail(env, log) as url:
         yield Opsrail(url=url, tokens=tokens, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 # -- HTTP helpers ------------------------------------------------------------------------------------------------
