@@ -5,7 +5,8 @@ and a Slack message on the local fakes (``opsrail dev fakes``, another process, 
 
 Figures: completed runs per second when a burst of ``--burst`` incidents is sent as fast as possible, and the
 latency from the event's receipt to the run's end (p50/p99) when incidents arrive at half that rate.
-Usage: python -m bench.e4_sev1 [--burst 300] [--runs 3]
+The first line also gives the CPU time the server and the fakes spent per run during the bursts.
+Usage: python -m bench.e4_sev1 [--burst 300] [--runs 3] [--ledger-only] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -147,6 +148,12 @@ def finished(engine: sa.Engine, tag: str, count: int, timeout: float) -> list[tu
         time.sleep(0.2)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ts(value: Any) -> float:
     from datetime import UTC, datetime
 
@@ -162,6 +169,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ledger-only", action="store_true", help="the five actions on the ledger (no fakes)")
+    parser.add_argument("--profile", metavar="FILE", help="record the server with py-spy during the bursts (raw)")
     args = parser.parse_args()
     fakes_port, port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="opsrail-e4-") as home:
@@ -200,12 +208,30 @@ def main() -> None:
             _wait(f"http://127.0.0.1:{fakes_port}", fakes, "/jira/rest/api/3/myself")
             asyncio.run(send(url, token, [event(n, "warm") for n in range(20)], None))
             finished(engine, "warm", 20, 120)
+            profile = None
+            if args.profile:
+                # Samples only the thread holding the GIL: where the server's Python time goes during the bursts.
+                spy = ["py-spy", "record", "--pid", str(server.pid), "--gil", "--rate", "200", "--nonblocking"]
+                profile = subprocess.Popen(
+                    [*spy, "--format", "raw", "-o", args.profile],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                time.sleep(1)
             throughputs = []
+            cpu_before = {name: _cpu_seconds(proc.pid) for name, proc in (("server", server), ("fakes", fakes))}
             for r in range(args.runs):
                 tag = f"burst{r}"
                 asyncio.run(send(url, token, [event(n, tag) for n in range(args.burst)], None))
                 times = finished(engine, tag, args.burst, 600)
                 throughputs.append(args.burst / (max(f for _, f in times) - min(s for s, _ in times)))
+            cpu_ms = {
+                name: round((_cpu_seconds(proc.pid) - cpu_before[name]) * 1000 / (args.burst * args.runs), 2)
+                for name, proc in (("server", server), ("fakes", fakes))
+            }
+            if profile:
+                profile.send_signal(2)
+                profile.wait(30)
             rate = median(throughputs) / 2
             count = max(50, int(rate * 20))
             asyncio.run(send(url, token, [event(n, "steady") for n in range(count)], rate))
@@ -219,6 +245,7 @@ def main() -> None:
                         "burst": args.burst,
                         "runs": args.runs,
                         "store": "sqlite",
+                        "cpu_ms_per_run": cpu_ms,
                     }
                 )
             )

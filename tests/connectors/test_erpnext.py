@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from opsrail.connectors import ConnectorError, HttpPolicy, bind
+from opsrail.connectors import ConnectorError, HttpPolicy, LoopLocalClient, bind
 from opsrail.connectors.erpnext import ERPNextConnector, frappe_error
 from opsrail.engine import CallContext, OperationFailed, Operations
 from opsrail.fakes.erpnext import COMPANY, USER, create_app
@@ -41,7 +41,7 @@ def run(
     """Runs ``scenario`` with a connector to ``url`` inside one event loop, as an httpx client requires."""
 
     async def main() -> T:
-        async with httpx.AsyncClient() as client:
+        async with LoopLocalClient() as client:
             settings = {
                 "base_url": url,
                 "api_key": "key",
@@ -406,7 +406,7 @@ def test_a_call_through_the_engine(serve: Serve, recorded_sleep: RecordedSleep) 
 
 def test_settings_that_cannot_work_are_reported_and_refused(tmp_path: Path, recorded_sleep: RecordedSleep) -> None:
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with LoopLocalClient() as client:
             for config, problem in (
                 ({"base_url": "https://erp.example.com", "api_key": "key"}, "missing settings: api_secret"),
                 ({"base_url": "erp.example.com", "api_key": "k", "api_secret": "s"}, "must be an https URL"),

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from opsrail.connectors import ConnectorError, HttpPolicy, bind
+from opsrail.connectors import ConnectorError, HttpPolicy, LoopLocalClient, bind
 from opsrail.connectors.jira import CreateIssue, FindByProperty, JiraConnector, adf, jira_error, property_jql
 from opsrail.engine import CallContext, OperationFailed, Operations
 from opsrail.fakes.jira import create_app
@@ -31,7 +31,7 @@ def call(step: str = "open-ticket", attempt: int = 1) -> CallContext:
 def connector(url: str, sleep: RecordedSleep, *, token: str = TOKEN, **policy: Any) -> JiraConnector:
     config = {"base_url": url, "email": "bot@example.test", "api_token": token}
     return JiraConnector(
-        config, httpx.AsyncClient(), policy=HttpPolicy(**{"retries": 3, "backoff_s": 0.1, **policy}), sleep=sleep
+        config, LoopLocalClient(), policy=HttpPolicy(**{"retries": 3, "backoff_s": 0.1, **policy}), sleep=sleep
     )
 
 
@@ -84,10 +84,11 @@ def test_create_sends_adf_and_marks_the_issue_with_the_idempotency_key(
     assert sent == [
         ("POST", "/rest/api/3/search/jql"),
         ("POST", "/rest/api/3/issue"),
-        ("PUT", "/rest/api/3/issue/ENG-1/properties/opsrail"),
     ]
     assert app.state.requests[0]["json"]["jql"] == 'issue.property[opsrail].idempotency_key = "run-1:open-ticket"'
-    assert app.state.requests[2]["json"] == {"idempotency_key": "run-1:open-ticket"}
+    assert app.state.requests[1]["json"]["properties"] == [
+        {"key": "opsrail", "value": {"idempotency_key": "run-1:open-ticket"}}
+    ]
 
 
 def test_the_same_idempotency_key_twice_makes_one_issue(serve: Serve, recorded_sleep: RecordedSleep) -> None:
@@ -112,7 +113,7 @@ def test_a_create_whose_answer_was_lost_is_found_not_repeated(serve: Serve, reco
     assert result["key"] == "ENG-1" and result["created"]  # this call made it
     assert list(app.state.issues) == ["ENG-1"] and len(recorded_sleep.waits) == 1
     methods = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in app.state.requests]
-    assert methods == [("POST", "jql"), ("POST", "issue"), ("POST", "jql"), ("PUT", "opsrail")]
+    assert methods == [("POST", "jql"), ("POST", "issue"), ("POST", "jql")]
 
 
 def test_find_by_property_follows_next_page_tokens(serve: Serve, recorded_sleep: RecordedSleep) -> None:
@@ -293,7 +294,7 @@ def test_through_the_engine(serve: Serve, recorded_sleep: RecordedSleep) -> None
 
 
 def test_configuration_problems_are_reported_not_raised(tmp_path: Path) -> None:
-    client = httpx.AsyncClient()
+    client = LoopLocalClient()
     token_file = tmp_path / "jira-token"
     token_file.write_text("from-a-file\n", encoding="utf-8")
     jira = JiraConnector(

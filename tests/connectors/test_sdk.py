@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +17,7 @@ from opsrail.connectors import (
     ConnectorError,
     HttpPolicy,
     HttpTransport,
+    LoopLocalClient,
     Model,
     OperationSpec,
     bind,
@@ -51,7 +51,7 @@ def flaky_app() -> FastAPI:
 def transport(url: str, sleep: RecordedSleep, **policy: Any) -> HttpTransport:
     return HttpTransport(
         "thing",
-        httpx.AsyncClient(),
+        LoopLocalClient(),
         url,
         headers={"Authorization": "Bearer s3cret"},
         policy=HttpPolicy(**{"retries": 3, "backoff_s": 0.1, **policy}),

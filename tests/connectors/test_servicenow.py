@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from opsrail.connectors import ConnectorError, HttpPolicy, bind
+from opsrail.connectors import ConnectorError, HttpPolicy, LoopLocalClient, bind
 from opsrail.connectors.servicenow import (
     CreateIncident,
     GetIncident,
@@ -52,7 +52,7 @@ def run(
     """Runs ``scenario`` with a connector to ``url`` on a client that lives in this one event loop."""
 
     async def main() -> T:
-        async with httpx.AsyncClient() as client:
+        async with LoopLocalClient() as client:
             connector = ServiceNowConnector(
                 {"base_url": url, "username": "admin", "password": "secret", **(config or {})},
                 client,

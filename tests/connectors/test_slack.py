@@ -9,11 +9,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
-from opsrail.connectors import ConnectorError, HttpPolicy, bind
+from opsrail.connectors import ConnectorError, HttpPolicy, LoopLocalClient, bind
 from opsrail.connectors.slack import (
     APPROVE_ACTION,
     REJECT_ACTION,
@@ -54,7 +53,7 @@ class Slack:
         self.runner = runner
         self.connector = SlackConnector(
             {"base_url": f"{url}/api", "bot_token": token, "signing_secret": SECRET},
-            httpx.AsyncClient(),
+            LoopLocalClient(),
             policy=HttpPolicy(**{"retries": 3, "backoff_s": 0.1, **policy}),
             sleep=sleep,
         )
@@ -267,23 +266,21 @@ def test_a_timeout_is_retryable(
 
 def test_check_calls_auth_test(serve: Callable[[FastAPI], str], recorded_sleep: RecordedSleep) -> None:
     url = serve(create_app())
-    good = SlackConnector(
-        {"base_url": f"{url}/api", "bot_token": "xoxb-test"}, httpx.AsyncClient(), sleep=recorded_sleep
-    )
+    good = SlackConnector({"base_url": f"{url}/api", "bot_token": "xoxb-test"}, LoopLocalClient(), sleep=recorded_sleep)
     health = run(good.check())
     assert health["ok"] and "U0OPSBOT" in health["detail"] and "T0OPSRAIL" in health["detail"]
-    bad = SlackConnector({"base_url": f"{url}/api", "bot_token": "xoxb-no"}, httpx.AsyncClient(), sleep=recorded_sleep)
+    bad = SlackConnector({"base_url": f"{url}/api", "bot_token": "xoxb-no"}, LoopLocalClient(), sleep=recorded_sleep)
     assert run(bad.check()) == {"ok": False, "detail": "slack: auth.test failed: invalid_auth"}
 
 
 def test_the_token_can_come_from_a_file_and_is_required(tmp_path: Any) -> None:
     path = tmp_path / "token"
     path.write_text("xoxb-from-file\n")
-    connector = SlackConnector({"bot_token_file": str(path)}, httpx.AsyncClient())
+    connector = SlackConnector({"bot_token_file": str(path)}, LoopLocalClient())
     assert connector.http.headers["Authorization"] == "Bearer xoxb-from-file"
     assert connector.http.base_url == "https://slack.com/api"
     with pytest.raises(InvalidInput, match="no bot token"):
-        SlackConnector({}, httpx.AsyncClient())
+        SlackConnector({}, LoopLocalClient())
 
 
 # -- signed button clicks -------------------------------------------------------------------------------------
@@ -300,7 +297,7 @@ def test_a_signed_click_is_accepted() -> None:
     assert not verify_interaction(*interaction_request(SECRET, "task-42", False, ts=now), SECRET, now).approve
     assert verify_interaction(lowered, body, SECRET, now).task_id == "task-42"  # header names in any case
 
-    connector = SlackConnector({"bot_token": "xoxb-test", "signing_secret": SECRET}, httpx.AsyncClient())
+    connector = SlackConnector({"bot_token": "xoxb-test", "signing_secret": SECRET}, LoopLocalClient())
     assert connector.interaction(headers, body, now).approve
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from opsrail.connectors import ConnectorError, HttpPolicy, bind
+from opsrail.connectors import ConnectorError, HttpPolicy, LoopLocalClient, bind
 from opsrail.connectors.stripe import (
     CollectionState,
     CreateCreditNote,
@@ -49,7 +49,7 @@ def run(
     """Runs ``scenario`` with a connector to ``url`` on a client that lives in this one event loop."""
 
     async def main() -> T:
-        async with httpx.AsyncClient() as client:
+        async with LoopLocalClient() as client:
             connector = StripeConnector(
                 {"base_url": url, "api_key": "sk_test_fake", **(config or {})},
                 client,

@@ -10,11 +10,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from fastapi import FastAPI
 
-from opsrail.connectors import ConnectorError, HttpPolicy, bind
+from opsrail.connectors import ConnectorError, HttpPolicy, LoopLocalClient, bind
 from opsrail.connectors.webhooks import WebhookConnector, WebhookPost, delivery_id, sign, verify_signature
 from opsrail.engine import CallContext, OperationFailed, Operations
 from opsrail.fakes.webhook_receiver import create_app
@@ -42,7 +41,7 @@ def run(
     """Runs ``scenario`` with a connector whose ``billing`` endpoint is ``url`` inside one event loop."""
 
     async def main() -> T:
-        async with httpx.AsyncClient() as client:
+        async with LoopLocalClient() as client:
             connector = WebhookConnector(
                 {"endpoints": {"billing": {"url": url, "secret": secret}}},
                 client,
@@ -173,7 +172,7 @@ def test_endpoints_that_cannot_work_are_reported_and_refused(tmp_path: Path, rec
     }
 
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with LoopLocalClient() as client:
             hooks = WebhookConnector({"endpoints": endpoints}, client, sleep=recorded_sleep)  # built all the same
             assert hooks.endpoints == ["good"]
             report = await hooks.check()

@@ -1,5 +1,6 @@
 """Connectors: the systems Opsrail acts on (ERP, billing, CRM, ITSM, chat, e-mail, webhooks) and the SDK they share."""
 
+from opsrail.connectors._http_client import LoopLocalClient
 from opsrail.connectors._registry import CATALOG, build_connectors
 from opsrail.connectors._sdk import (
     CallObserver,
@@ -8,7 +9,6 @@ from opsrail.connectors._sdk import (
     ConnectorError,
     HttpPolicy,
     HttpTransport,
-    LoopLocalClient,
     Model,
     OperationSpec,
     RateLimiter,

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import importlib.util
 import logging
 import random
-import sys
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -280,59 +277,6 @@ class HttpTransport:
             code=f"http_{status}",
             retry_after=retry_after_seconds(response.headers.get("retry-after")) if retryable else None,
         )
-
-
-class LoopLocalClient(httpx.AsyncClient):
-    """An ``httpx.AsyncClient`` whose connections belong to the event loop that uses them, with one small connection
-    pool per origin and no more requests in flight per origin than that pool has connections.
-
-    An async client's connection pool is bound to the loop that opened it; the server and the worker run one loop for
-    their lifetime, but a CLI command or a test runs several one after the other. This client keeps one inner client
-    per loop and origin, so the same connectors work in all of them.
-
-    The pool (httpcore's) looks at every connection and every waiting request each time a request starts or ends,
-    so its cost per request grows with both: with the engine's 256 steps in flight on a pool of 100 connections a
-    request cost about 5 ms of CPU; with 32, 16, 8 and 4 in flight on as many connections, 3.3, 1.8, 1.2 and 1.0 ms.
-    Requests beyond ``per_origin`` wait on a semaphore instead, where waiting costs nothing. Eight per vendor and
-    process, at a vendor's usual 100 to 300 ms an answer, is still more than vendors' rate limits let through.
-    """
-
-    def __init__(self, *, per_origin: int = 8, **kwargs: Any) -> None:
-        kwargs.setdefault("limits", httpx.Limits(max_connections=per_origin, max_keepalive_connections=per_origin))
-        super().__init__(**kwargs)
-        self._settings = kwargs
-        self._per_origin = per_origin
-        self._per_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop,
-            dict[tuple[bytes, bytes, int | None], tuple[httpx.AsyncClient, asyncio.Semaphore]],
-        ] = weakref.WeakKeyDictionary()
-        _without_sniffio()
-
-    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        loop = asyncio.get_running_loop()
-        clients = self._per_loop.get(loop)
-        if clients is None:
-            clients = self._per_loop[loop] = {}
-        origin = (request.url.raw_scheme, request.url.raw_host, request.url.port)
-        found = clients.get(origin)
-        if found is None:
-            found = clients[origin] = (httpx.AsyncClient(**self._settings), asyncio.Semaphore(self._per_origin))
-        inner, slots = found
-        async with slots:
-            return await inner.send(request, **kwargs)
-
-
-def _without_sniffio() -> None:
-    """Let httpcore see at once that ``sniffio`` is not installed.
-
-    httpcore asks ``sniffio`` which async library runs, with an ``import sniffio`` inside a function it calls several
-    times per request; when the package is absent (httpx no longer needs it) each of those imports searches every
-    entry of ``sys.path`` before failing, which took a sixth of the worker's time under load. A ``None`` entry in
-    ``sys.modules`` is Python's way to say a module cannot be imported: the import then fails at once and httpcore
-    takes its documented fallback, asyncio. An installed ``sniffio`` is left alone.
-    """
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 # -- settings ---------------------------------------------------------------------------------------------------

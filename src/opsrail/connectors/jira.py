@@ -287,11 +287,10 @@ class JiraConnector(Connector):
     # -- operations ------------------------------------------------------------------------------------------------
 
     async def create_issue(self, arguments: CreateIssue, call: CallContext) -> CreatedIssue:
-        """Create the issue unless one already carries ``call.idempotency_key``; then mark it with that key.
+        """Create the issue unless one already carries ``call.idempotency_key``.
 
-        The key goes in the create request itself (its ``properties``), so Jira stores issue and key together; it
-        is set again with ``PUT .../properties/opsrail`` right after. A failure of that second write is logged, not
-        raised: the issue exists and failing the step would only invite a duplicate.
+        The key goes in the create request itself (its ``properties``), so Jira stores issue and key in one write:
+        there is no moment when the issue exists without its key, and no second request to fail.
 
         What is left open: Jira's search is eventually consistent and finds only indexed properties (see the module
         docstring), so between the create and the moment the search can see the key, a repeated call with the same
@@ -335,15 +334,7 @@ class JiraConnector(Connector):
                 raise ConnectorError("jira: the created issue came back without a key", retryable=False)
             return CreatedIssue(key=issue_key, id=issue_id, url=self._browse(issue_key), created=True)
 
-        result = await self._looking_first(attempt)
-        if result.created and key:
-            try:
-                await self._request(
-                    "PUT", f"{API}/issue/{result.key}/properties/{PROPERTY_KEY}", json={PROPERTY_FIELD: key}
-                )
-            except ConnectorError as exc:
-                log.warning("%s: could not set the opsrail property: %s", result.key, exc, extra=_extra())
-        return result
+        return await self._looking_first(attempt)
 
     async def transition(self, arguments: Transition, call: CallContext) -> Transitioned:
         """Apply the transition named ``to`` (or the one leading to status ``to``); nothing to do if already there."""

@@ -69,6 +69,9 @@ class KnowledgeIndex:
         self._doc_ids: IntArray = np.zeros(0, dtype=np.int64)
         self._tf: FloatArray = np.zeros(0)
         self._weights: FloatArray = np.zeros(0)
+        # Each hit document's sentences with their tokens, split on its first hit: snippets of the same runbooks
+        # are cut for query after query.
+        self._sentences: dict[int, list[tuple[str, frozenset[str]]]] = {}
 
     @classmethod
     def build(cls, documents: Iterable[Document], *, k1: float = 1.2, b: float = 0.75) -> KnowledgeIndex:
@@ -105,6 +108,7 @@ class KnowledgeIndex:
                 if position < len(self._lengths):
                     replaced.add(position)
                 self._documents[position] = document
+                self._sentences.pop(position, None)
                 # The same id twice in one batch: drop what the earlier copy contributed.
                 keep = [i for i, doc in enumerate(new_docs) if doc != position]
                 new_terms = [new_terms[i] for i in keep]
@@ -208,7 +212,7 @@ class KnowledgeIndex:
             title=document.title,
             source=document.source,
             score=score,
-            snippet=self._snippet(document.text, query_terms),
+            snippet=self._snippet(position, query_terms),
             metadata=document.metadata,
         )
 
@@ -216,10 +220,14 @@ class KnowledgeIndex:
         term = self._vocabulary.get(token)
         return float(self._idf[term]) if term is not None else 0.0
 
-    def _snippet(self, text: str, query_terms: set[str]) -> str:
+    def _snippet(self, position: int, query_terms: set[str]) -> str:
+        text = self._documents[position].text
+        split = self._sentences.get(position)
+        if split is None:
+            split = self._sentences[position] = [(s, frozenset(tokenize(s))) for s in sentences(text)]
         best, best_score = "", 0.0
-        for sentence in sentences(text):
-            score = sum(self._idf_of(token) for token in set(tokenize(sentence)) & query_terms)
+        for sentence, tokens in split:
+            score = sum(self._idf_of(token) for token in tokens & query_terms)
             if score > best_score:
                 best, best_score = sentence, score
         if not best:

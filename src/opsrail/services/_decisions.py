@@ -14,6 +14,7 @@ import hashlib
 import logging
 import pickle
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from opsrail.services._model_training import TASKS, case_documents, train
 log = logging.getLogger("opsrail.decisions")
 
 _SIMILAR_CASES = 5
+CATALOG_FRESH_S = 1.0
+"""How long a process trusts what it read of the decision catalog and of the settled cases (seconds)."""
 _KNOWLEDGE_HITS = 3
 
 
@@ -142,6 +145,12 @@ class DecisionService:
         # Past decisions people settled, per decision name: (index, the latest review time it holds).
         self._past: dict[str, tuple[KnowledgeIndex, Any]] = {}
         self._lock = threading.Lock()
+        # What was last read of the catalog (latest versions per name, the policies) and when the settled cases
+        # were last looked for, each with the monotonic time it is trusted until. Writes through this service
+        # forget them at once; other processes' writes are seen within CATALOG_FRESH_S.
+        self._versions_read: dict[str, tuple[float, tuple[int | None, int | None]]] = {}
+        self._policies_read: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._past_checked: dict[str, float] = {}
         self.audit: Auditor = not_audited
         # Told when governance needs people's attention (a demotion): ``alert(kind, subject, details)``.
         self.alerts: list[Callable[[str, str, dict[str, Any]], None]] = []
@@ -192,6 +201,7 @@ class DecisionService:
                 f"{table.name} version {table.version} is published already with other content",
                 hint="published versions never change: raise `version` in the file",
             )
+        self._forget_catalog()
         self.audit(by, "decision_table.published", f"{table.name}@{table.version}", {"source": source})
         return table
 
@@ -265,6 +275,7 @@ class DecisionService:
                 "created_by": by,
             }
         )
+        self._forget_catalog()
         info = self.model_info(name, version)
         self.audit(
             by,
@@ -320,18 +331,37 @@ class DecisionService:
         policies = load_policies(_read(path), str(path))
         for name, policy in policies.items():
             self.store.set_policy(name, policy.model_dump(mode="json"), by, self.clock.now())
+            self._forget_catalog()
             self.audit(by, "decision_policy.set", name, policy.model_dump(mode="json"))
         return policies
 
     def policy(self, name: str) -> DecisionPolicy:
-        stored = self.store.policies().get(name)
+        stored = self._policies().get(name)
         return parse_policy(stored) if stored else DEFAULT_POLICY
+
+    def _policies(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        read = self._policies_read
+        if read is None or read[0] < now:
+            read = self._policies_read = (now + CATALOG_FRESH_S, self.store.policies())
+        return read[1]
+
+    def _latest_versions(self, name: str) -> tuple[int | None, int | None]:
+        now = time.monotonic()
+        read = self._versions_read.get(name)
+        if read is None or read[0] < now:
+            read = self._versions_read[name] = (now + CATALOG_FRESH_S, self.store.latest_versions(name))
+        return read[1]
+
+    def _forget_catalog(self) -> None:
+        self._versions_read.clear()
+        self._policies_read = None
 
     # -- evaluating --------------------------------------------------------------------------------------
 
     def evaluate(self, name: str, inputs: dict[str, Any], *, version: int | None = None) -> Evaluation:
         """Evaluate a table or model by name (tables first), without recording anything."""
-        table_version, model_version = self.store.latest_versions(name)
+        table_version, model_version = self._latest_versions(name)
         if table_version is not None:
             compiled = self._compiled(name, version or table_version)
             if compiled is None:
@@ -503,8 +533,12 @@ class DecisionService:
 
     def _past_decisions(self, name: str) -> KnowledgeIndex | None:
         """An index of this decision's past cases that a person settled, kept up to date incrementally."""
+        now = time.monotonic()
         with self._lock:
             index, since = self._past.get(name, (None, None))
+            if self._past_checked.get(name, 0.0) > now:
+                return index
+            self._past_checked[name] = now + CATALOG_FRESH_S
         fresh = self.store.settled_since(name, since)
         if fresh:
             documents = [_past_case(record) for record in fresh]
@@ -579,6 +613,7 @@ class DecisionService:
             if task is not None:
                 self.automation.decide(task["id"], approve=False, by=by, comment=reason, value=value)
                 return self.store.record(record_id)
+        self._past_checked.clear()
         settled = self.store.settle_record(
             record_id,
             status="overridden",
@@ -612,6 +647,7 @@ class DecisionService:
         )
         demoted = policy.model_copy(update={"tier": "approval", "demoted": reason})
         self.store.set_policy(name, demoted.model_dump(mode="json"), "opsrail", self.clock.now())
+        self._forget_catalog()
         self.audit(None, "decision_policy.demoted", name, {"override_rate": rate, "window": seen, "reason": reason})
         log.warning("decision %s demoted to approval: %s", name, reason, extra={"decision": name})
         for alert in self.alerts:
@@ -639,6 +675,7 @@ class DecisionService:
             status, final = "accepted", record["outputs"]
         else:
             status, final = "rejected", None
+        self._past_checked.clear()
         self.store.settle_record(
             record_id,
             status=status,
