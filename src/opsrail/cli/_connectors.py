@@ -92,7 +92,7 @@ def dev_fakes(
 
     fail(f"fakes on {base}; point Opsrail at them with:", None)
     fail(f"export OPSRAIL_CONNECTORS='{line}'", None)
-    uvicorn.run(fakes_app(), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(fakes_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 @connectors_app.command("dead-letters")

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 ACCOUNT_ID = "712020:5b10ac8d82e05b22cc7d4ef5"
 STATUS_CATEGORIES = {
@@ -144,8 +145,8 @@ def create_app(
             return False
         return hmac.compare_digest(given, expected)
 
-    @app.middleware("http")
-    async def gate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def gate(request: Request) -> Response | None:
+        """What a call is answered instead of reaching its route (no credentials, a rate limit, a failure), if any."""
         if not authorised(request):
             return _error(401, ["Client must be authenticated to access this resource."])
         app.state.calls += 1
@@ -165,7 +166,10 @@ def create_app(
             )
         if number <= rate_limit_first + fail_first:
             return _error(500, ["Internal server error"])
-        return await call_next(request)
+        return None
+
+    # A plain ASGI wrapper: Starlette's ``@app.middleware("http")`` runs each call through extra tasks and streams.
+    app.add_middleware(Gate, check=gate)
 
     async def read_json(request: Request) -> tuple[Any, JSONResponse | None]:
         raw = await request.body()
@@ -483,3 +487,19 @@ def create_app(
         )
 
     return app
+
+
+class Gate:
+    """Answers a call with ``check``'s response when it gives one; otherwise passes the call on."""
+
+    def __init__(self, app: ASGIApp, check: Callable[[Request], Awaitable[Response | None]]) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            answer = await self.check(Request(scope))
+            if answer is not None:
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
