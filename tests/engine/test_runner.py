@@ -358,3 +358,29 @@ steps:
     [child] = container.automation.runs(playbook_id="provision-tenant")
     assert child["status"] == "succeeded" and child["input"] == {"name": "acme"}
     assert "step.called" in [e["activity"] for e in detail["timeline"]]
+
+
+def test_a_claim_cut_by_its_limit_leaves_the_last_runs_steps_together(
+    container: Container, tmp_path: Path, clock: FakeClock
+) -> None:
+    publish(
+        container,
+        tmp_path,
+        """
+id: fan
+version: 1
+steps:
+  - {id: a, action: core.set}
+  - {id: b, action: core.set}
+  - {id: c, action: core.set}
+""",
+    )
+    first, second = container.automation.start("fan", {}), container.automation.start("fan", {})
+    store = container.automation.store
+    cut = store.claim("worker-1", clock.now(), 30, 5)  # three ready steps each: five would split a run
+    assert sorted(c.step_id for c in cut) == ["a", "b", "c"] and len({c.run_id for c in cut}) == 1
+    rest = store.claim("worker-2", clock.now(), 30, 5)
+    assert sorted(c.step_id for c in rest) == ["a", "b", "c"] and {c.run_id for c in cut + rest} == {first, second}
+    # One run with more ready steps than the limit is still claimed, as far as the limit goes.
+    third = container.automation.start("fan", {})
+    assert [c.run_id for c in store.claim("worker-3", clock.now(), 30, 2)] == [third, third]

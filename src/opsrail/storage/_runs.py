@@ -571,6 +571,12 @@ class SqlRunStore:
         until = now + timedelta(seconds=lease_seconds)
         with write_transaction(self.engine) as conn:
             rows = conn.execute(_CLAIMABLE_PG if self._postgres else _CLAIMABLE, {"now": now, "limit": limit}).all()
+            if len(rows) == limit:
+                # The limit may have cut the last run's ready steps in two. Its steps are left to the next claim:
+                # a run whose steps two workers execute is saved by both, and the second save conflicts, which
+                # sends that worker's whole batch down the slow path, run by run.
+                kept = [r for r in rows if r[0] != rows[-1][0]]
+                rows = kept or rows
             claimed = [Claimed(r[0], r[1], r[2] + 1, r[3]) for r in rows]
             if claimed:
                 # Row by primary key: a row-value IN list of (run, step) pairs would walk the whole table on SQLite.
