@@ -19,7 +19,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from opsrail.connectors import LoopLocalClient
+from opsrail.connectors import ConnectorError, HeaderAuth, HttpPolicy, HttpTransport, LoopLocalClient
+from tests.connectors.conftest import RecordedSleep
 
 
 def echo_app() -> tuple[FastAPI, dict[str, int]]:
@@ -175,3 +176,51 @@ def test_one_client_serves_loop_after_loop_and_closes_each(
     assert all(s.closed for s in sessions)  # type: ignore[attr-defined]
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert "Unclosed" not in caplog.text
+
+
+def test_exchange_sends_json_and_header_credentials_without_an_httpx_request(serve: Callable[[FastAPI], str]) -> None:
+    app, _ = echo_app()
+    url = serve(app)
+    auth = HeaderAuth.basic("ops@example.com", "tok")
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with LoopLocalClient() as client:
+            fast = await client.exchange(
+                "POST", f"{url}/echo", headers={"Idempotency-Key": "k-2"}, json={"é": [1, 2]}, auth=auth, timeout=5
+            )
+            # Any other httpx client runs the same credentials as an ordinary auth flow.
+            async with httpx.AsyncClient() as plain:
+                slow = await plain.post(f"{url}/echo", json={}, auth=auth)
+            return fast, slow
+
+    fast, slow = asyncio.run(scenario())
+    assert fast.status_code == 201 and fast.json() == {"é": [1, 2]}
+    assert fast.headers["x-authorization"] == slow.headers["x-authorization"]
+    assert fast.headers["x-authorization"] == httpx.BasicAuth("ops@example.com", "tok")._auth_header
+    assert fast.headers["x-idempotency"] == "k-2"
+    assert fast.request.method == "POST" and fast.request.url.path == "/echo"  # made when first read
+    assert "tok" not in repr(auth)
+
+
+def test_the_transport_takes_the_fast_path_and_keeps_its_failures(
+    serve: Callable[[FastAPI], str], recorded_sleep: RecordedSleep
+) -> None:
+    app, _ = echo_app()
+    url = serve(app)
+
+    async def scenario() -> None:
+        async with LoopLocalClient() as client:
+            http = HttpTransport(
+                "vendor", client, url, policy=HttpPolicy(timeout_s=0.05, retries=1), sleep=recorded_sleep
+            )
+            answered = await http.request("POST", "/echo", json={"a": 1}, idempotency_key="k-3")
+            assert answered.json() == {"a": 1}
+            with pytest.raises(ConnectorError, match="timed out") as timed_out:
+                await http.request("GET", "/slow")
+            assert timed_out.value.retryable and timed_out.value.code == "timeout"
+            with pytest.raises(ConnectorError, match="answered 409") as refused:
+                await http.request("GET", "/refused")
+            assert not refused.value.retryable
+
+    asyncio.run(scenario())
+    assert len(recorded_sleep.waits) == 1  # the timeout was tried twice

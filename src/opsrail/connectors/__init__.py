@@ -1,6 +1,6 @@
 """Connectors: the systems Opsrail acts on (ERP, billing, CRM, ITSM, chat, e-mail, webhooks) and the SDK they share."""
 
-from opsrail.connectors._http_client import LoopLocalClient
+from opsrail.connectors._http_client import HeaderAuth, LoopLocalClient
 from opsrail.connectors._registry import CATALOG, build_connectors
 from opsrail.connectors._sdk import (
     CallObserver,
@@ -25,6 +25,7 @@ __all__ = [
     "CircuitBreaker",
     "Connector",
     "ConnectorError",
+    "HeaderAuth",
     "HttpPolicy",
     "HttpTransport",
     "LedgerConnector",

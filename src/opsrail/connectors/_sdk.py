@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from opsrail.connectors._http_client import HeaderAuth, LoopLocalClient
 from opsrail.engine import CallContext, OperationFailed, Operations
 
 log = logging.getLogger("opsrail.connectors")
@@ -225,16 +226,17 @@ class HttpTransport:
                 await self.limiter.acquire()
             self.calls += 1
             try:
-                request = self.client.build_request(
-                    method,
-                    url,
-                    json=json,
-                    data=data,
-                    params=params,
-                    headers=sent_headers,
-                    timeout=self.policy.timeout_s,
-                )
-                response = await self.client.send(request, auth=auth) if auth else await self.client.send(request)
+                if (
+                    isinstance(self.client, LoopLocalClient)
+                    and data is None
+                    and params is None
+                    and (auth is None or isinstance(auth, HeaderAuth))
+                ):
+                    response = await self.client.exchange(
+                        method, url, headers=sent_headers, json=json, auth=auth, timeout=self.policy.timeout_s
+                    )
+                else:
+                    response = await self._send(method, url, json, data, params, sent_headers, auth)
             except httpx.TimeoutException:
                 error = ConnectorError(
                     f"{self.connector}: {method} {path} timed out after {self.policy.timeout_s:g} s",
@@ -265,6 +267,21 @@ class HttpTransport:
                 raise error
             log.info("retrying %s %s in %.2f s: %s", method, path, wait, error, extra={"connector": self.connector})
             await self.sleep(wait)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        json: Any,
+        data: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        auth: httpx.Auth | None,
+    ) -> httpx.Response:
+        request = self.client.build_request(
+            method, url, json=json, data=data, params=params, headers=headers, timeout=self.policy.timeout_s
+        )
+        return await self.client.send(request, auth=auth) if auth else await self.client.send(request)
 
     def _error(self, method: str, path: str, response: httpx.Response) -> ConnectorError:
         status = response.status_code

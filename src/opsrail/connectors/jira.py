@@ -3,7 +3,7 @@
 Owns :class:`JiraConnector` and its operations ``jira.create_issue``, ``jira.transition``, ``jira.comment`` and
 ``jira.find_by_property``, the plain-text to Atlassian Document Format conversion (:func:`adf`) and the reader of
 Jira's error bodies (:func:`jira_error`). Authentication is HTTP basic with the account's e-mail and an API token,
-as Jira Cloud expects for scripts; the token lives only inside an ``httpx.BasicAuth`` and is never logged, put in an
+as Jira Cloud expects for scripts; the token lives only inside a ``HeaderAuth`` and is never logged, put in an
 error or returned.
 
 Idempotency. Jira has no idempotency header, so the engine's key (``CallContext.idempotency_key``) is stored on the
@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
+from opsrail.connectors._http_client import HeaderAuth
 from opsrail.connectors._sdk import (
     Connector,
     ConnectorError,
@@ -232,7 +233,7 @@ class JiraConnector(Connector):
         self.base_url = base_url
         self.policy = policy or HttpPolicy()
         self._sleep = sleep
-        self._auth = httpx.BasicAuth(email, token)
+        self._auth = HeaderAuth.basic(email, token)
         common: dict[str, Any] = {
             "headers": {"Accept": "application/json"},
             "error_message": jira_error,
