@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +385,25 @@ steps:
     # One run with more ready steps than the limit is still claimed, as far as the limit goes.
     third = container.automation.start("fan", {})
     assert [c.run_id for c in store.claim("worker-3", clock.now(), 30, 2)] == [third, third]
+
+
+def test_a_wake_up_ends_an_idle_workers_pause(container: Container, tmp_path: Path) -> None:
+    publish(container, tmp_path, "id: one\nversion: 1\nsteps:\n  - {id: only, action: core.set}\n")
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(container.runner.run_forever(stop, idle_seconds=30))
+        await asyncio.sleep(0.2)  # nothing to do: the worker pauses for up to 30 s
+        run_id = container.automation.start("one", {})
+        started = time.monotonic()
+        container.runner.wake()
+        while container.automation.show(run_id)["status"] != "succeeded":
+            assert time.monotonic() - started < 5, "the worker slept through the wake-up"
+            await asyncio.sleep(0.01)
+        took = time.monotonic() - started
+        stop.set()
+        container.runner.wake()
+        await asyncio.wait_for(worker, 5)
+        return took
+
+    assert asyncio.run(scenario()) < 1.0

@@ -98,6 +98,8 @@ async def post_event(request: Request) -> Response:
         await _reject(request, "api", body, exc)
         raise
     receipt = (await service.store_grouped([event], "api"))[0]
+    if not receipt.duplicate:
+        container_of(request).runner.wake()
     _count(request, "api", int(not receipt.duplicate), int(receipt.duplicate))
     return _json(receipt.as_dict(), 200 if receipt.duplicate else 202)
 
@@ -120,6 +122,8 @@ async def post_batch(request: Request) -> Response:
         await _reject(request, "batch", body, exc)
         raise
     receipts = await service.store_grouped([e for _, e in parsed.valid], "batch")
+    if any(not r.duplicate for r in receipts):
+        container_of(request).runner.wake()
     letters = [
         service.make_dead_letter(channel="batch", body=raw, content_type=JSON, error=err)
         for _, raw, err in parsed.invalid
@@ -152,6 +156,8 @@ async def post_vendor(source: Annotated[str, Path(pattern=PLAIN_TEXT, max_length
         await _reject(request, channel, body, exc, source=source)
         raise
     receipts = await service.store_grouped(events, f"ingest:{source}")
+    if any(not r.duplicate for r in receipts):
+        container_of(request).runner.wake()
     accepted = sum(1 for r in receipts if not r.duplicate)
     _count(request, f"ingest:{source}", accepted, len(receipts) - accepted)
     result = {

@@ -74,6 +74,7 @@ class Engine:
         self.periodic: list[Callable[[], int]] = []
         self._periodic_at = 0.0
         self._housekept = float("-inf")
+        self._wake: asyncio.Event | None = None
         self._in_flight: list[Claimed] = []
         # Runs this worker saved last, with the state version it saved. A claim reports the run's current
         # version, so a cached run is used only while nobody else has saved it since.
@@ -170,7 +171,9 @@ class Engine:
         While busy, ticks follow each other at once; the queries for timers, SLA checks and ended child runs then
         run at most once per ``idle_seconds``, as often as an idle worker runs them, instead of on every tick.
         """
+        wake = self._wake = asyncio.Event()
         while not stop.is_set():
+            wake.clear()  # a wake-up during the tick is kept: the pause below then ends at once
             try:
                 done = await self.tick(housekeeping=time.monotonic() - self._housekept >= idle_seconds)
             except Exception:  # a bad batch must not end the worker; it is logged and retried
@@ -178,7 +181,15 @@ class Engine:
                 done = 0
             if not done:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle_seconds)
+                    await asyncio.wait_for(wake.wait(), idle_seconds)
+
+    def wake(self) -> None:
+        """Say there is new work (events stored by this process): an idle worker ticks now, not at its pause's end.
+
+        Call it from the event loop the worker runs on. Workers in other processes find the work at their next tick.
+        """
+        if self._wake is not None:
+            self._wake.set()
 
     def fire_timers(self) -> int:
         fired = 0
