@@ -261,14 +261,6 @@ def main() -> None:
             asyncio.run(send(url, token, [event(n, "steady") for n in range(count)], rate))
             steady = finished(engine, "steady", count, 600)
             latencies = sorted(f - s for s, f in steady)
-            if os.environ.get("E4_WINDOWS"):
-                first = min(s for s, _ in steady)
-                windows: dict[int, list[float]] = {}
-                for s, f in steady:
-                    windows.setdefault(int((s - first) / 2), []).append(f - s)
-                for w, values in sorted(windows.items()):
-                    values.sort()
-                    print(w * 2, len(values), round(values[len(values) // 2] * 1000), round(values[-1] * 1000))
             print(
                 json.dumps(
                     {

@@ -12,8 +12,10 @@ import hmac
 import logging
 import socket
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Callable, Generator
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +42,14 @@ def echo_app() -> tuple[FastAPI, dict[str, int]]:
                 "x-idempotency": request.headers.get("idempotency-key", ""),
             },
         )
+
+    @app.post("/form")
+    async def form(request: Request) -> dict[str, Any]:
+        return {
+            "query": sorted(request.query_params.multi_items()),
+            "body": (await request.body()).decode(),
+            "type": request.headers.get("content-type"),
+        }
 
     @app.get("/slow")
     async def slow() -> dict[str, bool]:
@@ -224,3 +234,35 @@ def test_the_transport_takes_the_fast_path_and_keeps_its_failures(
 
     asyncio.run(scenario())
     assert len(recorded_sleep.waits) == 1  # the timeout was tried twice
+
+
+def test_exchange_writes_query_and_form_values_as_httpx_does(serve: Callable[[FastAPI], str]) -> None:
+    app, _ = echo_app()
+    url = serve(app)
+    values = {"sysparm_fields": "sys_id,number", "flag": True, "off": False, "none": None, "many": ["a b", "c&d"]}
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with LoopLocalClient() as client:
+            fast = await client.exchange(
+                "POST", f"{url}/form?x=1", headers={}, form={"amount": 100, "note": "é &"}, params=values, timeout=5
+            )
+            async with httpx.AsyncClient() as plain:
+                slow = await plain.post(f"{url}/form?x=1", data={"amount": 100, "note": "é &"}, params=values)
+            return fast.json(), slow.json()
+
+    fast, slow = asyncio.run(scenario())
+    assert fast["query"] == slow["query"]
+    assert fast["query"] == [
+        ["flag", "true"],
+        ["many", "a b"],
+        ["many", "c&d"],
+        ["none", ""],
+        ["off", "false"],
+        ["sysparm_fields", "sys_id,number"],
+    ]
+    assert fast["type"] == slow["type"] == "application/x-www-form-urlencoded"
+    assert (
+        urllib.parse.parse_qs(fast["body"])
+        == urllib.parse.parse_qs(slow["body"])
+        == {"amount": ["100"], "note": ["é &"]}
+    )

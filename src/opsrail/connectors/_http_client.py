@@ -14,6 +14,7 @@ import asyncio
 import base64
 import importlib.util
 import sys
+import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Generator, Mapping
@@ -102,17 +103,27 @@ class LoopLocalClient(httpx.AsyncClient):
         *,
         headers: Mapping[str, str],
         json: Any = None,
+        form: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         auth: HeaderAuth | None = None,
         timeout: float,
     ) -> httpx.Response:
-        """The common call without building an ``httpx.Request``: a JSON body (or none), at most a header for
-        credentials. Parsing the URL into httpx's model and merging its parts cost more than the rest of the call;
-        the ``Response``'s ``request`` is made only if someone reads it."""
+        """The common call without building an ``httpx.Request``: a JSON or form body (or none), query parameters,
+        at most a header for credentials. Parsing the URL into httpx's model and merging its parts cost more than the
+        rest of the call; the ``Response``'s ``request`` is made only if someone reads it. Values are written as
+        httpx writes them (``true``, ``false``, an empty string for ``None``)."""
         sent = dict(headers)
         body: bytes | None = None
         if json is not None:
             body = orjson.dumps(json)
             sent.setdefault("Content-Type", "application/json")
+        elif form is not None:
+            body = urllib.parse.urlencode(_plain(form), doseq=True).encode("ascii")
+            sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if params is not None:
+            # As in httpx, parameters replace a query the URL already has (an empty mapping removes it).
+            query = urllib.parse.urlencode(_plain(params), doseq=True)
+            url = url.split("?", 1)[0] + (f"?{query}" if query else "")
         if auth is not None:
             sent[auth.name] = auth.value
         session = await self._session()
@@ -170,6 +181,22 @@ class LoopLocalClient(httpx.AsyncClient):
         if found is not None:
             await found[0].close()
         await super().aclose()
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Query or form values as httpx writes them: booleans in lower case, ``None`` as an empty string."""
+    return {
+        key: [_text(v) for v in value] if isinstance(value, list | tuple) else _text(value)
+        for key, value in values.items()
+    }
+
+
+def _text(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "" if value is None else str(value)
 
 
 class HeaderAuth(httpx.Auth):

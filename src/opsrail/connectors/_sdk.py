@@ -228,12 +228,18 @@ class HttpTransport:
             try:
                 if (
                     isinstance(self.client, LoopLocalClient)
-                    and data is None
-                    and params is None
                     and (auth is None or isinstance(auth, HeaderAuth))
+                    and (data is None or (json is None and isinstance(data, Mapping)))
                 ):
                     response = await self.client.exchange(
-                        method, url, headers=sent_headers, json=json, auth=auth, timeout=self.policy.timeout_s
+                        method,
+                        url,
+                        headers=sent_headers,
+                        json=json,
+                        form=data,
+                        params=params,
+                        auth=auth,
+                        timeout=self.policy.timeout_s,
                     )
                 else:
                     response = await self._send(method, url, json, data, params, sent_headers, auth)
