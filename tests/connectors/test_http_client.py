@@ -239,7 +239,13 @@ def test_the_transport_takes_the_fast_path_and_keeps_its_failures(
 def test_exchange_writes_query_and_form_values_as_httpx_does(serve: Callable[[FastAPI], str]) -> None:
     app, _ = echo_app()
     url = serve(app)
-    values = {"sysparm_fields": "sys_id,number", "flag": True, "off": False, "none": None, "many": ["a b", "c&d"]}
+    values: dict[str, Any] = {
+        "sysparm_fields": "sys_id,number",
+        "flag": True,
+        "off": False,
+        "none": None,
+        "many": ["a b", "c&d"],
+    }
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
         async with LoopLocalClient() as client:
