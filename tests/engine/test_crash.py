@@ -47,6 +47,17 @@ def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def _attempts(effects: Path) -> int:
+    """How many times the plugin's operation has recorded an effect so far (0 before the first)."""
+    if not effects.exists():
+        return 0
+    with sqlite3.connect(effects, timeout=30) as db:
+        try:
+            return int(db.execute("SELECT coalesce(sum(attempts), 0) FROM effects").fetchone()[0])
+        except sqlite3.OperationalError:  # the table is created with the first effect
+            return 0
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_effect(tmp_path: Path) -> None:
     effects = tmp_path / "effects.db"
@@ -73,8 +84,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_effect(tmp_path:
         open_runs = container.automation.runs(status="running", limit=RUNS)
         if not open_runs or kills >= 30:
             break
+        before = _attempts(effects)
         worker = _worker(env)
-        time.sleep(rng.uniform(0.8, 2.5))  # start-up takes most of a second; then it is mid-work
+        # Start-up takes a second or more, longer on a busy machine: wait until effects land, then kill at random.
+        started = time.monotonic()
+        while _attempts(effects) == before and worker.poll() is None and time.monotonic() - started < 30:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.5))
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         kills += 1

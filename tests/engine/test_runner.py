@@ -407,3 +407,15 @@ def test_a_wake_up_ends_an_idle_workers_pause(container: Container, tmp_path: Pa
         return took
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_the_event_cursor_never_moves_back(container: Container) -> None:
+    store = container.automation.store
+    assert store.events_after("engine-test", 1)[0] == 0
+    store.move_cursor("engine-test", 10)
+    store.move_cursor("engine-test", 5)  # a worker that read an older batch saves after another moved on
+    assert store.events_after("engine-test", 1)[0] == 10
+    store.start_triggered([], ("engine-test", 7))
+    assert store.events_after("engine-test", 1)[0] == 10
+    store.move_cursor("engine-test", 12)
+    assert store.events_after("engine-test", 1)[0] == 12

@@ -18,11 +18,15 @@ import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Generator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import httpx
 import orjson
+
+if TYPE_CHECKING:
+    # At run time aiohttp is imported where it is first used: importing it (and its TLS contexts) adds about 0.2 s
+    # to the start of every process, the CLI's included, most of which never call a vendor.
+    import aiohttp
 
 
 class LoopLocalClient(httpx.AsyncClient):
@@ -74,6 +78,8 @@ class LoopLocalClient(httpx.AsyncClient):
                 return response
 
     async def _send_one(self, request: httpx.Request) -> httpx.Response:
+        import aiohttp
+
         session = await self._session()
         try:
             async with session.request(
@@ -112,6 +118,8 @@ class LoopLocalClient(httpx.AsyncClient):
         at most a header for credentials. Parsing the URL into httpx's model and merging its parts cost more than the
         rest of the call; the ``Response``'s ``request`` is made only if someone reads it. Values are written as
         httpx writes them (``true``, ``false``, an empty string for ``None``)."""
+        import aiohttp
+
         sent = dict(headers)
         body: bytes | None = None
         if json is not None:
@@ -141,6 +149,8 @@ class LoopLocalClient(httpx.AsyncClient):
         return _Answer(answer, content, method, url, sent, body)
 
     def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
+        import aiohttp
+
         key = (seconds, seconds, seconds, seconds)
         timeout = self._timeouts.get(key)
         if timeout is None:
@@ -150,6 +160,8 @@ class LoopLocalClient(httpx.AsyncClient):
         return timeout
 
     async def _session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         loop = asyncio.get_running_loop()
         found = self._sessions.get(loop)
         if found is not None:
@@ -166,6 +178,8 @@ class LoopLocalClient(httpx.AsyncClient):
         return session
 
     def _timeout_of(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        import aiohttp
+
         given = request.extensions.get("timeout", {})
         key = (given.get("connect"), given.get("read"), given.get("write"), given.get("pool"))
         timeout = self._timeouts.get(key)

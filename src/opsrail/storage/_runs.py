@@ -671,8 +671,10 @@ class SqlRunStore:
 
     @staticmethod
     def _move_cursor(conn: sa.Connection, cursor: str, position: int) -> None:
+        """Move the cursor forward to ``position``; never back. Workers in two processes may read the same batch
+        of events; the one that saves last must not send the cursor back behind what the other has consumed."""
         moved = conn.execute(_MOVE_CURSOR, {"b_name": cursor, "position": position})
-        if moved.rowcount == 0:
+        if moved.rowcount == 0 and conn.execute(_CURSOR, {"name": cursor}).first() is None:
             conn.execute(cursors.insert().values(name=cursor, position=position))
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -851,7 +853,9 @@ _ROLLOUT = sa.select(playbooks.c.active_version, playbooks.c.canary_version, pla
     playbooks.c.playbook_id == sa.bindparam("playbook_id")
 )
 _MOVE_CURSOR = (
-    cursors.update().where(cursors.c.name == sa.bindparam("b_name")).values(position=sa.bindparam("position"))
+    cursors.update()
+    .where(cursors.c.name == sa.bindparam("b_name"), cursors.c.position < sa.bindparam("position"))
+    .values(position=sa.bindparam("position"))
 )
 _CURSOR = sa.select(cursors.c.position).where(cursors.c.name == sa.bindparam("name"))
 _EVENTS_AFTER = (
