@@ -78,29 +78,38 @@ class LoopLocalClient(httpx.AsyncClient):
                 return response
 
     async def _send_one(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        answer, content = await self._fetch(
+            request.method, url, request.headers, request.content or None, self._timeout_of(request), request
+        )
+        response = _Answer(answer, content, request.method, url, {}, None)
+        response.request = request
+        return response
+
+    async def _fetch(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: aiohttp.ClientTimeout,
+        request: httpx.Request | None = None,
+    ) -> tuple[aiohttp.ClientResponse, bytes]:
+        """Send and read the whole answer; aiohttp's failures are raised as httpx's."""
         import aiohttp
 
         session = await self._session()
         try:
             async with session.request(
-                request.method,
-                str(request.url),
-                headers=request.headers,
-                data=request.content or None,
-                allow_redirects=False,
-                auto_decompress=True,
-                timeout=self._timeout_of(request),
+                method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout
             ) as answer:
-                body = await answer.read()
+                return answer, await answer.read()
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
         except aiohttp.ClientError as exc:
             raise httpx.NetworkError(f"{type(exc).__name__}: {exc}", request=request) from exc
-        extensions = {"reason_phrase": answer.reason.encode("latin-1")} if answer.reason else {}
-        headers = [(k, v) for k, v in answer.raw_headers if k.lower() != b"content-encoding"]
-        return httpx.Response(answer.status, headers=headers, content=body, request=request, extensions=extensions)
 
     async def exchange(
         self,
@@ -118,8 +127,6 @@ class LoopLocalClient(httpx.AsyncClient):
         at most a header for credentials. Parsing the URL into httpx's model and merging its parts cost more than the
         rest of the call; the ``Response``'s ``request`` is made only if someone reads it. Values are written as
         httpx writes them (``true``, ``false``, an empty string for ``None``)."""
-        import aiohttp
-
         sent = dict(headers)
         body: bytes | None = None
         if json is not None:
@@ -134,18 +141,7 @@ class LoopLocalClient(httpx.AsyncClient):
             url = url.split("?", 1)[0] + (f"?{query}" if query else "")
         if auth is not None:
             sent[auth.name] = auth.value
-        session = await self._session()
-        try:
-            async with session.request(
-                method, url, headers=sent, data=body, allow_redirects=False, timeout=self._timeout_for(timeout)
-            ) as answer:
-                content = await answer.read()
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "timed out") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc)) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.NetworkError(f"{type(exc).__name__}: {exc}") from exc
+        answer, content = await self._fetch(method, url, sent, body, self._timeout_for(timeout))
         return _Answer(answer, content, method, url, sent, body)
 
     def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
