@@ -5,12 +5,9 @@ After a restart every run completes, and an effect recorded by idempotency key l
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,8 +15,8 @@ import pytest
 
 from opsrail.settings import Settings
 from opsrail.wiring import build
+from tests.engine.crash_harness import finish, kill_while_open, start_worker, worker_env
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNS = 200
 PLAYBOOK = """
 id: crashy
@@ -37,16 +34,6 @@ steps:
 """
 
 
-def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "opsrail", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _attempts(effects: Path) -> int:
     """How many times the plugin's operation has recorded an effect so far (0 before the first)."""
     if not effects.exists():
@@ -61,47 +48,19 @@ def _attempts(effects: Path) -> int:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_effect(tmp_path: Path) -> None:
     effects = tmp_path / "effects.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
-    env.update(
-        OPSRAIL_HOME=str(tmp_path),
-        OPSRAIL_LEASE_SECONDS="1",
-        OPSRAIL_WORKER_CONCURRENCY="8",
-        OPSRAIL_PLUGINS='["tests.engine.crash_plugin"]',
-        OPSRAIL_TEST_EFFECTS=str(effects),
-        OPSRAIL_LOG_LEVEL="error",
-        PYTHONPATH=str(ROOT),
-    )
+    env = worker_env(tmp_path, OPSRAIL_PLUGINS='["tests.engine.crash_plugin"]', OPSRAIL_TEST_EFFECTS=str(effects))
     settings = Settings(home=tmp_path)
     container = build(settings, migrate=True)
     (tmp_path / "crashy.yaml").write_text(PLAYBOOK)
     container.automation.publish(tmp_path / "crashy.yaml")
     run_ids = [container.automation.start("crashy", {"n": n}) for n in range(RUNS)]
 
-    rng = random.Random(20261122)
-    kills = 0
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        open_runs = container.automation.runs(status="running", limit=RUNS)
-        if not open_runs or kills >= 30:
-            break
-        before = _attempts(effects)
-        worker = _worker(env)
-        # Start-up takes a second or more, longer on a busy machine: wait until effects land, then kill at random.
-        started = time.monotonic()
-        while _attempts(effects) == before and worker.poll() is None and time.monotonic() - started < 30:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.5))
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        kills += 1
-    # A last worker, left alone, finishes whatever the killed ones had in hand (after their leases expire).
-    worker = _worker(env)
-    try:
-        while time.monotonic() < deadline and container.automation.runs(status="running", limit=RUNS):
-            time.sleep(0.2)
-    finally:
-        worker.terminate()
-        worker.wait(10)
+    rng = random.Random(20261122)
+    kills = kill_while_open(
+        container, env, runs=RUNS, most=30, deadline=deadline, rng=rng, progress=lambda: _attempts(effects)
+    )
+    finish(container, env, runs=RUNS, deadline=deadline)
 
     statuses = {r["id"]: r["status"] for r in container.automation.runs(limit=RUNS)}
     container.close()
@@ -121,22 +80,17 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_effect(tmp_path:
 @pytest.mark.slow
 def test_postgres_two_workers_one_killed_the_other_finishes(postgres_url: str, tmp_path: Path) -> None:
     effects = tmp_path / "effects.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
-    env.update(
-        OPSRAIL_HOME=str(tmp_path),
+    env = worker_env(
+        tmp_path,
         OPSRAIL_DATABASE_URL=postgres_url,
-        OPSRAIL_LEASE_SECONDS="1",
-        OPSRAIL_WORKER_CONCURRENCY="8",
         OPSRAIL_PLUGINS='["tests.engine.crash_plugin"]',
         OPSRAIL_TEST_EFFECTS=str(effects),
-        OPSRAIL_LOG_LEVEL="error",
-        PYTHONPATH=str(ROOT),
     )
     container = build(Settings(home=tmp_path, database_url=postgres_url), migrate=True)
     (tmp_path / "crashy.yaml").write_text(PLAYBOOK.replace("id: crashy", "id: crashy-pg"))
     container.automation.publish(tmp_path / "crashy.yaml")
     run_ids = [container.automation.start("crashy-pg", {"n": n}) for n in range(100)]
-    doomed, survivor = _worker(env), _worker(env)
+    doomed, survivor = start_worker(env), start_worker(env)
     try:
         time.sleep(2.0)
         doomed.send_signal(signal.SIGKILL)

@@ -7,11 +7,7 @@ entry), and the audit chain verifies.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,8 +17,8 @@ import sqlalchemy as sa
 
 from opsrail.settings import Settings
 from opsrail.wiring import build
+from tests.engine.crash_harness import finish, kill_while_open, worker_env
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNS = 120
 PLAYBOOK = """
 id: ledgered
@@ -41,49 +37,19 @@ steps:
 """
 
 
-def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "opsrail", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.slow
 def test_sigkill_loses_no_ledger_change_and_repeats_none(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSRAIL_")}
-    env.update(
-        OPSRAIL_HOME=str(tmp_path),
-        OPSRAIL_LEASE_SECONDS="1",
-        OPSRAIL_WORKER_CONCURRENCY="8",
-        OPSRAIL_LOG_LEVEL="error",
-        PYTHONPATH=str(ROOT),
-    )
+    env = worker_env(tmp_path)
     container = build(Settings(home=tmp_path), migrate=True)
     (tmp_path / "ledgered.yaml").write_text(PLAYBOOK)
     container.automation.publish(tmp_path / "ledgered.yaml")
     run_ids = [container.automation.start("ledgered", {"n": n}) for n in range(RUNS)]
 
-    rng = random.Random(20261130)
-    kills = 0
     deadline = time.monotonic() + 200
-    while time.monotonic() < deadline and kills < 12:
-        if not container.automation.runs(status="running", limit=RUNS):
-            break
-        worker = _worker(env)
-        time.sleep(rng.uniform(0.8, 2.0))  # start-up takes most of a second; then it is mid-work
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        kills += 1
-    worker = _worker(env)
-    try:
-        while time.monotonic() < deadline and container.automation.runs(status="running", limit=RUNS):
-            time.sleep(0.2)
-    finally:
-        worker.terminate()
-        worker.wait(10)
+    rng = random.Random(20261130)
+    # Ledger steps are quick: once a worker has started it finishes everything within a second or so.
+    kills = kill_while_open(container, env, runs=RUNS, most=12, deadline=deadline, rng=rng, after=(0.8, 2.0))
+    finish(container, env, runs=RUNS, deadline=deadline)
 
     statuses = {r["id"]: r["status"] for r in container.automation.runs(limit=RUNS)}
     with container.engine.connect() as conn:

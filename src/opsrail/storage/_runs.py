@@ -348,7 +348,7 @@ class SqlRunStore:
                     self._save_all(conn, changes)
                 return set(), set()
             except (_SomeoneElseSaved, HeldWriteRefused):
-                pass
+                pass  # rolled back; now step by step and run by run, so that the others still land
         with write_transaction(self.engine) as conn:
             refused = apply_held(conn, held, isolate=True)
             conflicted = {run_id for run_id, _ in refused}
