@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 
@@ -67,3 +69,21 @@ def add_staff(container: Any) -> None:
     now = container.directory.clock.now()
     for name, roles in STAFF.items():
         container.directory.store.put_user(name, roles, "tests", now)
+
+
+def publish(container: Any, tmp_path: Path, text: str, name: str = "pb.yaml") -> None:
+    """Publish a playbook given as text, as the person ``tester``."""
+    path = tmp_path / name
+    path.write_text(text)
+    container.automation.publish(path, "tester")
+
+
+def drain(container: Any, ticks: int = 50) -> None:
+    """Tick the container's engine until a tick finds nothing to do (at most ``ticks`` ticks)."""
+
+    async def go() -> None:
+        for _ in range(ticks):
+            if not await container.runner.tick():
+                return
+
+    asyncio.run(go())

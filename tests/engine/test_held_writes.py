@@ -21,7 +21,7 @@ from opsrail.connectors.ledger import CreditMemo
 from opsrail.engine import CallContext, OperationFailed, holds_writes
 from opsrail.storage import SqlRunStore
 from opsrail.wiring import Container
-from tests.support import FakeClock
+from tests.support import FakeClock, drain, publish
 
 CREDIT = """
 id: credit-on-sev1
@@ -38,21 +38,6 @@ steps:
     action: core.set
     with: {credit: "${ steps.credit.output.id }"}
 """
-
-
-def publish(container: Container, tmp_path: Path, text: str) -> None:
-    path = tmp_path / "pb.yaml"
-    path.write_text(text)
-    container.automation.publish(path, "tester")
-
-
-def drain(container: Container) -> None:
-    async def go() -> None:
-        for _ in range(50):
-            if not await container.runner.tick():
-                return
-
-    asyncio.run(go())
 
 
 def count(container: Container, table: str, where: str = "1 = 1") -> int:

@@ -14,7 +14,7 @@ from opsrail.engine import CallContext, OperationFailed
 from opsrail.model import Conflict, InvalidInput
 from opsrail.services import EventQuery
 from opsrail.wiring import Container
-from tests.support import FakeClock, cloudevent, incident_event
+from tests.support import FakeClock, cloudevent, drain, incident_event, publish
 
 SEV1 = """
 id: sev1
@@ -61,21 +61,6 @@ def vendor(container: Container) -> Vendor:
     fake = Vendor()
     container.runner.operations.register("test.record", fake.record)
     return fake
-
-
-def publish(container: Container, tmp_path: Path, text: str, name: str = "pb.yaml") -> None:
-    path = tmp_path / name
-    path.write_text(text)
-    container.automation.publish(path, "tester")
-
-
-def drain(container: Container) -> None:
-    async def go() -> None:
-        for _ in range(50):
-            if not await container.runner.tick():
-                return
-
-    asyncio.run(go())
 
 
 def test_an_event_starts_a_run_that_runs_in_parallel_waits_and_finishes(

@@ -3,7 +3,6 @@ act, unsure ones become review tasks with similar cases, and every decision is a
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import gzip
 from pathlib import Path
@@ -16,7 +15,7 @@ from opsrail.services import EventQuery
 from opsrail.settings import Settings
 from opsrail.wiring import Container, build
 from tests.knowledge.conftest import serve_in_thread
-from tests.support import FakeClock, SequentialIds
+from tests.support import FakeClock, SequentialIds, drain
 
 TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
 
@@ -77,15 +76,6 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def drain(container: Container) -> None:
-    async def go() -> None:
-        for _ in range(50):
-            if not await container.runner.tick():
-                return
-
-    asyncio.run(go())
 
 
 def ticket_sample(tmp_path: Path, rows: int = 1200) -> Path:

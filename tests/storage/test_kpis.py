@@ -3,7 +3,6 @@ decision records made by the engine and the services, on SQLite and PostgreSQL."
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from opsrail.model import InvalidInput
 from opsrail.services._kpis import KPI_NAMES, KpiService
 from opsrail.storage._kpis import SqlKpiStore
 from opsrail.wiring import Container
-from tests.support import FakeClock, cloudevent
+from tests.support import FakeClock, cloudevent, drain
 
 JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -255,15 +254,6 @@ decisions:
     tier: advisory
     review: {roles: [operator]}
 """
-
-
-def drain(container: Container) -> None:
-    async def go() -> None:
-        for _ in range(50):
-            if not await container.runner.tick():
-                return
-
-    asyncio.run(go())
 
 
 def open_task(container: Container, run_id: str) -> dict[str, Any]:

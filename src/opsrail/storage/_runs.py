@@ -7,6 +7,7 @@ Claiming takes ready steps (and running steps whose lease has expired) under a l
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -342,13 +343,12 @@ class SqlRunStore:
         if not any(held.values()):
             return self.save_runs(changes), set()
         if self.engine.dialect.supports_sane_multi_rowcount and changes:
-            try:
+            # A refusal or a moved run rolls everything back; then step by step and run by run, below.
+            with contextlib.suppress(_SomeoneElseSaved, HeldWriteRefused):
                 with write_transaction(self.engine) as conn:
                     apply_held(conn, held, isolate=False)
                     self._save_all(conn, changes)
                 return set(), set()
-            except (_SomeoneElseSaved, HeldWriteRefused):
-                pass  # rolled back; now step by step and run by run, so that the others still land
         with write_transaction(self.engine) as conn:
             refused = apply_held(conn, held, isolate=True)
             conflicted = {run_id for run_id, _ in refused}
