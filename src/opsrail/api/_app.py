@@ -30,6 +30,8 @@ from opsrail.api import (
     _stream,
 )
 from opsrail.api._bodies import BodyLimitMiddleware
+from opsrail.api._fast_ingest import PATH as FAST_PATH
+from opsrail.api._fast_ingest import SingleEventFastPath
 from opsrail.api._metrics import LatencyMiddleware, Metrics
 from opsrail.web import mount_console
 from opsrail.wiring import Container, DatabaseError, translate_errors
@@ -117,6 +119,13 @@ def create_app(container: Container) -> FastAPI:
         _declare_actions(module.router.routes)
         app.include_router(module.router)
     mount_console(app)
+
+    single_event = next(
+        r
+        for r in _events.router.routes
+        if isinstance(r, APIRoute) and r.path == FAST_PATH and "POST" in (r.methods or ())
+    )
+    app.add_middleware(SingleEventFastPath, container=container, metrics=metrics, route=single_event)
     app.add_middleware(BodyLimitMiddleware, limit=container.settings.max_body_bytes)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app
