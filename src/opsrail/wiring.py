@@ -161,6 +161,7 @@ def build(
         lease_seconds=settings.lease_seconds,
         concurrency=settings.worker_concurrency,
         calendars=CalendarRegistry(load_calendars(settings.calendars) if settings.calendars else {}),
+        store_in_thread=not settings.is_sqlite,
     )
     automation = AutomationService(run_store, runner, clock)
     decisions = DecisionService(

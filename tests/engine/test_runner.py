@@ -404,3 +404,38 @@ def test_the_event_cursor_never_moves_back(container: Container) -> None:
     assert store.events_after("engine-test", 1)[0] == 10
     store.move_cursor("engine-test", 12)
     assert store.events_after("engine-test", 1)[0] == 12
+
+
+@pytest.mark.parametrize("in_thread", [True, False])
+def test_a_worker_waiting_on_its_store_leaves_the_event_loop_free_when_told(
+    container: Container, monkeypatch: pytest.MonkeyPatch, in_thread: bool
+) -> None:
+    """With ``store_in_thread`` (set for PostgreSQL) the API's requests keep being served while a tick waits on
+    the database; without it (SQLite, where a hand-off costs more than the wait) the tick holds the loop."""
+    runner = container.runner
+    monkeypatch.setattr(runner, "store_in_thread", in_thread)
+    read = runner.store.events_after
+
+    def slow_read(cursor: str, limit: int) -> Any:
+        time.sleep(0.3)  # a database round trip under load, made long enough to count beats during it
+        return read(cursor, limit)
+
+    monkeypatch.setattr(runner.store, "events_after", slow_read)
+
+    async def beats_during_a_tick() -> int:
+        beats = 0
+
+        async def beat() -> None:
+            nonlocal beats
+            while True:
+                await asyncio.sleep(0.01)
+                beats += 1
+
+        task = asyncio.create_task(beat())
+        await asyncio.sleep(0)
+        await runner.tick()
+        task.cancel()
+        return beats
+
+    beats = asyncio.run(beats_during_a_tick())
+    assert beats >= 10 if in_thread else beats <= 2

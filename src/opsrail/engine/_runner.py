@@ -19,7 +19,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from opsrail.engine._calendars import CalendarRegistry
 from opsrail.engine._held import holding_writes
@@ -43,6 +43,7 @@ from opsrail.engine._transitions import (
 from opsrail.model import Clock, Conflict, IdFactory, NotFound
 from opsrail.playbooks import Expression, ExpressionError
 
+_T = TypeVar("_T")
 log = logging.getLogger("opsrail.engine")
 
 _CONFLICT_RETRIES = 20
@@ -60,8 +61,13 @@ class Engine:
         lease_seconds: float = 30.0,
         concurrency: int = 256,
         calendars: CalendarRegistry | None = None,
+        store_in_thread: bool = False,
     ) -> None:
         self.calendars = calendars or CalendarRegistry()
+        # A store across the network (PostgreSQL) blocks for a round trip per statement; the work loop then runs
+        # its store calls in a thread, so the event loop it shares with the API keeps serving requests meanwhile.
+        # SQLite answers in microseconds, which a thread hand-off would cost more than it saves.
+        self.store_in_thread = store_in_thread
         self.store = store
         self.operations = operations
         self.clock = clock
@@ -159,11 +165,17 @@ class Engine:
         done = 0
         if housekeeping:
             self._housekept = time.monotonic()
-            done += self.fire_timers()
-            done += self.finish_calls()
-        done += self.consume_events()
+            done += await self._blocking(self.fire_timers)
+            done += await self._blocking(self.finish_calls)
+        done += await self._blocking(self.consume_events)
         done += await self.execute_ready()
         return done
+
+    async def _blocking(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Run a call that waits on the store: in a thread when ``store_in_thread``, else right here."""
+        if self.store_in_thread:
+            return await asyncio.to_thread(call, *args)
+        return call(*args)
 
     async def run_forever(self, stop: asyncio.Event, idle_seconds: float = 0.05) -> None:
         """Tick until ``stop`` is set, pausing ``idle_seconds`` after a tick that found nothing to do.
@@ -216,7 +228,9 @@ class Engine:
 
     async def execute_ready(self) -> int:
         """Claim a batch of ready steps, run their operations concurrently, and save all results at once."""
-        claimed = self.store.claim(self.owner, self.clock.now(), self.lease_seconds, self.concurrency)
+        claimed = await self._blocking(
+            self.store.claim, self.owner, self.clock.now(), self.lease_seconds, self.concurrency
+        )
         if not claimed:
             return 0
         loaded: dict[str, tuple[RunState, int]] = {}
@@ -230,7 +244,7 @@ class Engine:
                     step.attempt = item.attempt
         missing = [item.run_id for item in claimed if item.run_id not in loaded]
         if missing:
-            loaded.update(self.store.load_runs(missing))
+            loaded.update(await self._blocking(self.store.load_runs, missing))
         self._in_flight = claimed
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -260,7 +274,10 @@ class Engine:
             changes.append((run, state_version, commands))
         # A run changed by someone else meanwhile (a task decided, a cancel) gets its results one by one; so does
         # a run with a step whose held writes were refused, after that step is executed again without holding.
-        conflicted, refused = self.store.save_batch(changes, held) if held else (self.store.save_runs(changes), set())
+        if held:
+            conflicted, refused = await self._blocking(self.store.save_batch, changes, held)
+        else:
+            conflicted, refused = await self._blocking(self.store.save_runs, changes), set()
         for run, state_version, _ in changes:
             if run.id in conflicted:
                 self._cache.pop(run.id, None)
