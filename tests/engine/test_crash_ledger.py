@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from opsrail.settings import Settings
-from opsrail.wiring import build
+from opsrail.wiring import Container, build
 from tests.engine.crash_harness import finish, kill_while_open, worker_env
 
-RUNS = 120
+RUNS = 200
 PLAYBOOK = """
 id: ledgered
 version: 1
@@ -47,8 +47,19 @@ def test_sigkill_loses_no_ledger_change_and_repeats_none(tmp_path: Path) -> None
 
     deadline = time.monotonic() + 200
     rng = random.Random(20261130)
-    # Ledger steps are quick: once a worker has started it finishes everything within a second or so.
-    kills = kill_while_open(container, env, runs=RUNS, most=12, deadline=deadline, rng=rng, after=(0.8, 2.0))
+    # Ledger steps are quick: once a worker has started it finishes everything within a second or so. So each
+    # worker is killed a random moment after its first ledger change lands, not a fixed time after its start
+    # (which depends on how fast the machine loads the program).
+    kills = kill_while_open(
+        container,
+        env,
+        runs=RUNS,
+        most=12,
+        deadline=deadline,
+        rng=rng,
+        progress=lambda: _requests(container),
+        after=(0.0, 0.1),
+    )
     finish(container, env, runs=RUNS, deadline=deadline)
 
     statuses = {r["id"]: r["status"] for r in container.automation.runs(limit=RUNS)}
@@ -60,10 +71,16 @@ def test_sigkill_loses_no_ledger_change_and_repeats_none(tmp_path: Path) -> None
     report = container.audit.verify()
     container.close()
 
-    assert kills >= 3
+    assert kills >= 3, kills
     assert set(statuses) == set(run_ids) and set(statuses.values()) == {"succeeded"}
     assert len(keys) == len(set(keys)) == 2 * RUNS
     assert records == {"credit-memos": RUNS, "projects": RUNS}
     assert changes == 2 * RUNS
     assert created == {"ledger.credit_memo.created": RUNS, "ledger.project.created": RUNS}
     assert report.ok
+
+
+def _requests(container: Container) -> int:
+    """Ledger requests committed so far: one per ledger step that has run."""
+    with container.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM ledger_requests")).scalar() or 0)

@@ -23,7 +23,6 @@ from opsrail.cli._decisions import decisions_app, models_app
 from opsrail.cli._governance import delegations_app, policies_app, users_app
 from opsrail.cli._kpis import kpis
 from opsrail.cli._output import emit_json, short_time, table
-from opsrail.cli._serve import serve
 from opsrail.cli._simulate import simulate_command
 from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, json_schema
 from opsrail.services import ROLES, EventQuery
@@ -89,6 +88,8 @@ def up(
 
         run(settings, host or settings.host, port or settings.port)
         return
+    from opsrail.cli._serve import serve  # the web stack loads only for the command that serves it
+
     serve(settings, host or settings.host, port or settings.port, workers or settings.workers)
 
 

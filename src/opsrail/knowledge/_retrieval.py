@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from opsrail.knowledge._documents import Document
 from opsrail.knowledge._text import sentences, tokenize
@@ -133,6 +132,8 @@ class KnowledgeIndex:
 
     def _reweigh(self, terms: IntArray, doc_ids: IntArray, counts: FloatArray) -> None:
         n_docs, n_terms = len(self._documents), len(self._vocabulary)
+        import scipy.sparse as sp  # loaded with the first index built, not with every CLI command
+
         matrix = sp.csr_matrix((counts, (terms, doc_ids)), shape=(n_terms, n_docs))
         matrix.sort_indices()
         self._indptr = matrix.indptr.astype(np.int64)

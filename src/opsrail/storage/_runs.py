@@ -604,50 +604,19 @@ class SqlRunStore:
 
     def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(run_steps.c.run_id, run_steps.c.step_id)
-                .join(runs, runs.c.id == run_steps.c.run_id)
-                .where(run_steps.c.status == "waiting", run_steps.c.due_at <= now, runs.c.status == "running")
-                .limit(limit)
-            ).all()
+            rows = conn.execute(_DUE, {"now": now, "limit": limit}).all()
         return [(r[0], r[1]) for r in rows]
 
     def sla_due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         """Steps whose SLA clock has passed its warning or its target and was not yet told so."""
-        open_step = run_steps.c.status.not_in(["succeeded", "failed", "skipped", "cancelled"])
-        passed = sa.or_(
-            sa.and_(run_steps.c.sla_state == "running", run_steps.c.sla_warn_at <= now),
-            sa.and_(run_steps.c.sla_state == "near_breach", run_steps.c.sla_due_at <= now),
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(run_steps.c.run_id, run_steps.c.step_id)
-                .join(runs, runs.c.id == run_steps.c.run_id)
-                .where(open_step, passed, runs.c.status == "running")
-                .limit(limit)
-            ).all()
+            rows = conn.execute(_SLA_DUE, {"now": now, "limit": limit}).all()
         return [(r[0], r[1]) for r in rows]
 
     def children_finished(self, limit: int) -> list[tuple[str, str, str]]:
         """(parent run, parent step, child run) for call steps still waiting on a child that has ended."""
-        parent_step = run_steps.alias("parent_step")
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(runs.c.parent_run_id, runs.c.parent_step_id, runs.c.id)
-                .join(
-                    parent_step,
-                    sa.and_(
-                        parent_step.c.run_id == runs.c.parent_run_id, parent_step.c.step_id == runs.c.parent_step_id
-                    ),
-                )
-                .where(
-                    runs.c.parent_run_id.is_not(None),
-                    runs.c.status.in_(["succeeded", "failed", "cancelled"]),
-                    parent_step.c.status == "waiting",
-                    parent_step.c.waiting_for == "child",
-                )
-                .limit(limit)
-            ).all()
+            rows = conn.execute(_CHILDREN_FINISHED, {"limit": limit}).all()
         return [(r[0], r[1], r[2]) for r in rows]
 
     def run_exists(self, run_id: str) -> bool:
@@ -862,6 +831,43 @@ _EVENTS_AFTER = (
     sa.select(events.c.seq, events.c.event_id, events.c.source, events.c.type, events.c.data)
     .where(events.c.seq > sa.bindparam("position"))
     .order_by(events.c.seq)
+    .limit(sa.bindparam("limit"))
+)
+# The worker's housekeeping queries, built once: building them per call (the alias above all) cost more CPU than
+# running them.
+_NOW = sa.bindparam("now", type_=run_steps.c.due_at.type)
+_DUE = (
+    sa.select(run_steps.c.run_id, run_steps.c.step_id)
+    .join(runs, runs.c.id == run_steps.c.run_id)
+    .where(run_steps.c.status == "waiting", run_steps.c.due_at <= _NOW, runs.c.status == "running")
+    .limit(sa.bindparam("limit"))
+)
+_SLA_DUE = (
+    sa.select(run_steps.c.run_id, run_steps.c.step_id)
+    .join(runs, runs.c.id == run_steps.c.run_id)
+    .where(
+        run_steps.c.status.not_in(["succeeded", "failed", "skipped", "cancelled"]),
+        sa.or_(
+            sa.and_(run_steps.c.sla_state == "running", run_steps.c.sla_warn_at <= _NOW),
+            sa.and_(run_steps.c.sla_state == "near_breach", run_steps.c.sla_due_at <= _NOW),
+        ),
+        runs.c.status == "running",
+    )
+    .limit(sa.bindparam("limit"))
+)
+_PARENT_STEP = run_steps.alias("parent_step")
+_CHILDREN_FINISHED = (
+    sa.select(runs.c.parent_run_id, runs.c.parent_step_id, runs.c.id)
+    .join(
+        _PARENT_STEP,
+        sa.and_(_PARENT_STEP.c.run_id == runs.c.parent_run_id, _PARENT_STEP.c.step_id == runs.c.parent_step_id),
+    )
+    .where(
+        runs.c.parent_run_id.is_not(None),
+        runs.c.status.in_(["succeeded", "failed", "cancelled"]),
+        _PARENT_STEP.c.status == "waiting",
+        _PARENT_STEP.c.waiting_for == "child",
+    )
     .limit(sa.bindparam("limit"))
 )
 _WAITING_FOR_EVENT = (
