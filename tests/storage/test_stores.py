@@ -96,6 +96,18 @@ def test_event_attributes_round_trip(engine: sa.Engine, clock: FakeClock) -> Non
     assert stored.as_cloudevent()["traceparent"] == "00-abc-01"
 
 
+def test_a_group_is_numbered_in_arrival_order_and_bare_events_read_back_bare(
+    engine: sa.Engine, clock: FakeClock
+) -> None:
+    store = SqlEventStore(engine)
+    receipts = store.append([_arrival(cloudevent(f"order-{n}"), clock) for n in range(50)])
+    seqs = [r.seq for r in receipts]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 50
+    bare = store.get("test/suite", "order-0")
+    assert bare is not None and bare.data is None and bare.attributes == {} and bare.time is None
+    assert bare.subject is None and bare.channel == "api"
+
+
 def test_dead_letters_keep_bytes_and_record_replays(engine: sa.Engine, clock: FakeClock) -> None:
     store = SqlDeadLetterStore(engine)
     body = b"\xff\xfe not utf-8 {"

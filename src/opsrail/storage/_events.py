@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -27,6 +28,7 @@ class SqlEventStore:
             SqliteAppender(database, sqlite_synchronous) if is_sqlite and database and database != ":memory:" else None
         )
         dialect = sqlite if is_sqlite else postgresql
+        self._postgres = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
         self._insert = (
             dialect.insert(events)
             .on_conflict_do_nothing(index_elements=["source", "event_id"])
@@ -44,8 +46,12 @@ class SqlEventStore:
         if self._appender is not None:
             inserted, earlier = self._appender.append(unique)
         else:
+            columns = _pg_columns(unique) if self._postgres else None
             with write_transaction(self.engine) as conn:
-                inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
+                if columns is not None:
+                    inserted = _insert_pg(conn, columns)
+                else:
+                    inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
                 missing = [k for k in first_index if k not in inserted]
                 earlier = self._receipts_of(conn, missing) if missing else {}
         if len(inserted) == len(arrivals):  # the common case: everything was new
@@ -128,6 +134,52 @@ def _row(arrival: Arrival) -> dict[str, Any]:
         "attributes": event.optional_attributes(),
         "data": arrival.event.data,
     }
+
+
+# PostgreSQL: one statement for the whole group, its columns as arrays. Through SQLAlchemy's executemany the same
+# insert spent more CPU on per-row parameter processing than the server spent on the rows. The values are what
+# SQLAlchemy would send: aware UTC timestamps, JSON text of the attributes and data (JSON null when there is none).
+_PG_INSERT = (
+    "INSERT INTO events (source, event_id, type, subject, time, received_at, kind, object_id, channel, attributes, "
+    "data) SELECT s, e, t, sub, tm, r, k, o, c, a::jsonb, d::jsonb FROM unnest(%s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS u(s, e, t, sub, tm, r, k, o, c, a, d, n) ORDER BY n "
+    "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id, seq"
+)
+
+
+def _pg_columns(arrivals: Sequence[Arrival]) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for arrival in arrivals:
+        normalised = arrival.event
+        event = normalised.event
+        attributes = event.optional_attributes()
+        values = (
+            event.source,
+            event.id,
+            event.type,
+            normalised.subject,
+            event.time.astimezone(UTC) if event.time else None,
+            arrival.received_at,
+            normalised.kind,
+            normalised.object_id,
+            arrival.channel,
+            orjson.dumps(attributes).decode() if attributes else "{}",
+            normalised.data_json().decode(),
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns
+
+
+def _insert_pg(conn: sa.Connection, columns: list[list[Any]]) -> dict[tuple[str, str], int]:
+    """Insert the group's new events through the driver, inside SQLAlchemy's transaction."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_PG_INSERT, columns)
+        return {(source, event_id): seq for source, event_id, seq in cursor.fetchall()}
+    finally:
+        cursor.close()
 
 
 def _stored(row: sa.RowMapping) -> StoredEvent:
