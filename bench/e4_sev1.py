@@ -224,7 +224,10 @@ def main() -> None:
             if args.profile:
                 # Samples only the thread holding the GIL: where the server's Python time goes during the bursts.
                 spy = [
-                    "py-spy",
+                    # The one beside this interpreter (a venv's, when it is not on PATH), else the one on PATH.
+                    str(Path(sys.executable).with_name("py-spy"))
+                    if Path(sys.executable).with_name("py-spy").exists()
+                    else "py-spy",
                     "record",
                     "--pid",
                     str(server.pid),
