@@ -87,6 +87,24 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
             yield conn
 
 
+EVENT_ORDER_LOCK = 0x6F70737261696C  # "opsrail": the advisory lock ordering event inserts on PostgreSQL
+_EVENT_ORDER = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=EVENT_ORDER_LOCK)
+
+
+def order_event_inserts(conn: sa.Connection) -> None:
+    """Make this transaction's event inserts commit in the order of their sequence numbers (PostgreSQL).
+
+    Readers follow the events table by ``seq`` with a cursor. On PostgreSQL two transactions may take sequence
+    numbers in one order and commit in the other; a reader that sees the later number first moves its cursor past
+    the earlier one, which then never triggers anything. Every transaction that inserts events takes this lock
+    first, before any other write, and holds it to its commit, so numbers are taken and committed in one order.
+    Taking it first also keeps it out of deadlocks: a transaction waiting for it holds nothing yet. SQLite has a
+    single writer, so it needs nothing.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_EVENT_ORDER)
+
+
 def translate_errors(exc: sa.exc.SQLAlchemyError) -> Unavailable:
     return Unavailable(
         f"the database is not available: {type(getattr(exc, 'orig', None) or exc).__name__}",

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from opsrail.ingest import Arrival, Receipt, StoredEvent
 from opsrail.services import EventQuery
-from opsrail.storage._engine import write_transaction
+from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._sqlite_append import SqliteAppender
 from opsrail.storage._tables import as_utc, events
 
@@ -48,6 +48,7 @@ class SqlEventStore:
         else:
             columns = _pg_columns(unique) if self._postgres else None
             with write_transaction(self.engine) as conn:
+                order_event_inserts(conn)
                 if columns is not None:
                     inserted = _insert_pg(conn, columns)
                 else:

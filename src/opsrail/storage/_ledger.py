@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from opsrail.engine import hold
 from opsrail.model import Conflict
-from opsrail.storage._engine import write_transaction
+from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._tables import events, ledger_records, ledger_requests
 
 
@@ -70,6 +70,8 @@ class SqlLedgerStore:
         if hold(change):
             return 1 if expect_version is None else expect_version + 1
         with write_transaction(self.engine) as conn:
+            if emitted:
+                order_event_inserts(conn)
             if request is not None:
                 seen = conn.execute(sa.select(ledger_requests.c.key).where(ledger_requests.c.key == request[0])).first()
                 if seen is not None:
@@ -101,6 +103,11 @@ class HeldLedgerChange:
     emitted: tuple[dict[str, Any], ...]
     at: datetime
     request: tuple[str, str, dict[str, Any]] | None
+
+    @property
+    def emits_events(self) -> bool:
+        """The transaction applying it must call ``order_event_inserts`` before its first write."""
+        return bool(self.emitted)
 
     def apply(self, conn: sa.Connection) -> int:
         at = self.at

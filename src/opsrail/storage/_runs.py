@@ -31,7 +31,7 @@ from opsrail.engine import (
 )
 from opsrail.model import IdFactory, NotFound
 from opsrail.playbooks import Playbook, load_playbook
-from opsrail.storage._engine import write_transaction
+from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._held_writes import HeldWriteRefused, apply_held
 from opsrail.storage._sqlite_append import sqlite_time
 from opsrail.storage._tables import (
@@ -342,14 +342,19 @@ class SqlRunStore:
         """
         if not any(held.values()):
             return self.save_runs(changes), set()
+        emits = any(getattr(write, "emits_events", False) for writes in held.values() for write in writes)
         if self.engine.dialect.supports_sane_multi_rowcount and changes:
             # A refusal or a moved run rolls everything back; then step by step and run by run, below.
             with contextlib.suppress(_SomeoneElseSaved, HeldWriteRefused):
                 with write_transaction(self.engine) as conn:
+                    if emits:
+                        order_event_inserts(conn)
                     apply_held(conn, held, isolate=False)
                     self._save_all(conn, changes)
                 return set(), set()
         with write_transaction(self.engine) as conn:
+            if emits:
+                order_event_inserts(conn)
             refused = apply_held(conn, held, isolate=True)
             conflicted = {run_id for run_id, _ in refused}
             for run, state_version, commands in changes:
