@@ -2,13 +2,18 @@
 
 Each event's ``id`` is its run-log sequence number; a client that reconnects with ``Last-Event-ID`` (or
 ``?after=``) gets everything after it, so nothing is missed and nothing needs polling on the client's side.
+
+On PostgreSQL, workers save runs concurrently: a sequence number is taken at insert and its transaction may commit
+after a later one's. Entries are therefore sent up to the first missing number only; a gap still open after
+``GAP_GRACE_SECONDS`` is an insert that was rolled back (a run saved by someone else meanwhile), and is passed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Annotated
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,6 +26,30 @@ from opsrail.governance import Principal
 router = APIRouter(tags=["stream"])
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+GAP_GRACE_SECONDS = 2.0
+
+Gap = tuple[int, float]
+"""(the position after which a number is missing, when that was first seen)."""
+
+
+def sendable(
+    batch: Sequence[dict[str, Any]], position: int, gap: Gap | None, now: float, grace: float = GAP_GRACE_SECONDS
+) -> tuple[list[dict[str, Any]], Gap | None]:
+    """The entries of ``batch`` (oldest first, all after ``position``) that may be sent now, and the open gap.
+
+    Sending stops before a missing number, which may belong to a transaction still committing, until that same gap
+    has been open for ``grace`` seconds."""
+    ready: list[dict[str, Any]] = []
+    for change in batch:
+        seq = int(change["seq"])
+        if seq != position + 1:
+            if gap is None or gap[0] != position:
+                return ready, (position, now)
+            if now - gap[1] < grace:
+                return ready, gap
+        ready.append(change)
+        position, gap = seq, None
+    return ready, None
 
 
 @router.get("/v1/stream", summary="Run and step state changes as server-sent events (text/event-stream)")
@@ -37,9 +66,12 @@ async def stream(
     async def events() -> AsyncIterator[bytes]:
         position = cursor
         quiet = 0.0
+        gap: Gap | None = None
         yield b": opsrail change stream\n\n"
         while not await request.is_disconnected():
-            batch = await run_in_threadpool(service.changes, position, 500)
+            batch, gap = sendable(
+                await run_in_threadpool(service.changes, position, 500), position, gap, time.monotonic()
+            )
             for change in batch:
                 position = change["seq"]
                 if run is None or change["run_id"] == run:
