@@ -47,10 +47,10 @@ class SingleEventFastPath:
             return
         authorization = content_type = None
         limit = self.container.settings.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"authorization":
+        for name, value in scope["headers"]:  # the first of a repeated header counts, as for the route
+            if name == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-            elif name == b"content-type":
+            elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
             elif name == b"content-length" and (not value.isdigit() or int(value) > limit):
                 await self.app(scope, receive, send)  # the route dead-letters an oversized body's head
