@@ -37,6 +37,14 @@ def authenticate(container: Container, secret: str | None) -> Principal:
     return Principal(token.name, frozenset((token.role,)), "token")
 
 
+def bearer_secret(header: str | None) -> str | None:
+    """The credential of an ``Authorization: Bearer …`` header; None for no header or another scheme."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return (value.strip() or None) if scheme.lower() == "bearer" else None
+
+
 def requires(action: str, *, per_resource: bool = False) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and checks ``action`` against the active policies.
 
@@ -66,14 +74,8 @@ def authorize(request: Request, action: str) -> Principal:
     FastAPI's dependency resolution costs more per request than the rest of the ingest path; the routes that use
     this declare the bearer scheme and their action in their OpenAPI entry themselves (:func:`declared`).
     """
-    header = request.headers.get("authorization")
-    secret = None
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer":
-            secret = value.strip() or None
     container = container_of(request)
-    principal = authenticate(container, secret)
+    principal = authenticate(container, bearer_secret(request.headers.get("authorization")))
     container.authorization.check(principal, action)
     return principal
 

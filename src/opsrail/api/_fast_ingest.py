@@ -19,7 +19,7 @@ import orjson
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opsrail.api._auth import authenticate
+from opsrail.api._auth import authenticate, bearer_secret
 from opsrail.api._metrics import Metrics
 from opsrail.api._problems import from_error
 from opsrail.model import OpsrailError
@@ -89,13 +89,8 @@ class SingleEventFastPath:
 
     def _accept(self, authorization: str | None, content_type: str | None, body: bytes) -> Any:
         """The parsed event when the caller may send it and it is valid; ``None`` hands the request over."""
-        secret = None
-        if authorization:
-            scheme, _, value = authorization.partition(" ")
-            if scheme.lower() == "bearer":
-                secret = value.strip() or None
         try:
-            principal = authenticate(self.container, secret)
+            principal = authenticate(self.container, bearer_secret(authorization))
             self.container.authorization.check(principal, ACTION)
             return self.container.ingestion.parse_single(body, content_type)
         except Exception:  # the route meets the same error and answers it (problem+json, dead letter, metrics)
