@@ -33,7 +33,7 @@ from opsrail.model import IdFactory, NotFound
 from opsrail.playbooks import Playbook, load_playbook
 from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._held_writes import HeldWriteRefused, apply_held
-from opsrail.storage._sqlite_append import sqlite_time
+from opsrail.storage._sqlite_append import sqlite_time_shared as sqlite_time
 from opsrail.storage._tables import (
     as_utc,
     cursors,

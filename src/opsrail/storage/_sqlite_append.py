@@ -38,8 +38,10 @@ def sqlite_time(value: datetime | None) -> str | None:
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-# The events of one group share their receipt time: format it once.
-_received_text = lru_cache(maxsize=64)(sqlite_time)
+# The events of one group share their receipt time, and the steps a worker saves in one batch share the batch's
+# clock reading: format each once.
+sqlite_time_shared = lru_cache(maxsize=256)(sqlite_time)
+_received_text = sqlite_time_shared
 
 
 @lru_cache(maxsize=8)
