@@ -583,8 +583,17 @@ class SqlRunStore:
                 kept = [r for r in rows if r[0] != rows[-1][0]]
                 rows = kept or rows
             claimed = [Claimed(r[0], r[1], r[2] + 1, r[3]) for r in rows]
-            if claimed:
+            if claimed and not self._postgres:
                 # Row by primary key: a row-value IN list of (run, step) pairs would walk the whole table on SQLite.
+                # Through the driver, as the batch save does: SQLAlchemy's per-row parameter processing costs more
+                # than SQLite's update.
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    taken = (owner, sqlite_time(until), sqlite_time(now))
+                    cursor.executemany(_TAKE_SQLITE, [(*taken, c.run_id, c.step_id) for c in claimed])
+                finally:
+                    cursor.close()
+            elif claimed:
                 conn.execute(
                     _TAKE,
                     [
@@ -817,6 +826,10 @@ _TAKE = (
         lease_expires_at=sa.bindparam("until"),
         started_at=sa.func.coalesce(run_steps.c.started_at, sa.bindparam("now")),
     )
+)
+_TAKE_SQLITE = (
+    "UPDATE run_steps SET status = 'running', attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, "
+    "started_at = coalesce(started_at, ?) WHERE run_id = ? AND step_id = ?"
 )
 _TRIGGERS_SEEN = sa.select(runs.c.trigger_event_id).where(
     runs.c.playbook_id == sa.bindparam("playbook_id"),
