@@ -36,7 +36,6 @@ class SingleEventFastPath:
     def __init__(self, app: ASGIApp, container: Container, metrics: Metrics, route: BaseRoute) -> None:
         self.app = app
         self.container = container
-        self.metrics = metrics
         self._route = route
         self._accepted = metrics.accepted.labels("api")
         self._duplicates = metrics.duplicates.labels("api")

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from opsrail.ingest import Arrival, Receipt, StoredEvent
 from opsrail.services import EventQuery
 from opsrail.storage._engine import order_event_inserts, write_transaction
-from opsrail.storage._sqlite_append import SqliteAppender
+from opsrail.storage._sqlite_append import SqliteAppender, event_values
 from opsrail.storage._tables import as_utc, events
 
 _KEY_CHUNK = 400  # (source, id) pairs per IN (...) lookup; well under SQLite's 32,766 variables
@@ -138,8 +137,8 @@ def _row(arrival: Arrival) -> dict[str, Any]:
 
 
 # PostgreSQL: one statement for the whole group, its columns as arrays. Through SQLAlchemy's executemany the same
-# insert spent more CPU on per-row parameter processing than the server spent on the rows. The values are what
-# SQLAlchemy would send: aware UTC timestamps, JSON text of the attributes and data (JSON null when there is none).
+# insert spent more CPU on per-row parameter processing than the server spent on the rows. The values are the
+# SQLite appender's (``event_values``): aware timestamps, JSON text of the attributes and data.
 _PG_INSERT = (
     "INSERT INTO events (source, event_id, type, subject, time, received_at, kind, object_id, channel, attributes, "
     "data) SELECT s, e, t, sub, tm, r, k, o, c, a::jsonb, d::jsonb FROM unnest(%s::text[], %s::text[], %s::text[], "
@@ -150,27 +149,8 @@ _PG_INSERT = (
 
 
 def _pg_columns(arrivals: Sequence[Arrival]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(11)]
-    for arrival in arrivals:
-        normalised = arrival.event
-        event = normalised.event
-        attributes = event.optional_attributes()
-        values = (
-            event.source,
-            event.id,
-            event.type,
-            normalised.subject,
-            event.time.astimezone(UTC) if event.time else None,
-            arrival.received_at,
-            normalised.kind,
-            normalised.object_id,
-            arrival.channel,
-            orjson.dumps(attributes).decode() if attributes else "{}",
-            normalised.data_json().decode(),
-        )
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return columns
+    """The group's rows turned into one list per column, for ``_PG_INSERT``."""
+    return [list(column) for column in zip(*(event_values(a) for a in arrivals), strict=True)]
 
 
 def _insert_pg(conn: sa.Connection, columns: list[list[Any]]) -> dict[tuple[str, str], int]:

@@ -33,7 +33,7 @@ from opsrail.model import IdFactory, NotFound
 from opsrail.playbooks import Playbook, load_playbook
 from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._held_writes import HeldWriteRefused, apply_held
-from opsrail.storage._sqlite_append import sqlite_time_shared as sqlite_time
+from opsrail.storage._sqlite_append import sqlite_time_shared
 from opsrail.storage._tables import (
     as_utc,
     cursors,
@@ -399,8 +399,8 @@ class SqlRunStore:
                     (
                         run.status,
                         run.error,
-                        sqlite_time(run.finished_at),
-                        sqlite_time(_latest(commands) or run.created_at),
+                        sqlite_time_shared(run.finished_at),
+                        sqlite_time_shared(_latest(commands) or run.created_at),
                         version + 1,
                         run.id,
                         version,
@@ -419,17 +419,17 @@ class SqlRunStore:
                     (
                         step.status,
                         step.attempt,
-                        sqlite_time(step.due_at),
+                        sqlite_time_shared(step.due_at),
                         step.waiting_for,
                         _json_text(step.output),
                         step.error,
-                        sqlite_time(step.started_at),
-                        sqlite_time(step.finished_at),
+                        sqlite_time_shared(step.started_at),
+                        sqlite_time_shared(step.finished_at),
                         step.handler,
                         step.activated_by,
                         step.recovered_by,
-                        sqlite_time(step.sla_warn_at),
-                        sqlite_time(step.sla_due_at),
+                        sqlite_time_shared(step.sla_warn_at),
+                        sqlite_time_shared(step.sla_due_at),
                         step.sla_state,
                         run.id,
                         step.id,
@@ -446,7 +446,7 @@ class SqlRunStore:
                         c.run_id,
                         c.step_id,
                         c.activity,
-                        sqlite_time(c.at),
+                        sqlite_time_shared(c.at),
                         c.attributes.get("actor"),
                         orjson.dumps(_jsonable(c.attributes)).decode(),
                     )
@@ -589,7 +589,7 @@ class SqlRunStore:
                 # than SQLite's update.
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    taken = (owner, sqlite_time(until), sqlite_time(now))
+                    taken = (owner, sqlite_time_shared(until), sqlite_time_shared(now))
                     cursor.executemany(_TAKE_SQLITE, [(*taken, c.run_id, c.step_id) for c in claimed])
                 finally:
                     cursor.close()

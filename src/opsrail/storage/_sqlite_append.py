@@ -41,7 +41,6 @@ def sqlite_time(value: datetime | None) -> str | None:
 # The events of one group share their receipt time, and the steps a worker saves in one batch share the batch's
 # clock reading: format each once.
 sqlite_time_shared = lru_cache(maxsize=256)(sqlite_time)
-_received_text = sqlite_time_shared
 
 
 @lru_cache(maxsize=8)
@@ -150,21 +149,29 @@ class SqliteAppender:
         return inserted, earlier
 
 
-def _values(arrival: Arrival) -> tuple[Any, ...]:
+def event_values(arrival: Arrival) -> tuple[Any, ...]:
+    """An arrival as the values of an events row, in ``_COLUMNS`` order, times still ``datetime``: what both
+    appenders write (this one formats the times as SQLAlchemy's SQLite type does; PostgreSQL takes them as they are).
+    Attributes and data are JSON text; an event without data stores JSON ``null``, as SQLAlchemy's JSON type does."""
     normalised = arrival.event
     event = normalised.event
     attributes = event.optional_attributes()
-    attributes_json = orjson.dumps(attributes).decode() if attributes else "{}"
     return (
         event.source,
         event.id,
         event.type,
         normalised.subject,
-        sqlite_time(event.time),
-        _received_text(arrival.received_at),
+        event.time,
+        arrival.received_at,
         normalised.kind,
         normalised.object_id,
         arrival.channel,
-        attributes_json,
+        orjson.dumps(attributes).decode() if attributes else "{}",
         normalised.data_json().decode(),
     )
+
+
+def _values(arrival: Arrival) -> tuple[Any, ...]:
+    values = event_values(arrival)
+    # The events of one group share their receipt time: the shared formatter formats it once.
+    return (*values[:4], sqlite_time(values[4]), sqlite_time_shared(values[5]), *values[6:])
