@@ -12,7 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from opsrail.ingest import Arrival, Receipt, StoredEvent
 from opsrail.services import EventQuery
 from opsrail.storage._engine import order_event_inserts, write_transaction
-from opsrail.storage._sqlite_append import SqliteAppender, event_values
+from opsrail.storage._pg_append import PostgresAppender
+from opsrail.storage._sqlite_append import SqliteAppender
 from opsrail.storage._tables import as_utc, events
 
 _KEY_CHUNK = 400  # (source, id) pairs per IN (...) lookup; well under SQLite's 32,766 variables
@@ -23,11 +24,12 @@ class SqlEventStore:
         self.engine = engine
         is_sqlite = engine.dialect.name == "sqlite"
         database = engine.url.database
-        self._appender = (
-            SqliteAppender(database, sqlite_synchronous) if is_sqlite and database and database != ":memory:" else None
-        )
+        self._appender: SqliteAppender | PostgresAppender | None = None
+        if is_sqlite and database and database != ":memory:":
+            self._appender = SqliteAppender(database, sqlite_synchronous)
+        elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+            self._appender = PostgresAppender(engine)
         dialect = sqlite if is_sqlite else postgresql
-        self._postgres = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
         self._insert = (
             dialect.insert(events)
             .on_conflict_do_nothing(index_elements=["source", "event_id"])
@@ -44,14 +46,10 @@ class SqlEventStore:
         unique = [arrivals[i] for i in first_index.values()]
         if self._appender is not None:
             inserted, earlier = self._appender.append(unique)
-        else:
-            columns = _pg_columns(unique) if self._postgres else None
+        else:  # an in-memory SQLite database, or PostgreSQL through another driver
             with write_transaction(self.engine) as conn:
                 order_event_inserts(conn)
-                if columns is not None:
-                    inserted = _insert_pg(conn, columns)
-                else:
-                    inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
+                inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
                 missing = [k for k in first_index if k not in inserted]
                 earlier = self._receipts_of(conn, missing) if missing else {}
         if len(inserted) == len(arrivals):  # the common case: everything was new
@@ -134,33 +132,6 @@ def _row(arrival: Arrival) -> dict[str, Any]:
         "attributes": event.optional_attributes(),
         "data": arrival.event.data,
     }
-
-
-# PostgreSQL: one statement for the whole group, its columns as arrays. Through SQLAlchemy's executemany the same
-# insert spent more CPU on per-row parameter processing than the server spent on the rows. The values are the
-# SQLite appender's (``event_values``): aware timestamps, JSON text of the attributes and data.
-_PG_INSERT = (
-    "INSERT INTO events (source, event_id, type, subject, time, received_at, kind, object_id, channel, attributes, "
-    "data) SELECT s, e, t, sub, tm, r, k, o, c, a::jsonb, d::jsonb FROM unnest(%s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-    "WITH ORDINALITY AS u(s, e, t, sub, tm, r, k, o, c, a, d, n) ORDER BY n "
-    "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id, seq"
-)
-
-
-def _pg_columns(arrivals: Sequence[Arrival]) -> list[list[Any]]:
-    """The group's rows turned into one list per column, for ``_PG_INSERT``."""
-    return [list(column) for column in zip(*(event_values(a) for a in arrivals), strict=True)]
-
-
-def _insert_pg(conn: sa.Connection, columns: list[list[Any]]) -> dict[tuple[str, str], int]:
-    """Insert the group's new events through the driver, inside SQLAlchemy's transaction."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_PG_INSERT, columns)
-        return {(source, event_id): seq for source, event_id, seq in cursor.fetchall()}
-    finally:
-        cursor.close()
 
 
 def _stored(row: sa.RowMapping) -> StoredEvent:

@@ -58,6 +58,9 @@ class SqlRunStore:
         self.engine = engine
         self.ids = ids
         self._postgres = engine.dialect.name == "postgresql"
+        # Reads take no transaction on PostgreSQL: under READ COMMITTED each statement sees its own snapshot either
+        # way, and BEGIN and ROLLBACK were two of a read's three round trips. Writes use ``write_transaction``.
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
         self._playbooks: dict[tuple[str, int], Playbook] = {}
 
     # -- playbooks -------------------------------------------------------------------------------------
@@ -67,7 +70,7 @@ class SqlRunStore:
         cached = self._playbooks.get((playbook_id, version))
         if cached is not None:
             return cached
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(
                 sa.select(playbook_versions.c.document, playbook_versions.c.filename).where(
                     playbook_versions.c.playbook_id == playbook_id, playbook_versions.c.version == version
@@ -80,7 +83,7 @@ class SqlRunStore:
         return parsed
 
     def active_version(self, playbook_id: str) -> int:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             version = conn.execute(
                 sa.select(playbooks.c.active_version).where(playbooks.c.playbook_id == playbook_id)
             ).scalar()
@@ -91,7 +94,7 @@ class SqlRunStore:
         return int(version)
 
     def active_playbooks(self) -> list[Playbook]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(_ACTIVE_PLAYBOOKS).all()
         return [self.playbook(pid, version) for pid, version in rows]
 
@@ -144,7 +147,7 @@ class SqlRunStore:
 
     def rollout(self, playbook_id: str) -> tuple[int, int | None, int]:
         """(active version, canary version or None, canary percent)."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(_ROLLOUT, {"playbook_id": playbook_id}).first()
         if row is None or row[0] is None:
             raise NotFound(
@@ -153,7 +156,7 @@ class SqlRunStore:
         return int(row[0]), row[1], int(row[2] or 0)
 
     def list_playbooks(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 sa.select(
                     playbook_versions.c.playbook_id,
@@ -291,7 +294,7 @@ class SqlRunStore:
         """Several runs in two queries; ids that do not exist are left out."""
         found: dict[str, tuple[RunState, int]] = {}
         unique = list(dict.fromkeys(run_ids))
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 rows = conn.execute(sa.select(runs).where(runs.c.id.in_(chunk))).mappings().all()
@@ -303,7 +306,7 @@ class SqlRunStore:
         return found
 
     def load_run(self, run_id: str) -> tuple[RunState, int]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
             if row is None:
                 raise NotFound(f"no run {run_id!r}", hint="list runs with `opsrail runs list`")
@@ -617,33 +620,33 @@ class SqlRunStore:
                 )
 
     def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(_DUE, {"now": now, "limit": limit}).all()
         return [(r[0], r[1]) for r in rows]
 
     def sla_due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         """Steps whose SLA clock has passed its warning or its target and was not yet told so."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(_SLA_DUE, {"now": now, "limit": limit}).all()
         return [(r[0], r[1]) for r in rows]
 
     def children_finished(self, limit: int) -> list[tuple[str, str, str]]:
         """(parent run, parent step, child run) for call steps still waiting on a child that has ended."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(_CHILDREN_FINISHED, {"limit": limit}).all()
         return [(r[0], r[1], r[2]) for r in rows]
 
     def run_exists(self, run_id: str) -> bool:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
 
     def waiting_for_event(self, limit: int) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(_WAITING_FOR_EVENT, {"limit": limit}).all()
         return [(r[0], r[1]) for r in rows]
 
     def events_after(self, cursor: str, limit: int) -> tuple[int, list[LoggedEvent]]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             position = conn.execute(_CURSOR, {"name": cursor}).scalar() or 0
             rows = conn.execute(_EVENTS_AFTER, {"position": position, "limit": limit}).all()
         return int(position), [LoggedEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
@@ -668,12 +671,12 @@ class SqlRunStore:
             query = query.where(runs.c.status == status)
         if playbook_id:
             query = query.where(runs.c.playbook_id == playbook_id)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_run_dict(r) for r in conn.execute(query).mappings()]
 
     def log_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         """Run-log entries after ``seq``, oldest first: the feed of the change stream."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = (
                 conn.execute(sa.select(run_log).where(run_log.c.seq > seq).order_by(run_log.c.seq).limit(limit))
                 .mappings()
@@ -692,7 +695,7 @@ class SqlRunStore:
         ]
 
     def timeline(self, run_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = (
                 conn.execute(sa.select(run_log).where(run_log.c.run_id == run_id).order_by(run_log.c.seq))
                 .mappings()
@@ -713,7 +716,7 @@ class SqlRunStore:
             query = query.where(tasks.c.assignee == assignee)
         # Tasks without a due time sort last on both databases.
         query = query.order_by(tasks.c.due_at.is_(None), tasks.c.due_at, tasks.c.created_at)
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(query).mappings().all()
         found = [_task_dict(r) for r in rows]
         if role is not None:
@@ -745,7 +748,7 @@ class SqlRunStore:
             )
 
     def task(self, task_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).mappings().first()
         if row is None:
             raise NotFound(f"no task {task_id!r}", hint="list open tasks with `opsrail tasks list`")
