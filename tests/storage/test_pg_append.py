@@ -136,3 +136,18 @@ def test_run_store_reads_leave_no_transaction_open(engine: sa.Engine) -> None:
         driver = conn.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         assert driver.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+
+
+@ON_POSTGRESQL
+def test_a_batch_that_starts_nothing_moves_the_cursor_forward_only(engine: sa.Engine) -> None:
+    store = SqlRunStore(engine, SequentialIds())
+    SqlEventStore(engine).append([_arrival(f"e{n}") for n in range(3)])
+    position, batch = store.events_after("pg-test", 10)
+    assert position == 0 and [e.id for e in batch] == ["e0", "e1", "e2"]
+    assert store.start_triggered([], ("pg-test", batch[1].seq)) == set()
+    position, batch_after = store.events_after("pg-test", 10)
+    assert position == batch[1].seq and [e.id for e in batch_after] == ["e2"]
+    store.start_triggered([], ("pg-test", batch[0].seq))  # another worker's older batch: never moves it back
+    assert store.events_after("pg-test", 10)[0] == batch[1].seq
+    store.start_triggered([], ("pg-test", batch[2].seq))
+    assert store.events_after("pg-test", 10) == (batch[2].seq, [])

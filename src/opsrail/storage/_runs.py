@@ -197,6 +197,11 @@ class SqlRunStore:
         A run whose trigger (its playbook, the event's source and id) already started one is left out; returns
         the ids of the runs stored.
         """
+        if not started and self._postgres:
+            # Only the cursor moves: one statement, atomic on its own, without BEGIN and COMMIT round trips.
+            with self._reads.connect() as conn:
+                self._move_cursor(conn, *cursor)
+            return set()
         with write_transaction(self.engine) as conn:
             fresh: list[tuple[RunState, Sequence[Command], tuple[str, str] | None]] = []
             if started:
@@ -647,9 +652,10 @@ class SqlRunStore:
 
     def events_after(self, cursor: str, limit: int) -> tuple[int, list[LoggedEvent]]:
         with self._reads.connect() as conn:
-            position = conn.execute(_CURSOR, {"name": cursor}).scalar() or 0
-            rows = conn.execute(_EVENTS_AFTER, {"position": position, "limit": limit}).all()
-        return int(position), [LoggedEvent(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            # One statement reads the cursor and the events after it; only an empty batch asks for the position.
+            rows = conn.execute(_EVENTS_AFTER, {"name": cursor, "limit": limit}).all()
+            position = rows[0][0] if rows else conn.execute(_CURSOR, {"name": cursor}).scalar() or 0
+        return int(position), [LoggedEvent(r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def move_cursor(self, cursor: str, position: int) -> None:
         with write_transaction(self.engine) as conn:
@@ -848,9 +854,10 @@ _MOVE_CURSOR = (
     .values(position=sa.bindparam("position"))
 )
 _CURSOR = sa.select(cursors.c.position).where(cursors.c.name == sa.bindparam("name"))
+_POSITION = sa.func.coalesce(_CURSOR.scalar_subquery(), 0)
 _EVENTS_AFTER = (
-    sa.select(events.c.seq, events.c.event_id, events.c.source, events.c.type, events.c.data)
-    .where(events.c.seq > sa.bindparam("position"))
+    sa.select(_POSITION, events.c.seq, events.c.event_id, events.c.source, events.c.type, events.c.data)
+    .where(events.c.seq > _POSITION)
     .order_by(events.c.seq)
     .limit(sa.bindparam("limit"))
 )
