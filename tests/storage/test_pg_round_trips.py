@@ -1,4 +1,5 @@
-"""PostgreSQL round trips: the event appender's own connection, pings only after idle, reads without a transaction."""
+"""PostgreSQL round trips and plans: the event appender's own connection, pings only after idle, reads without a
+transaction, claims planned for their values."""
 
 from __future__ import annotations
 
@@ -151,3 +152,21 @@ def test_a_batch_that_starts_nothing_moves_the_cursor_forward_only(engine: sa.En
     assert store.events_after("pg-test", 10)[0] == batch[1].seq
     store.start_triggered([], ("pg-test", batch[2].seq))
     assert store.events_after("pg-test", 10) == (batch[2].seq, [])
+
+
+@ON_POSTGRESQL
+def test_claims_and_timer_queries_stay_unprepared_while_others_are_prepared(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        store = SqlRunStore(engine, SequentialIds())
+        for _ in range(8):  # psycopg prepares a statement from its fifth run on a connection
+            store.claim("worker-1", AT, 30.0, 10)
+            store.due(AT, 10)
+            store.sla_due(AT, 10)
+            store.waiting_for_event(10)
+        with engine.connect() as conn:
+            prepared = conn.execute(sa.text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+        assert any("waiting_for = 'event'" in text for text in prepared)
+        assert not any("SKIP LOCKED" in text or "due_at <=" in text or "sla_warn_at" in text for text in prepared)
+    finally:
+        engine.dispose()
