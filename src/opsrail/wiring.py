@@ -140,14 +140,16 @@ def build(
     clock = clock or SystemClock()
     ids = ids or RandomIds()
     health = SqlHealth(engine)
+    event_store = SqlEventStore(engine, sqlite_synchronous=settings.sqlite_synchronous)
     ingestion = IngestionService(
-        SqlEventStore(engine, sqlite_synchronous=settings.sqlite_synchronous),
+        event_store,
         SqlDeadLetterStore(engine),
         clock,
         ids,
         builtin_mappers(),
         max_batch=settings.ingest_batch_limit,
         inline_commit=settings.is_sqlite and settings.sqlite_synchronous in ("OFF", "NORMAL"),
+        write_async=event_store.append_async if event_store.appends_async else None,
     )
     database = engine.url.database
     run_store = SqlRunStore(engine, ids)

@@ -3,6 +3,7 @@ transaction, claims planned for their values."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 import opsrail.storage._engine as engine_module
-from opsrail.ingest import Arrival, normalise
+from opsrail.ingest import Arrival, Receipt, normalise
 from opsrail.storage import SqlEventStore, SqlRunStore, create_engine
 from opsrail.storage._pg_append import PostgresAppender
 from opsrail.storage._tables import events
@@ -170,3 +171,40 @@ def test_claims_and_timer_queries_stay_unprepared_while_others_are_prepared(data
         assert not any("SKIP LOCKED" in text or "due_at <=" in text or "sla_warn_at" in text for text in prepared)
     finally:
         engine.dispose()
+
+
+@ON_POSTGRESQL
+def test_appending_on_the_event_loop_gives_the_same_receipts(engine: sa.Engine, database_url: str) -> None:
+    store = SqlEventStore(engine)
+    assert store.appends_async
+    later = AT + timedelta(minutes=5)
+
+    async def first() -> list[Receipt]:
+        return await store.append_async([_arrival("a", subject="s-1", data={"n": 1})])
+
+    async def second() -> list[Receipt]:
+        return await store.append_async([_arrival("b", later), _arrival("a", later), _arrival("b", later)])
+
+    stored_first = asyncio.run(first())
+    receipts = asyncio.run(second())  # another event loop: the connection made on the first is replaced
+    assert [(r.id, r.status) for r in receipts] == [("b", "accepted"), ("a", "duplicate"), ("b", "duplicate")]
+    assert receipts[1].seq == stored_first[0].seq and receipts[1].received_at == AT
+    assert receipts[2].seq == receipts[0].seq
+    appender = store._appender
+    assert isinstance(appender, PostgresAppender) and appender._async is not None
+
+    async def after_a_drop() -> list[Receipt]:
+        assert appender._async is not None
+        _terminate(appender._async.info.backend_pid, database_url)
+        return await store.append_async([_arrival("c")])
+
+    assert [r.status for r in asyncio.run(after_a_drop())] == ["accepted"]
+
+    async def refused() -> None:
+        await store.append_async([_arrival("d"), _arrival("bad\x00id")])
+
+    with pytest.raises(sa.exc.DBAPIError):
+        asyncio.run(refused())
+    assert [r.status for r in asyncio.run(first())] == ["duplicate"]
+    assert store.count() == 3
+    store.close()

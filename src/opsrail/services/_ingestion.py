@@ -6,7 +6,7 @@ keeps its exact bytes, the reason and the JSON path of every error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -103,6 +103,7 @@ class IngestionService:
         *,
         max_batch: int = 10_000,
         inline_commit: bool = True,
+        write_async: Callable[[Sequence[Arrival]], Awaitable[list[Receipt]]] | None = None,
     ) -> None:
         self.events = events
         self.dead_letters = dead_letters
@@ -111,7 +112,7 @@ class IngestionService:
         self.mappers = mappers
         self.max_batch = max_batch
         self.writer: GroupCommitter[Arrival, Receipt] = GroupCommitter(
-            events.append, inline=inline_commit, name="opsrail-ingest-writer"
+            events.append, inline=inline_commit, write_async=write_async, name="opsrail-ingest-writer"
         )
 
     # -- parsing: pure, no side effects -------------------------------------------------------------

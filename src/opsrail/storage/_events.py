@@ -39,11 +39,7 @@ class SqlEventStore:
     def append(self, arrivals: Sequence[Arrival]) -> list[Receipt]:
         if not arrivals:
             return []
-        # Within the group, the first arrival of a key wins; later ones are duplicates of it.
-        first_index: dict[tuple[str, str], int] = {}
-        for index, arrival in enumerate(arrivals):
-            first_index.setdefault((arrival.event.source, arrival.event.id), index)
-        unique = [arrivals[i] for i in first_index.values()]
+        first_index, unique = _first_arrivals(arrivals)
         if self._appender is not None:
             inserted, earlier = self._appender.append(unique)
         else:  # an in-memory SQLite database, or PostgreSQL through another driver
@@ -52,23 +48,22 @@ class SqlEventStore:
                 inserted = {(r[0], r[1]): r[2] for r in conn.execute(self._insert, [_row(a) for a in unique])}
                 missing = [k for k in first_index if k not in inserted]
                 earlier = self._receipts_of(conn, missing) if missing else {}
-        if len(inserted) == len(arrivals):  # the common case: everything was new
-            return [
-                Receipt(a.event.event.id, a.event.event.source, a.received_at, "accepted", inserted[key])
-                for a, key in zip(arrivals, first_index, strict=True)
-            ]
-        receipts: list[Receipt] = []
-        for index, arrival in enumerate(arrivals):
-            key = (arrival.event.source, arrival.event.id)
-            if key in inserted and first_index[key] == index:
-                receipts.append(Receipt(key[1], key[0], arrival.received_at, "accepted", inserted[key]))
-            elif key in earlier:
-                seq, received_at = earlier[key]
-                receipts.append(Receipt(key[1], key[0], received_at, "duplicate", seq))
-            else:
-                first = arrivals[first_index[key]]
-                receipts.append(Receipt(key[1], key[0], first.received_at, "duplicate", inserted.get(key)))
-        return receipts
+        return _receipts(arrivals, first_index, inserted, earlier)
+
+    @property
+    def appends_async(self) -> bool:
+        """Whether ``append_async`` is available: PostgreSQL through psycopg."""
+        return isinstance(self._appender, PostgresAppender)
+
+    async def append_async(self, arrivals: Sequence[Arrival]) -> list[Receipt]:
+        """``append`` on the running event loop, without a thread (PostgreSQL through psycopg only)."""
+        if not isinstance(self._appender, PostgresAppender):
+            raise TypeError("append_async needs PostgreSQL through psycopg")
+        if not arrivals:
+            return []
+        first_index, unique = _first_arrivals(arrivals)
+        inserted, earlier = await self._appender.append_async(unique)
+        return _receipts(arrivals, first_index, inserted, earlier)
 
     def _receipts_of(
         self, conn: sa.Connection, keys: list[tuple[str, str]]
@@ -115,6 +110,43 @@ class SqlEventStore:
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+
+
+Key = tuple[str, str]
+
+
+def _first_arrivals(arrivals: Sequence[Arrival]) -> tuple[dict[Key, int], list[Arrival]]:
+    """Within a group the first arrival of a key wins; later ones are duplicates of it."""
+    first_index: dict[Key, int] = {}
+    for index, arrival in enumerate(arrivals):
+        first_index.setdefault((arrival.event.source, arrival.event.id), index)
+    return first_index, [arrivals[i] for i in first_index.values()]
+
+
+def _receipts(
+    arrivals: Sequence[Arrival],
+    first_index: dict[Key, int],
+    inserted: dict[Key, int],
+    earlier: dict[Key, tuple[int, datetime]],
+) -> list[Receipt]:
+    """One receipt per arrival, in order: accepted with its new number, or a duplicate of what was stored first."""
+    if len(inserted) == len(arrivals):  # the common case: everything was new
+        return [
+            Receipt(a.event.event.id, a.event.event.source, a.received_at, "accepted", inserted[key])
+            for a, key in zip(arrivals, first_index, strict=True)
+        ]
+    receipts: list[Receipt] = []
+    for index, arrival in enumerate(arrivals):
+        key = (arrival.event.source, arrival.event.id)
+        if key in inserted and first_index[key] == index:
+            receipts.append(Receipt(key[1], key[0], arrival.received_at, "accepted", inserted[key]))
+        elif key in earlier:
+            seq, received_at = earlier[key]
+            receipts.append(Receipt(key[1], key[0], received_at, "duplicate", seq))
+        else:
+            first = arrivals[first_index[key]]
+            receipts.append(Receipt(key[1], key[0], first.received_at, "duplicate", inserted.get(key)))
+    return receipts
 
 
 def _row(arrival: Arrival) -> dict[str, Any]:
