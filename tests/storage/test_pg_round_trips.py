@@ -127,7 +127,7 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(database_url: str) -> None
 @ON_POSTGRESQL
 def test_run_store_reads_leave_no_transaction_open(engine: sa.Engine) -> None:
     store = SqlRunStore(engine, SequentialIds())
-    with store._reads.connect() as conn:
+    with store._autocommit.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
         driver = conn.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
@@ -156,7 +156,7 @@ def test_a_batch_that_starts_nothing_moves_the_cursor_forward_only(engine: sa.En
 
 
 @ON_POSTGRESQL
-def test_claims_and_timer_queries_stay_unprepared_while_others_are_prepared(database_url: str) -> None:
+def test_the_workers_polling_queries_stay_unprepared_while_others_are_prepared(database_url: str) -> None:
     engine = create_engine(database_url, pool_size=1)
     try:
         store = SqlRunStore(engine, SequentialIds())
@@ -165,10 +165,13 @@ def test_claims_and_timer_queries_stay_unprepared_while_others_are_prepared(data
             store.due(AT, 10)
             store.sla_due(AT, 10)
             store.waiting_for_event(10)
+            store.children_finished(10)
+            store.events_after("pg-test", 10)
         with engine.connect() as conn:
             prepared = conn.execute(sa.text("SELECT statement FROM pg_prepared_statements")).scalars().all()
-        assert any("waiting_for = 'event'" in text for text in prepared)
-        assert not any("SKIP LOCKED" in text or "due_at <=" in text or "sla_warn_at" in text for text in prepared)
+        assert any("FROM events" in text for text in prepared)
+        polling = ("SKIP LOCKED", "due_at <=", "sla_warn_at", "waiting_for", "parent_step")
+        assert not any(marker in text for text in prepared for marker in polling)
     finally:
         engine.dispose()
 
@@ -194,6 +197,7 @@ def test_appending_on_the_event_loop_gives_the_same_receipts(engine: sa.Engine, 
     assert isinstance(appender, PostgresAppender) and appender._async is not None
 
     async def after_a_drop() -> list[Receipt]:
+        await store.append_async([_arrival("c0")])  # on this loop's connection, which the server then drops
         assert appender._async is not None
         _terminate(appender._async.info.backend_pid, database_url)
         return await store.append_async([_arrival("c")])
@@ -206,5 +210,5 @@ def test_appending_on_the_event_loop_gives_the_same_receipts(engine: sa.Engine, 
     with pytest.raises(sa.exc.DBAPIError):
         asyncio.run(refused())
     assert [r.status for r in asyncio.run(first())] == ["duplicate"]
-    assert store.count() == 3
+    assert store.count() == 4
     store.close()

@@ -13,7 +13,7 @@ from opsrail.ingest import Arrival, Receipt, StoredEvent
 from opsrail.services import EventQuery
 from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._pg_append import PostgresAppender
-from opsrail.storage._sqlite_append import SqliteAppender
+from opsrail.storage._sqlite_append import Key, SqliteAppender
 from opsrail.storage._tables import as_utc, events
 
 _KEY_CHUNK = 400  # (source, id) pairs per IN (...) lookup; well under SQLite's 32,766 variables
@@ -110,9 +110,6 @@ class SqlEventStore:
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
-
-
-Key = tuple[str, str]
 
 
 def _first_arrivals(arrivals: Sequence[Arrival]) -> tuple[dict[Key, int], list[Arrival]]:

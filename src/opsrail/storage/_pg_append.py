@@ -23,9 +23,7 @@ import sqlalchemy as sa
 
 from opsrail.ingest import Arrival
 from opsrail.storage._engine import EVENT_ORDER_LOCK
-from opsrail.storage._sqlite_append import event_values
-
-Key = tuple[str, str]
+from opsrail.storage._sqlite_append import Key, event_values
 
 # One statement for the whole group, its columns as arrays (``%b``: binary format, no per-value escaping). The
 # values are the SQLite appender's (``event_values``): aware timestamps, JSON text of the attributes and data.
@@ -91,18 +89,16 @@ class PostgresAppender:
                 try:
                     return self._write(arrivals, columns)
                 except psycopg.Error as exc:
-                    broken = self._connection is None or self._connection.broken or self._connection.closed
+                    broken = _broken(self._connection)
                     self._recover()
-                    if broken and attempt == 1 and isinstance(exc, psycopg.OperationalError):
-                        continue
-                    raise sa.exc.DBAPIError.instance(_INSERT, None, exc, psycopg.Error) from exc
+                    if not _write_again(exc, broken, attempt):
+                        raise _translated(exc) from exc
         raise AssertionError("unreachable")
 
     def _recover(self) -> None:
+        """After a failed group: roll back, or drop the connection when it cannot be rolled back."""
         connection = self._connection
-        if connection is None:
-            return
-        if connection.broken or connection.closed:
+        if connection is None or _broken(connection):
             self._discard()
             return
         try:
@@ -118,19 +114,22 @@ class PostgresAppender:
             try:
                 return await self._write_async(arrivals, columns)
             except psycopg.Error as exc:
-                connection = self._async
-                broken = connection is None or connection.broken or connection.closed
-                if broken:
-                    self._discard_async()
-                elif connection is not None:
-                    try:
-                        await connection.rollback()
-                    except psycopg.Error:
-                        self._discard_async()
-                if broken and attempt == 1 and isinstance(exc, psycopg.OperationalError):
-                    continue
-                raise sa.exc.DBAPIError.instance(_INSERT, None, exc, psycopg.Error) from exc
+                broken = _broken(self._async)
+                await self._recover_async()
+                if not _write_again(exc, broken, attempt):
+                    raise _translated(exc) from exc
         raise AssertionError("unreachable")
+
+    async def _recover_async(self) -> None:
+        """``_recover`` for the event loop's connection."""
+        connection = self._async
+        if connection is None or _broken(connection):
+            self._discard_async()
+            return
+        try:
+            await connection.rollback()
+        except psycopg.Error:
+            self._discard_async()
 
     async def _connect_async(self) -> psycopg.AsyncConnection[Any]:
         loop = asyncio.get_running_loop()
@@ -187,3 +186,17 @@ def _columns(arrivals: Sequence[Arrival]) -> list[list[Any]]:
 
 def _missing(arrivals: Sequence[Arrival], inserted: dict[Key, int]) -> list[Key]:
     return [key for key in ((a.event.source, a.event.id) for a in arrivals) if key not in inserted]
+
+
+def _broken(connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None) -> bool:
+    return connection is None or connection.broken or connection.closed
+
+
+def _write_again(exc: psycopg.Error, broken: bool, attempt: int) -> bool:
+    """Write the group once more, on a new connection, only when the first try found the connection broken."""
+    return broken and attempt == 1 and isinstance(exc, psycopg.OperationalError)
+
+
+def _translated(exc: psycopg.Error) -> sa.exc.StatementError:
+    """The driver's error as SQLAlchemy raises it elsewhere, so callers handle one family of errors."""
+    return sa.exc.DBAPIError.instance(_INSERT, None, exc, psycopg.Error)

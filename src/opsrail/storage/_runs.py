@@ -58,9 +58,10 @@ class SqlRunStore:
         self.engine = engine
         self.ids = ids
         self._postgres = engine.dialect.name == "postgresql"
-        # Reads take no transaction on PostgreSQL: under READ COMMITTED each statement sees its own snapshot either
-        # way, and BEGIN and ROLLBACK were two of a read's three round trips. Writes use ``write_transaction``.
-        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
+        # Reads, and writes of one statement, take no transaction on PostgreSQL: under READ COMMITTED each statement
+        # sees its own snapshot either way, and BEGIN and ROLLBACK (or COMMIT) were two of its three round trips.
+        # Writes of several statements use ``write_transaction``.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
         self._playbooks: dict[tuple[str, int], Playbook] = {}
 
     # -- playbooks -------------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ class SqlRunStore:
         cached = self._playbooks.get((playbook_id, version))
         if cached is not None:
             return cached
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             row = conn.execute(
                 sa.select(playbook_versions.c.document, playbook_versions.c.filename).where(
                     playbook_versions.c.playbook_id == playbook_id, playbook_versions.c.version == version
@@ -83,7 +84,7 @@ class SqlRunStore:
         return parsed
 
     def active_version(self, playbook_id: str) -> int:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             version = conn.execute(
                 sa.select(playbooks.c.active_version).where(playbooks.c.playbook_id == playbook_id)
             ).scalar()
@@ -94,7 +95,7 @@ class SqlRunStore:
         return int(version)
 
     def active_playbooks(self) -> list[Playbook]:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             rows = conn.execute(_ACTIVE_PLAYBOOKS).all()
         return [self.playbook(pid, version) for pid, version in rows]
 
@@ -147,7 +148,7 @@ class SqlRunStore:
 
     def rollout(self, playbook_id: str) -> tuple[int, int | None, int]:
         """(active version, canary version or None, canary percent)."""
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             row = conn.execute(_ROLLOUT, {"playbook_id": playbook_id}).first()
         if row is None or row[0] is None:
             raise NotFound(
@@ -156,7 +157,7 @@ class SqlRunStore:
         return int(row[0]), row[1], int(row[2] or 0)
 
     def list_playbooks(self) -> list[dict[str, Any]]:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             rows = conn.execute(
                 sa.select(
                     playbook_versions.c.playbook_id,
@@ -199,7 +200,7 @@ class SqlRunStore:
         """
         if not started and self._postgres:
             # Only the cursor moves: one statement, atomic on its own, without BEGIN and COMMIT round trips.
-            with self._reads.connect() as conn:
+            with self._autocommit.connect() as conn:
                 self._move_cursor(conn, *cursor)
             return set()
         with write_transaction(self.engine) as conn:
@@ -299,7 +300,7 @@ class SqlRunStore:
         """Several runs in two queries; ids that do not exist are left out."""
         found: dict[str, tuple[RunState, int]] = {}
         unique = list(dict.fromkeys(run_ids))
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 rows = conn.execute(sa.select(runs).where(runs.c.id.in_(chunk))).mappings().all()
@@ -311,7 +312,7 @@ class SqlRunStore:
         return found
 
     def load_run(self, run_id: str) -> tuple[RunState, int]:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
             if row is None:
                 raise NotFound(f"no run {run_id!r}", hint="list runs with `opsrail runs list`")
@@ -612,11 +613,13 @@ class SqlRunStore:
         return claimed
 
     def _planned(self, conn: sa.Connection, statement: sa.Select[Any], params: dict[str, Any]) -> Sequence[Any]:
-        """Run a claim or timer query planned for its values on every run.
+        """Run one of the worker's polling queries (claims, timers, SLA clocks, ended child runs, steps waiting for
+        an event) planned for its values on every run.
 
         psycopg prepares a statement after its fifth run on a connection, and PostgreSQL may then switch it to one
-        generic plan for any values. For these queries (a time bound, a row limit) that plan took two to three times
-        as long as a plan for the values at hand, so on PostgreSQL they go to the driver unprepared.
+        generic plan for any values. For the claim (a time bound, a row limit) that plan took three times as long as
+        a plan for the values at hand, so on PostgreSQL these queries go to the driver unprepared, as they ran before
+        reads stopped ending in the ROLLBACK that made psycopg drop its prepared statements.
         """
         if not self._postgres:
             return conn.execute(statement, params).all()
@@ -641,33 +644,33 @@ class SqlRunStore:
                 )
 
     def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             rows = self._planned(conn, _DUE, {"now": now, "limit": limit})
         return [(r[0], r[1]) for r in rows]
 
     def sla_due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
         """Steps whose SLA clock has passed its warning or its target and was not yet told so."""
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             rows = self._planned(conn, _SLA_DUE, {"now": now, "limit": limit})
         return [(r[0], r[1]) for r in rows]
 
     def children_finished(self, limit: int) -> list[tuple[str, str, str]]:
         """(parent run, parent step, child run) for call steps still waiting on a child that has ended."""
-        with self._reads.connect() as conn:
-            rows = conn.execute(_CHILDREN_FINISHED, {"limit": limit}).all()
+        with self._autocommit.connect() as conn:
+            rows = self._planned(conn, _CHILDREN_FINISHED, {"limit": limit})
         return [(r[0], r[1], r[2]) for r in rows]
 
     def run_exists(self, run_id: str) -> bool:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             return conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is not None
 
     def waiting_for_event(self, limit: int) -> list[tuple[str, str]]:
-        with self._reads.connect() as conn:
-            rows = conn.execute(_WAITING_FOR_EVENT, {"limit": limit}).all()
+        with self._autocommit.connect() as conn:
+            rows = self._planned(conn, _WAITING_FOR_EVENT, {"limit": limit})
         return [(r[0], r[1]) for r in rows]
 
     def events_after(self, cursor: str, limit: int) -> tuple[int, list[LoggedEvent]]:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             # One statement reads the cursor and the events after it; only an empty batch asks for the position.
             rows = conn.execute(_EVENTS_AFTER, {"name": cursor, "limit": limit}).all()
             position = rows[0][0] if rows else conn.execute(_CURSOR, {"name": cursor}).scalar() or 0
@@ -693,12 +696,12 @@ class SqlRunStore:
             query = query.where(runs.c.status == status)
         if playbook_id:
             query = query.where(runs.c.playbook_id == playbook_id)
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             return [_run_dict(r) for r in conn.execute(query).mappings()]
 
     def log_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
         """Run-log entries after ``seq``, oldest first: the feed of the change stream."""
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             rows = (
                 conn.execute(sa.select(run_log).where(run_log.c.seq > seq).order_by(run_log.c.seq).limit(limit))
                 .mappings()
@@ -717,7 +720,7 @@ class SqlRunStore:
         ]
 
     def timeline(self, run_id: str) -> list[dict[str, Any]]:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             rows = (
                 conn.execute(sa.select(run_log).where(run_log.c.run_id == run_id).order_by(run_log.c.seq))
                 .mappings()
@@ -738,7 +741,7 @@ class SqlRunStore:
             query = query.where(tasks.c.assignee == assignee)
         # Tasks without a due time sort last on both databases.
         query = query.order_by(tasks.c.due_at.is_(None), tasks.c.due_at, tasks.c.created_at)
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             rows = conn.execute(query).mappings().all()
         found = [_task_dict(r) for r in rows]
         if role is not None:
@@ -770,7 +773,7 @@ class SqlRunStore:
             )
 
     def task(self, task_id: str) -> dict[str, Any]:
-        with self._reads.connect() as conn:
+        with self._autocommit.connect() as conn:
             row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).mappings().first()
         if row is None:
             raise NotFound(f"no task {task_id!r}", hint="list open tasks with `opsrail tasks list`")
@@ -836,9 +839,8 @@ def _pg_text(statement: sa.Select[Any], dialect: sa.Dialect) -> str:
 def _word(value: str) -> sa.ColumnElement[str]:
     """A status or kind written into the statement's text rather than bound.
 
-    psycopg prepares a statement after its fifth run on a connection, and PostgreSQL may then plan it once for any
-    values. A bound status makes that generic plan guess how many rows match; written in, the planner knows from its
-    statistics that "ready" or "waiting" steps are few among many finished ones, and keeps to the indexes.
+    The worker's polling queries go to the driver as text compiled once (``SqlRunStore._planned``), and the call
+    binds only its own values (a time, a limit); their constants must therefore be part of the text.
     """
     assert value.replace("_", "").isalpha()
     return sa.literal_column(f"'{value}'", sa.String)
