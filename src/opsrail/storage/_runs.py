@@ -31,6 +31,7 @@ from opsrail.engine import (
 )
 from opsrail.model import IdFactory, NotFound
 from opsrail.playbooks import Playbook, load_playbook
+from opsrail.storage import _pg_save as pg_save
 from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._held_writes import HeldWriteRefused, apply_held
 from opsrail.storage._sqlite_append import sqlite_time_shared
@@ -372,100 +373,28 @@ class SqlRunStore:
         return conflicted, refused
 
     def _save_all(self, conn: sa.Connection, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> None:
-        """The whole batch in a few statements; raises _SomeoneElseSaved if any run moved meanwhile."""
-        if not self._postgres:
-            self._save_all_sqlite(conn, changes)
-            return
-        moved = conn.execute(_RUN_UPDATE, [_run_values(run, version, commands) for run, version, commands in changes])
-        if moved.rowcount != len(changes):
-            raise _SomeoneElseSaved
-        steps = [
-            {**_step_values(step), "b_run_id": run.id, "b_step_id": step.id}
-            for run, _, _ in changes
-            for step in run.steps.values()
-            if step.changed
-        ]
-        if steps:
-            conn.execute(_STEP_UPDATE, steps)
-        logs = [_log_row(c) for _, _, commands in changes for c in commands if isinstance(c, Log)]
-        if logs:
-            conn.execute(run_log.insert(), logs)
-        for run, _, commands in changes:
-            self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
+        """The whole batch in three statements through the driver, inside SQLAlchemy's transaction; raises
+        _SomeoneElseSaved if any run moved meanwhile.
 
-    def _save_all_sqlite(self, conn: sa.Connection, changes: Sequence[tuple[RunState, int, Sequence[Command]]]) -> None:
-        """The same on SQLite through the driver, inside SQLAlchemy's transaction.
-
-        SQLAlchemy's per-row parameter processing costs more than SQLite's own work for these small rows; the
-        text written is what SQLAlchemy's SQLite types read back (UTC timestamps, JSON text).
+        SQLAlchemy's per-row parameter processing costs more than the database's own work for these small rows.
+        SQLite takes the rows with ``executemany`` (times as SQLAlchemy's SQLite type writes them); PostgreSQL takes
+        each statement's columns as binary arrays (``_pg_save``), one statement and one round trip for all rows.
         """
+        rows = _batch_rows(changes, sqlite_time_shared if not self._postgres else _as_is)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(
-                "UPDATE runs SET status = ?, error = ?, finished_at = ?, updated_at = ?, state_version = ? "
-                "WHERE id = ? AND state_version = ?",
-                [
-                    (
-                        run.status,
-                        run.error,
-                        sqlite_time_shared(run.finished_at),
-                        sqlite_time_shared(_latest(commands) or run.created_at),
-                        version + 1,
-                        run.id,
-                        version,
-                    )
-                    for run, version, commands in changes
-                ],
-            )
-            if cursor.rowcount != len(changes):
-                raise _SomeoneElseSaved
-            cursor.executemany(
-                "UPDATE run_steps SET status = ?, attempt = ?, due_at = ?, waiting_for = ?, output = ?, error = ?, "
-                "started_at = ?, finished_at = ?, handler = ?, activated_by = ?, recovered_by = ?, sla_warn_at = ?, "
-                "sla_due_at = ?, sla_state = ?, lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE run_id = ? AND step_id = ?",
-                [
-                    (
-                        step.status,
-                        step.attempt,
-                        sqlite_time_shared(step.due_at),
-                        step.waiting_for,
-                        _json_text(step.output),
-                        step.error,
-                        sqlite_time_shared(step.started_at),
-                        sqlite_time_shared(step.finished_at),
-                        step.handler,
-                        step.activated_by,
-                        step.recovered_by,
-                        sqlite_time_shared(step.sla_warn_at),
-                        sqlite_time_shared(step.sla_due_at),
-                        step.sla_state,
-                        run.id,
-                        step.id,
-                    )
-                    for run, _, _ in changes
-                    for step in run.steps.values()
-                    if step.changed
-                ],
-            )
-            cursor.executemany(
-                "INSERT INTO run_log (run_id, step_id, activity, at, actor, attributes) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        c.run_id,
-                        c.step_id,
-                        c.activity,
-                        sqlite_time_shared(c.at),
-                        c.attributes.get("actor"),
-                        orjson.dumps(_jsonable(c.attributes)).decode(),
-                    )
-                    for _, _, commands in changes
-                    for c in commands
-                    if isinstance(c, Log)
-                ],
-            )
+            if self._postgres:
+                moved = pg_save.save(cursor, *rows)
+            else:
+                run_rows, step_rows, log_rows = rows
+                cursor.executemany(_RUN_UPDATE_SQLITE, run_rows)
+                moved = cursor.rowcount
+                cursor.executemany(_STEP_UPDATE_SQLITE, step_rows)
+                cursor.executemany(_LOG_INSERT_SQLITE, log_rows)
         finally:
             cursor.close()
+        if moved != len(changes):
+            raise _SomeoneElseSaved
         for run, _, commands in changes:
             self._apply(conn, run, [c for c in commands if not isinstance(c, Log)], _latest(commands))
 
@@ -977,6 +906,79 @@ _STEP_UPDATE = (
 
 class _SomeoneElseSaved(Exception):
     """A run in a batch was saved by another worker since it was loaded."""
+
+
+_RUN_UPDATE_SQLITE = (
+    "UPDATE runs SET status = ?, error = ?, finished_at = ?, updated_at = ?, state_version = ? "
+    "WHERE id = ? AND state_version = ?"
+)
+_STEP_UPDATE_SQLITE = (
+    "UPDATE run_steps SET status = ?, attempt = ?, due_at = ?, waiting_for = ?, output = ?, error = ?, "
+    "started_at = ?, finished_at = ?, handler = ?, activated_by = ?, recovered_by = ?, sla_warn_at = ?, "
+    "sla_due_at = ?, sla_state = ?, lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE run_id = ? AND step_id = ?"
+)
+_LOG_INSERT_SQLITE = "INSERT INTO run_log (run_id, step_id, activity, at, actor, attributes) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _as_is(value: datetime | None) -> datetime | None:
+    return value
+
+
+def _batch_rows(
+    changes: Sequence[tuple[RunState, int, Sequence[Command]]], time: Callable[[datetime | None], Any]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A batch's run updates, step updates and log inserts as rows, in the column order of the statements above
+    and of ``_pg_save``; ``time`` writes each timestamp (SQLite's text, or the ``datetime`` itself)."""
+    run_rows = [
+        (
+            run.status,
+            run.error,
+            time(run.finished_at),
+            time(_latest(commands) or run.created_at),
+            version + 1,
+            run.id,
+            version,
+        )
+        for run, version, commands in changes
+    ]
+    step_rows = [
+        (
+            step.status,
+            step.attempt,
+            time(step.due_at),
+            step.waiting_for,
+            _json_text(step.output),
+            step.error,
+            time(step.started_at),
+            time(step.finished_at),
+            step.handler,
+            step.activated_by,
+            step.recovered_by,
+            time(step.sla_warn_at),
+            time(step.sla_due_at),
+            step.sla_state,
+            run.id,
+            step.id,
+        )
+        for run, _, _ in changes
+        for step in run.steps.values()
+        if step.changed
+    ]
+    log_rows = [
+        (
+            c.run_id,
+            c.step_id,
+            c.activity,
+            time(c.at),
+            c.attributes.get("actor"),
+            orjson.dumps(_jsonable(c.attributes)).decode(),
+        )
+        for _, _, commands in changes
+        for c in commands
+        if isinstance(c, Log)
+    ]
+    return run_rows, step_rows, log_rows
 
 
 def _run_values(run: RunState, state_version: int, commands: Sequence[Command]) -> dict[str, Any]:
