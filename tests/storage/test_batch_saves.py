@@ -106,7 +106,8 @@ def test_a_batch_writes_what_saving_runs_one_by_one_writes(store: SqlRunStore) -
 def test_a_run_saved_meanwhile_is_left_out_and_the_others_land(store: SqlRunStore) -> None:
     ids = ["r1", "r2", "r3"]
     store.create_runs([(_new_run(i), []) for i in ids])
-    loaded = store.load_runs(ids)
+    loaded = store.load_runs([*ids, "missing", "r1"])  # an unknown id is left out; a repeated one loads once
+    assert sorted(loaded) == ids and all(len(loaded[i][0].steps) == 3 for i in ids)
     other, other_version = store.load_run("r2")  # another worker saves r2 first
     other.status = "cancelled"
     assert store.save_run(other, other_version, [Log("r2", None, "run_cancelled", AT, {})])
@@ -123,3 +124,15 @@ def test_a_run_saved_meanwhile_is_left_out_and_the_others_land(store: SqlRunStor
     assert [e["activity"] for e in store.timeline("r1")] == ["step_succeeded", "step_waiting"]
     assert [e["activity"] for e in store.timeline("r2")] == ["run_cancelled"]
     assert [e["activity"] for e in store.timeline("r3")] == ["step_succeeded", "step_waiting"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_batch_the_server_refuses_raises_sqlalchemys_error_and_saves_nothing(store: SqlRunStore) -> None:
+    store.create_runs([(_new_run(i), []) for i in ("r1", "r2")])
+    loaded = store.load_runs(["r1", "r2"])
+    changes = [(run, version, _advance(run, 0)) for run, version in loaded.values()]
+    changes[1][0].steps["a"].status = "x" * 40  # longer than the column allows
+    with pytest.raises(sa.exc.DBAPIError, match="too long"):
+        store.save_runs(changes)
+    after = store.load_runs(["r1", "r2"])
+    assert [after[i][1] for i in ("r1", "r2")] == [1, 1] and store.timeline("r1") == []

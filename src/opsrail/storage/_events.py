@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,9 +12,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from opsrail.ingest import Arrival, Receipt, StoredEvent
 from opsrail.services import EventQuery
 from opsrail.storage._engine import order_event_inserts, write_transaction
-from opsrail.storage._pg_append import PostgresAppender
 from opsrail.storage._sqlite_append import Key, SqliteAppender
 from opsrail.storage._tables import as_utc, events
+
+if TYPE_CHECKING:  # psycopg is the optional `postgres` extra: imported only when PostgreSQL is used
+    from opsrail.storage._pg_append import PostgresAppender
 
 _KEY_CHUNK = 400  # (source, id) pairs per IN (...) lookup; well under SQLite's 32,766 variables
 
@@ -25,10 +27,13 @@ class SqlEventStore:
         is_sqlite = engine.dialect.name == "sqlite"
         database = engine.url.database
         self._appender: SqliteAppender | PostgresAppender | None = None
+        self._pg_appender: PostgresAppender | None = None
         if is_sqlite and database and database != ":memory:":
             self._appender = SqliteAppender(database, sqlite_synchronous)
         elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
-            self._appender = PostgresAppender(engine)
+            from opsrail.storage._pg_append import PostgresAppender
+
+            self._appender = self._pg_appender = PostgresAppender(engine)
         dialect = sqlite if is_sqlite else postgresql
         self._insert = (
             dialect.insert(events)
@@ -53,16 +58,16 @@ class SqlEventStore:
     @property
     def appends_async(self) -> bool:
         """Whether ``append_async`` is available: PostgreSQL through psycopg."""
-        return isinstance(self._appender, PostgresAppender)
+        return self._pg_appender is not None
 
     async def append_async(self, arrivals: Sequence[Arrival]) -> list[Receipt]:
         """``append`` on the running event loop, without a thread (PostgreSQL through psycopg only)."""
-        if not isinstance(self._appender, PostgresAppender):
+        if self._pg_appender is None:
             raise TypeError("append_async needs PostgreSQL through psycopg")
         if not arrivals:
             return []
         first_index, unique = _first_arrivals(arrivals)
-        inserted, earlier = await self._appender.append_async(unique)
+        inserted, earlier = await self._pg_appender.append_async(unique)
         return _receipts(arrivals, first_index, inserted, earlier)
 
     def _receipts_of(

@@ -8,6 +8,7 @@ Claiming takes ready steps (and running steps whose lease has expired) under a l
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -31,7 +33,6 @@ from opsrail.engine import (
 )
 from opsrail.model import IdFactory, NotFound
 from opsrail.playbooks import Playbook, load_playbook
-from opsrail.storage import _pg_save as pg_save
 from opsrail.storage._engine import order_event_inserts, write_transaction
 from opsrail.storage._held_writes import HeldWriteRefused, apply_held
 from opsrail.storage._sqlite_append import sqlite_time_shared
@@ -304,9 +305,10 @@ class SqlRunStore:
         with self._autocommit.connect() as conn:
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
-                rows = conn.execute(sa.select(runs).where(runs.c.id.in_(chunk))).mappings().all()
+                by_id, steps_by_run = _BY_IDS_POSTGRESQL if self._postgres else _BY_IDS
+                rows = conn.execute(by_id, {"ids": chunk}).mappings().all()
                 steps: dict[str, dict[str, StepState]] = {}
-                for s in conn.execute(sa.select(run_steps).where(run_steps.c.run_id.in_(chunk))).mappings():
+                for s in conn.execute(steps_by_run, {"ids": chunk}).mappings():
                     steps.setdefault(s["run_id"], {})[s["step_id"]] = _step_state(s)
                 for row in rows:
                     found[row["id"]] = (_run_state(row, steps.get(row["id"], {})), int(row["state_version"]))
@@ -381,16 +383,26 @@ class SqlRunStore:
         each statement's columns as binary arrays (``_pg_save``), one statement and one round trip for all rows.
         """
         rows = _batch_rows(changes, sqlite_time_shared if not self._postgres else _as_is)
+        driver_error: type[Exception] = sqlite3.Error
+        if self._postgres:
+            import psycopg  # the optional `postgres` extra
+
+            from opsrail.storage import _pg_save
+
+            driver_error = psycopg.Error
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if self._postgres:
-                moved = pg_save.save(cursor, *rows)
+                moved = _pg_save.save(cursor, *rows)
             else:
                 run_rows, step_rows, log_rows = rows
                 cursor.executemany(_RUN_UPDATE_SQLITE, run_rows)
                 moved = cursor.rowcount
                 cursor.executemany(_STEP_UPDATE_SQLITE, step_rows)
                 cursor.executemany(_LOG_INSERT_SQLITE, log_rows)
+        except driver_error as exc:
+            # As SQLAlchemy raises it elsewhere, so callers handle one family of errors.
+            raise sa.exc.DBAPIError.instance("save runs", None, exc, driver_error) from exc
         finally:
             cursor.close()
         if moved != len(changes):
@@ -869,6 +881,15 @@ _WAITING_FOR_EVENT = (
 )
 _ACTIVE_PLAYBOOKS = sa.select(playbooks.c.playbook_id, playbooks.c.active_version).where(
     playbooks.c.active_version.is_not(None)
+)
+# Runs and their steps by id. SQLite gets an IN list; PostgreSQL one array parameter, so the statement's text is
+# the same for any number of ids (rendered once, and prepared by psycopg like any other repeated statement).
+_IDS: sa.BindParameter[str] = sa.bindparam("ids", expanding=True)
+_BY_IDS = (sa.select(runs).where(runs.c.id.in_(_IDS)), sa.select(run_steps).where(run_steps.c.run_id.in_(_IDS)))
+_ID_ARRAY = sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+_BY_IDS_POSTGRESQL = (
+    sa.select(runs).where(runs.c.id == _ID_ARRAY),
+    sa.select(run_steps).where(run_steps.c.run_id == _ID_ARRAY),
 )
 _RUN_UPDATE = (
     runs.update()
