@@ -302,10 +302,10 @@ class SqlRunStore:
         """Several runs in two queries; ids that do not exist are left out."""
         found: dict[str, tuple[RunState, int]] = {}
         unique = list(dict.fromkeys(run_ids))
+        by_id, steps_by_run = _BY_IDS_POSTGRESQL if self._postgres else _BY_IDS
         with self._autocommit.connect() as conn:
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
-                by_id, steps_by_run = _BY_IDS_POSTGRESQL if self._postgres else _BY_IDS
                 rows = conn.execute(by_id, {"ids": chunk}).mappings().all()
                 steps: dict[str, dict[str, StepState]] = {}
                 for s in conn.execute(steps_by_run, {"ids": chunk}).mappings():
