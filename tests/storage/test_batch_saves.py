@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from opsrail.engine import Log, RunState, StepState
 from opsrail.storage import SqlRunStore, create_engine, upgrade
-from opsrail.storage._tables import run_steps
+from opsrail.storage._tables import as_utc, run_steps
 from tests.support import SequentialIds
 
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -136,3 +136,34 @@ def test_a_batch_the_server_refuses_raises_sqlalchemys_error_and_saves_nothing(s
         store.save_runs(changes)
     after = store.load_runs(["r1", "r2"])
     assert [after[i][1] for i in ("r1", "r2")] == [1, 1] and store.timeline("r1") == []
+
+
+def test_a_claim_leases_its_steps_and_a_later_claim_keeps_the_first_start(store: SqlRunStore) -> None:
+    runs = [_new_run(i) for i in ("r1", "r2")]
+    for run in runs:
+        run.steps["a"].status = "ready"
+    runs[1].steps["b"].status = "ready"
+    store.create_runs([(run, []) for run in runs])
+    first = store.claim("worker-1", AT, 30.0, 10)
+    assert sorted((c.run_id, c.step_id, c.attempt) for c in first) == [("r1", "a", 1), ("r2", "a", 1), ("r2", "b", 1)]
+    assert store.claim("worker-2", AT + timedelta(seconds=10), 30.0, 10) == []  # leased for 30 s
+    later = AT + timedelta(minutes=1)
+    again = store.claim("worker-2", later, 30.0, 10)  # the leases ran out: the steps are taken again
+    assert sorted((c.run_id, c.step_id, c.attempt) for c in again) == [("r1", "a", 2), ("r2", "a", 2), ("r2", "b", 2)]
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                run_steps.c.step_id,
+                run_steps.c.status,
+                run_steps.c.lease_owner,
+                run_steps.c.lease_expires_at,
+                run_steps.c.started_at,
+            ).where(run_steps.c.run_id == "r2")
+        ).all()
+    taken = {r[0]: r[1:] for r in rows}
+    until = later + timedelta(seconds=30)
+    for step in ("a", "b"):
+        status, owner, expires, started = taken[step]
+        assert (status, owner) == ("running", "worker-2")
+        assert (as_utc(expires), as_utc(started)) == (until, AT)  # the first start is kept
+    assert taken["c"][:2] == ("pending", None)

@@ -1,14 +1,16 @@
-"""Saving a batch of runs on PostgreSQL: one statement per table, its columns as binary arrays.
+"""Saving a batch of runs, and taking claimed steps, on PostgreSQL: one statement per table, its columns as binary
+arrays.
 
 Through SQLAlchemy a batch of 500 three-step runs took 146 to 170 ms (``bench.run_saves``): psycopg's
 ``executemany`` sends one statement per row, and SQLAlchemy processes every row's parameters first. Here each
 table gets one statement over ``unnest`` of its columns (``%b``: binary format, no per-value escaping), so a batch
 is three statements whatever its size. The rows are the run store's (``_runs._batch_rows``), in the order its
-SQLite statements take them.
+SQLite statements take them. A claim takes its steps the same way: one statement for all of them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -41,6 +43,14 @@ _LOGS = (
     "WITH ORDINALITY AS v(run_id, step_id, activity, at, actor, attributes, n) ORDER BY n"
 )
 
+# Claimed steps: their lease, one more attempt, and the first start kept.
+_TAKE = (
+    "UPDATE run_steps AS s SET status = 'running', attempt = s.attempt + 1, lease_owner = %b::text, "
+    "lease_expires_at = %b::timestamptz, started_at = coalesce(s.started_at, %b::timestamptz) "
+    "FROM unnest(%b::text[], %b::text[]) AS v(run_id, step_id) "
+    "WHERE s.run_id = v.run_id AND s.step_id = v.step_id"
+)
+
 
 def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
@@ -63,3 +73,9 @@ def save(
     if log_rows:
         cursor.execute(_LOGS, _columns(log_rows))
     return moved
+
+
+def take(cursor: psycopg.Cursor[Any], owner: str, until: datetime, now: datetime, steps: list[tuple[str, str]]) -> None:
+    """Lease claimed steps (run id, step id) to ``owner`` until ``until``, in the caller's transaction."""
+    run_ids, step_ids = _columns(steps) if steps else ([], [])
+    cursor.execute(_TAKE, [owner, until, now, run_ids, step_ids])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -383,16 +383,10 @@ class SqlRunStore:
         each statement's columns as binary arrays (``_pg_save``), one statement and one round trip for all rows.
         """
         rows = _batch_rows(changes, sqlite_time_shared if not self._postgres else _as_is)
-        driver_error: type[Exception] = sqlite3.Error
-        if self._postgres:
-            import psycopg  # the optional `postgres` extra
-
-            from opsrail.storage import _pg_save
-
-            driver_error = psycopg.Error
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with _driver_cursor(conn, self._postgres) as cursor:
             if self._postgres:
+                from opsrail.storage import _pg_save
+
                 moved = _pg_save.save(cursor, *rows)
             else:
                 run_rows, step_rows, log_rows = rows
@@ -400,11 +394,6 @@ class SqlRunStore:
                 moved = cursor.rowcount
                 cursor.executemany(_STEP_UPDATE_SQLITE, step_rows)
                 cursor.executemany(_LOG_INSERT_SQLITE, log_rows)
-        except driver_error as exc:
-            # As SQLAlchemy raises it elsewhere, so callers handle one family of errors.
-            raise sa.exc.DBAPIError.instance("save runs", None, exc, driver_error) from exc
-        finally:
-            cursor.close()
         if moved != len(changes):
             raise _SomeoneElseSaved
         for run, _, commands in changes:
@@ -533,24 +522,18 @@ class SqlRunStore:
                 kept = [r for r in rows if r[0] != rows[-1][0]]
                 rows = kept or rows
             claimed = [Claimed(r[0], r[1], r[2] + 1, r[3]) for r in rows]
-            if claimed and not self._postgres:
-                # Row by primary key: a row-value IN list of (run, step) pairs would walk the whole table on SQLite.
+            if claimed:
                 # Through the driver, as the batch save does: SQLAlchemy's per-row parameter processing costs more
-                # than SQLite's update.
-                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    taken = (owner, sqlite_time_shared(until), sqlite_time_shared(now))
-                    cursor.executemany(_TAKE_SQLITE, [(*taken, c.run_id, c.step_id) for c in claimed])
-                finally:
-                    cursor.close()
-            elif claimed:
-                conn.execute(
-                    _TAKE,
-                    [
-                        {"b_run_id": c.run_id, "b_step_id": c.step_id, "owner": owner, "until": until, "now": now}
-                        for c in claimed
-                    ],
-                )
+                # than the update. PostgreSQL takes every step in one statement over arrays; SQLite row by primary
+                # key (a row-value IN list of (run, step) pairs would walk the whole table there).
+                with _driver_cursor(conn, self._postgres) as cursor:
+                    if self._postgres:
+                        from opsrail.storage import _pg_save
+
+                        _pg_save.take(cursor, owner, until, now, [(c.run_id, c.step_id) for c in claimed])
+                    else:
+                        taken = (owner, sqlite_time_shared(until), sqlite_time_shared(now))
+                        cursor.executemany(_TAKE_SQLITE, [(*taken, c.run_id, c.step_id) for c in claimed])
         return claimed
 
     def _planned(self, conn: sa.Connection, statement: sa.Select[Any], params: dict[str, Any]) -> Sequence[Any]:
@@ -564,12 +547,9 @@ class SqlRunStore:
         """
         if not self._postgres:
             return conn.execute(statement, params).all()
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with _driver_cursor(conn, postgres=True) as cursor:
             cursor.execute(_pg_text(statement, conn.dialect), params, prepare=False)
             return list(cursor.fetchall())
-        finally:
-            cursor.close()
 
     def renew(self, owner: str, claimed: Sequence[Claimed], until: datetime) -> None:
         with write_transaction(self.engine) as conn:
@@ -801,17 +781,6 @@ _CLAIMABLE = (
     .limit(sa.bindparam("limit"))
 )
 _CLAIMABLE_PG = _CLAIMABLE.with_for_update(of=run_steps, skip_locked=True)
-_TAKE = (
-    run_steps.update()
-    .where(run_steps.c.run_id == sa.bindparam("b_run_id"), run_steps.c.step_id == sa.bindparam("b_step_id"))
-    .values(
-        status="running",
-        attempt=run_steps.c.attempt + 1,
-        lease_owner=sa.bindparam("owner"),
-        lease_expires_at=sa.bindparam("until"),
-        started_at=sa.func.coalesce(run_steps.c.started_at, sa.bindparam("now")),
-    )
-)
 _TAKE_SQLITE = (
     "UPDATE run_steps SET status = 'running', attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, "
     "started_at = coalesce(started_at, ?) WHERE run_id = ? AND step_id = ?"
@@ -927,6 +896,24 @@ _STEP_UPDATE = (
 
 class _SomeoneElseSaved(Exception):
     """A run in a batch was saved by another worker since it was loaded."""
+
+
+@contextlib.contextmanager
+def _driver_cursor(conn: sa.Connection, postgres: bool) -> Iterator[Any]:
+    """A cursor of the driver, inside SQLAlchemy's transaction on ``conn``. The driver's errors are raised as
+    SQLAlchemy raises them elsewhere, so callers handle one family of errors."""
+    base: type[Exception] = sqlite3.Error
+    if postgres:
+        import psycopg  # the optional `postgres` extra: only when PostgreSQL is used
+
+        base = psycopg.Error
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except base as exc:
+        raise sa.exc.DBAPIError.instance(None, None, exc, base) from exc
+    finally:
+        cursor.close()
 
 
 _RUN_UPDATE_SQLITE = (
