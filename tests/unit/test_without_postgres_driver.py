@@ -1,4 +1,5 @@
-"""psycopg is the optional ``postgres`` extra: without it Opsrail still imports, and runs on SQLite."""
+"""psycopg is the optional ``postgres`` extra: without it Opsrail imports and runs on SQLite, and a PostgreSQL URL
+says what to install instead of failing with a traceback."""
 
 from __future__ import annotations
 
@@ -46,3 +47,27 @@ def test_opsrail_runs_on_sqlite_without_psycopg(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "accepted"
+
+
+def test_a_postgresql_url_without_psycopg_says_what_to_install(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["psycopg"] = None
+        sys.argv = ["opsrail", "runs", "list"]
+        from opsrail.cli import main
+        main()
+        """
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OPSRAIL_HOME": str(tmp_path),
+        "OPSRAIL_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False, env=env
+    )
+    assert done.returncode == 6, done.stderr[-2000:]  # Unavailable's exit code
+    assert "PostgreSQL needs the psycopg driver" in done.stderr
+    assert "pip install 'opsrail[postgres]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -68,6 +68,8 @@ def create_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_driver_name() == "psycopg":
+            _need_psycopg()
         engine = sa.create_engine(
             parsed,
             json_serializer=_json_dumps,
@@ -142,6 +144,17 @@ def translate_errors(exc: sa.exc.SQLAlchemyError) -> Unavailable:
         f"the database is not available: {type(getattr(exc, 'orig', None) or exc).__name__}",
         hint="check OPSRAIL_DATABASE_URL and that the server runs; run `opsrail db upgrade` on a new database",
     )
+
+
+def _need_psycopg() -> None:
+    """PostgreSQL is reached through psycopg 3, the optional `postgres` extra: say so instead of failing later."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise Unavailable(
+            "PostgreSQL needs the psycopg driver, which is not installed",
+            hint="install Opsrail with its postgres extra: pip install 'opsrail[postgres]'",
+        ) from None
 
 
 def translate_driver_error(exc: Exception) -> Unavailable:
