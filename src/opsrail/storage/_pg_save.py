@@ -76,6 +76,7 @@ def save(
 
 
 def take(cursor: psycopg.Cursor[Any], owner: str, until: datetime, now: datetime, steps: list[tuple[str, str]]) -> None:
-    """Lease claimed steps (run id, step id) to ``owner`` until ``until``, in the caller's transaction."""
-    run_ids, step_ids = _columns(steps) if steps else ([], [])
+    """Lease claimed steps (run id, step id; at least one) to ``owner`` until ``until``, in the caller's
+    transaction."""
+    run_ids, step_ids = _columns(steps)
     cursor.execute(_TAKE, [owner, until, now, run_ids, step_ids])

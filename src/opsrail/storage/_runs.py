@@ -392,8 +392,9 @@ class SqlRunStore:
                 run_rows, step_rows, log_rows = rows
                 cursor.executemany(_RUN_UPDATE_SQLITE, run_rows)
                 moved = cursor.rowcount
-                cursor.executemany(_STEP_UPDATE_SQLITE, step_rows)
-                cursor.executemany(_LOG_INSERT_SQLITE, log_rows)
+                if moved == len(run_rows):  # else the batch rolls back: no use writing its steps and log
+                    cursor.executemany(_STEP_UPDATE_SQLITE, step_rows)
+                    cursor.executemany(_LOG_INSERT_SQLITE, log_rows)
         if moved != len(changes):
             raise _SomeoneElseSaved
         for run, _, commands in changes:
@@ -980,7 +981,7 @@ def _batch_rows(
             c.activity,
             time(c.at),
             c.attributes.get("actor"),
-            orjson.dumps(_jsonable(c.attributes)).decode(),
+            _json_text(c.attributes),
         )
         for _, _, commands in changes
         for c in commands
