@@ -45,6 +45,9 @@ class LoopLocalClient(httpx.AsyncClient):
     """
 
     def __init__(self, *, per_origin: int = 8, **kwargs: Any) -> None:
+        # Requests never reach httpx's own transport; without one given, httpx would build it and its TLS context
+        # (about 45 ms in every process that builds the services).
+        kwargs.setdefault("transport", _Unused())
         super().__init__(**kwargs)
         self._per_origin = per_origin
         self._sessions: weakref.WeakKeyDictionary[
@@ -191,6 +194,13 @@ class LoopLocalClient(httpx.AsyncClient):
         if found is not None:
             await found[0].close()
         await super().aclose()
+
+
+class _Unused(httpx.AsyncBaseTransport):
+    """The transport httpx holds for a ``LoopLocalClient``, which sends over aiohttp instead."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("LoopLocalClient sends its requests over aiohttp, not through an httpx transport")
 
 
 def _plain(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import cel
-
 from opsrail.decisions._conditions import (
     Binary,
     Ident,
@@ -34,7 +32,7 @@ from opsrail.decisions._conditions import (
 from opsrail.decisions._schema import DecisionTable, Rule
 from opsrail.decisions._types import COERCE, CoercionError
 from opsrail.model import FieldError, InvalidInput
-from opsrail.playbooks import Expression, ExpressionError, render, template_expressions
+from opsrail.playbooks import Expression, ExpressionError, compile_cel, render, template_expressions
 
 
 class NoRuleMatched(InvalidInput):
@@ -75,7 +73,7 @@ def condition_test(rule_id: str, source: str, node: Node | None, types: Mapping[
 
 def _cel_condition(rule_id: str, source: str, types: Mapping[str, str]) -> Predicate:
     expression = Expression(source)
-    names = tuple(name for name in cel.compile(source).variables() if name in types)
+    names = tuple(name for name in compile_cel(source).variables() if name in types)
 
     def test(values: dict[str, Any]) -> bool:
         try:
@@ -97,7 +95,7 @@ def _value_producer(
         translated = translate_value(node, types) if node is not None else None
         if translated is not None:
             return translated
-    names = sorted({name for source in sources for name in cel.compile(source).variables() if name in types})
+    names = sorted({name for source in sources for name in compile_cel(source).variables() if name in types})
 
     def produce(values: dict[str, Any]) -> Any:
         try:

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cel
 from pydantic import BaseModel, ValidationError
 
 from opsrail.decisions._conditions import Call, Ident, Node, TypeProblem, infer_type, parse, unparse
@@ -36,7 +35,7 @@ from opsrail.decisions._evaluate import condition_test
 from opsrail.decisions._schema import CEL_RESERVED, DecisionTable, InputSpec, OutputSpec, Rule, TableTest
 from opsrail.decisions._types import COERCE, SAMPLES, CoercionError, type_of
 from opsrail.model import FieldError, InvalidInput
-from opsrail.playbooks import Expression, ExpressionError, render, template_expressions
+from opsrail.playbooks import Expression, ExpressionError, compile_cel, render, template_expressions
 from opsrail.playbooks._validate import Loc, PlaybookInvalid, _got, _model_in, _read_yaml, _Report
 
 _HINT = "each problem names file:line:column and the JSON path of the field; docs/decisions-tables.md has the reference"
@@ -303,7 +302,7 @@ class _Checker:
         return True
 
     def names_known(self, source: str, node: Node | None, loc: Loc) -> bool:
-        names = set(cel.compile(source).variables())
+        names = set(compile_cel(source).variables())
         names -= _bound_names(source, node)
         unknown = sorted(names - set(self.parts.inputs))
         for name in unknown:

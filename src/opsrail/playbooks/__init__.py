@@ -1,5 +1,6 @@
 """Playbooks: the versioned YAML documents the engine runs, their schema and validation (pure)."""
 
+from opsrail.playbooks._cel import compile_cel
 from opsrail.playbooks._expressions import Expression, ExpressionError, context_for, render, template_expressions
 from opsrail.playbooks._schema import (
     KIND_KEYS,
@@ -35,6 +36,7 @@ __all__ = [
     "StepKind",
     "Trigger",
     "Wait",
+    "compile_cel",
     "context_for",
     "dependency_order",
     "load_playbook",

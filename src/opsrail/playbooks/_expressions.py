@@ -19,10 +19,10 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-import cel
 import orjson
 
 from opsrail.model import InvalidInput, json_path
+from opsrail.playbooks._cel import compile_cel
 
 _SHOWN_SOURCE = 80
 """Longest expression quoted in full in a message; the whole text is in ``extra["expression"]``."""
@@ -58,7 +58,7 @@ def _compiled(source: str) -> Any:
     if not source.strip():
         raise ExpressionError.about(source, "empty expression")
     try:
-        return cel.compile(source)
+        return compile_cel(source)
     except ValueError as exc:
         text = str(exc)
         found = _SYNTAX.search(text)

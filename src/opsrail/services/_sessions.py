@@ -68,11 +68,20 @@ class SessionService:
         self.tokens = tokens
         self.clock = directory.clock
         self.hasher = PasswordHasher()
-        # Verified against when the name has no password, so a wrong name costs what a wrong password costs.
-        self._decoy = self.hasher.hash(secrets.token_hex(16))
+        self._decoy_hash: str | None = None
         self._failures: dict[str, deque[datetime]] = {}
         self._lock = threading.Lock()
         self.audit: Auditor = not_audited
+
+    def _decoy(self) -> str:
+        """A hash verified against when the name has no password, so a wrong name costs what a wrong password costs.
+
+        Made on first use: hashing takes about 0.15 s, which every process that builds the services (each CLI
+        command) would otherwise pay, most of them never signing anyone in.
+        """
+        if self._decoy_hash is None:
+            self._decoy_hash = self.hasher.hash(secrets.token_hex(16))
+        return self._decoy_hash
 
     # -- passwords -------------------------------------------------------------------------------------------
 
@@ -93,7 +102,7 @@ class SessionService:
         self._throttle(name)
         stored = self.passwords.password_hash(name) if name else None
         try:
-            self.hasher.verify(stored or self._decoy, password)
+            self.hasher.verify(stored or self._decoy(), password)
             ok = stored is not None
         except (VerificationError, InvalidHashError):
             ok = False
