@@ -1,0 +1,70 @@
+"""What a process pays to start: the CLI and the server build the services and compile CEL, and neither loads
+what it does not use (CEL's interactive shell, an unused TLS context, a password hash nobody checks)."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsrail.model import Unauthenticated
+from opsrail.settings import Settings
+from opsrail.wiring import build
+
+_CEL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from opsrail.decisions import load_table  # decisions and playbooks both compile CEL
+    from opsrail.playbooks import compile_cel
+    from opsrail.playbooks._expressions import Expression
+
+    assert "prompt_toolkit" not in sys.modules and "cel.cli" not in sys.modules, "CEL's shell was imported"
+    assert compile_cel("a + 1").execute({"a": 2}) == 3
+    assert compile_cel("x.size() > 1 && y").variables() == ["x", "y"]
+    try:
+        compile_cel("a +")
+    except ValueError as error:
+        assert "parse" in str(error).lower(), error
+    else:
+        raise AssertionError("a syntax error compiled")
+    import cel  # a later import of the whole package reuses the loaded core
+
+    assert cel.compile is sys.modules["cel.cel"].compile
+    assert cel.compile("1 + 2").execute() == 3
+    print("ok")
+    """
+)
+
+
+def test_cel_compiles_without_importing_the_package_shell() -> None:
+    done = subprocess.run([sys.executable, "-c", _CEL_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_building_the_services_hashes_no_password_and_opens_no_tls_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'opsrail.db'}")
+    contexts: list[object] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        contexts.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    container = build(settings, migrate=True)
+    try:
+        assert contexts == []  # the connectors' client sends over aiohttp and builds its TLS context when used
+        assert container.sessions._decoy_hash is None
+        with pytest.raises(Unauthenticated):
+            container.sessions.sign_in_password("nobody", "a wrong password")
+        assert container.sessions._decoy_hash is not None  # made for the first unknown name, then kept
+    finally:
+        container.close()
