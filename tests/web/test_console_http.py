@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,8 +17,20 @@ def _csrf(html: str) -> str:
     return found.group(1)
 
 
+_opened: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Each test's signed-in clients are closed when it ends, their connections with them."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
 def signed_in(console: Console, name: str, password: str = PASSWORD) -> httpx.Client:
     client = httpx.Client(base_url=console.url, timeout=10.0)
+    _opened.append(client)
     login = client.get("/login")
     response = client.post(
         "/login", data={"csrf": _csrf(login.text), "name": name, "password": password, "next": "/inbox"}
@@ -40,6 +53,7 @@ def test_pages_need_a_session_and_say_where_to_sign_in(console: Console) -> None
 
 def test_a_session_cookie_is_http_only_strict_and_pages_carry_security_headers(console: Console) -> None:
     client = httpx.Client(base_url=console.url)
+    _opened.append(client)
     login = client.get("/login")
     response = client.post("/login", data={"csrf": _csrf(login.text), "name": "fiona", "password": PASSWORD})
     cookie = response.headers["set-cookie"]
