@@ -3,6 +3,8 @@ what it does not use (CEL's interactive shell, an unused TLS context, a password
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ssl
 import subprocess
 import sys
@@ -66,5 +68,26 @@ def test_building_the_services_hashes_no_password_and_opens_no_tls_context(
         with pytest.raises(Unauthenticated):
             container.sessions.sign_in_password("nobody", "a wrong password")
         assert container.sessions._decoy_hash is not None  # made for the first unknown name, then kept
+    finally:
+        container.close()
+
+
+def test_the_server_makes_the_decoy_hash_as_it_starts(tmp_path: Path) -> None:
+    from opsrail.api import create_app
+
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'opsrail.db'}", worker=False)
+    container = build(settings, migrate=True)
+    app = create_app(container)
+
+    async def start_and_stop() -> None:
+        async with app.router.lifespan_context(app):
+            pass  # the lifespan waits for the background hash before it ends
+
+    try:
+        assert container.sessions._decoy_hash is None
+        # on a thread of its own: a browser test before this one may leave an event loop running on this one
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, start_and_stop()).result(timeout=60)
+        assert container.sessions._decoy_hash is not None
     finally:
         container.close()

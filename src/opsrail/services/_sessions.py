@@ -76,12 +76,17 @@ class SessionService:
     def _decoy(self) -> str:
         """A hash verified against when the name has no password, so a wrong name costs what a wrong password costs.
 
-        Made on first use: hashing takes about 0.15 s, which every process that builds the services (each CLI
-        command) would otherwise pay, most of them never signing anyone in.
+        Made by ``prepare`` (the server calls it in the background as it starts) or on first use: hashing takes
+        about 0.15 s, which every process that builds the services (each CLI command) would otherwise pay, most of
+        them never signing anyone in.
         """
         if self._decoy_hash is None:
             self._decoy_hash = self.hasher.hash(secrets.token_hex(16))
         return self._decoy_hash
+
+    def prepare(self) -> None:
+        """Make the decoy hash now, so that not even the first sign-in of an unknown name takes longer than others."""
+        self._decoy()
 
     # -- passwords -------------------------------------------------------------------------------------------
 
