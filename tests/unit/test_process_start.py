@@ -81,7 +81,7 @@ def test_the_server_makes_the_decoy_hash_as_it_starts(tmp_path: Path) -> None:
 
     async def start_and_stop() -> None:
         async with app.router.lifespan_context(app):
-            pass  # the lifespan waits for the background hash before it ends
+            await asyncio.sleep(0)  # started; leaving the block stops the app, which waits for the background hash
 
     try:
         assert container.sessions._decoy_hash is None
