@@ -23,7 +23,7 @@ _CEL_SCRIPT = textwrap.dedent(
     import sys
     from opsrail.decisions import load_table  # decisions and playbooks both compile CEL
     from opsrail.playbooks import compile_cel
-    from opsrail.playbooks._expressions import Expression
+    from opsrail.playbooks._expressions import Expression  # the playbooks' expressions compile with it too
 
     assert "prompt_toolkit" not in sys.modules and "cel.cli" not in sys.modules, "CEL's shell was imported"
     assert compile_cel("a + 1").execute({"a": 2}) == 3

@@ -4,7 +4,8 @@
 typer) before the Rust extension ``cel.cel``: about 0.3 s of every process's start, the CLI's included. Opsrail
 needs only the extension's ``compile`` (and the programs it returns), so this module loads ``cel.cel`` by itself
 from the installed package and registers it under its own name, where a later ``import cel`` finds and reuses it.
-When ``cel`` is already imported, or the extension cannot be found this way, it falls back to ``import cel``.
+When ``cel`` was imported first, its core is reused; when the extension is not a file in the package's folder (an
+unusual install), it falls back to ``import cel``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ def _load() -> ModuleType:
             if not path.is_file():
                 continue
             loader = importlib.machinery.ExtensionFileLoader("cel.cel", str(path))
-            spec = importlib.util.spec_from_file_location("cel.cel", path, loader=loader)
-            if spec is None:
-                continue
+            spec = importlib.machinery.ModuleSpec("cel.cel", loader, origin=str(path))
+            spec.has_location = True
             module = importlib.util.module_from_spec(spec)
             loader.exec_module(module)
             sys.modules["cel.cel"] = module
