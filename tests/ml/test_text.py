@@ -9,9 +9,12 @@ import pickle
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
+from sklearn.svm import LinearSVC
 
-from opsrail.ml._text import TextClassifier, TrainingDataError, train_text_classifier
+from opsrail.ml._text import NB_SVM_ALPHA, TextClassifier, TrainingDataError, _nb_svm_fit, train_text_classifier
 from opsrail.ml._types import Prediction, TrainedModel
 
 TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
@@ -100,6 +103,58 @@ def test_small_three_class_file_with_unseen_words(tmp_path: Path) -> None:
     assert sorted(small.thresholds) == sorted(words)
     assert small.predict({"text": "refund my invoicez"}).label == "billing"
     assert small.evaluate(path)["accuracy"] > 0.9
+
+
+def test_one_ticket_vector_equals_the_batch_row(model: TextClassifier) -> None:
+    features = model.features
+    texts = [
+        "printer printer printer jammed, paper jammed again in the printer tray",
+        "zzqx unseenwordy unseenwordy access access rights to the shared folder",
+        "a b c",
+        "",
+        "Purchase order PO-4411 for 3 laptops; purchase approved by finance",
+    ]
+    batch = features.transform(texts)
+    for row, text in enumerate(texts):
+        cols, values = features.vector(text)
+        expected = batch.getrow(row).toarray().ravel()
+        got = np.zeros_like(expected)
+        np.add.at(got, cols, values)
+        assert len(set(cols.tolist())) == len(cols)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_nb_svm_scores_raw_features_as_its_svms_score_scaled_ones() -> None:
+    rng = np.random.default_rng(3)
+    features = sp.random(300, 40, density=0.2, format="csr", random_state=4)
+    y = rng.integers(0, 3, size=300)
+    # Class 1 owns column 0: its ratio, and so its weight, must favour it.
+    features = sp.lil_matrix(features)
+    features[np.flatnonzero(y == 1), 0] = 1.0
+    features = sp.csr_matrix(features)
+    weights, bias = _nb_svm_fit(features, y, 4, c=0.5, seed=0)
+    assert weights.shape == (4, 40)
+    for k in range(3):
+        inside = np.asarray(features[y == k].sum(axis=0)).ravel() + NB_SVM_ALPHA
+        outside = np.asarray(features[y != k].sum(axis=0)).ravel() + NB_SVM_ALPHA
+        ratio = np.log(inside / inside.sum()) - np.log(outside / outside.sum())
+        scaled = features @ sp.diags(ratio)
+        svm = LinearSVC(C=0.5, random_state=0).fit(scaled, (y == k).astype(int))
+        np.testing.assert_allclose(features @ weights[k] + bias[k], svm.decision_function(scaled), atol=1e-6)
+    assert weights[1, 0] > 0 > weights[0, 0]
+    # Class 3 has no rows: no weights, and the score of a plain "no".
+    assert not weights[3].any() and bias[3] == -1.0
+
+
+def test_two_class_file_trains_and_answers_both_ways(tmp_path: Path) -> None:
+    rows = [[f"printer jammed paper tray {i}", "hardware"] for i in range(30)]
+    rows += [[f"grant access to shared folder {i}", "access"] for i in range(30)]
+    path = _write(tmp_path / "two.csv", ["t", "l"], rows)
+    model = train_text_classifier(path, text="t", label="l")
+    assert model.predict({"text": "paper jammed again"}).label == "hardware"
+    assert model.predict({"text": "need folder access"}).label == "access"
+    probs = model.probabilities(["paper jammed again", "need folder access"])
+    assert probs.shape == (2, 2) and probs[0, model.classes.index("hardware")] > 0.5
 
 
 def test_missing_column_names_the_columns(slices: tuple[Path, Path]) -> None:

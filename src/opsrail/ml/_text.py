@@ -1,10 +1,13 @@
 """The ticket text classifier: training from a CSV or from memory, prediction, evaluation, selective answering.
 
 The model is a small stack. Two base models see the same word and character TF-IDF features
-(``_text_features``): a linear SVM, the strongest single text model here, and a complement naive Bayes, which is
-weaker but errs differently (it is smoothed towards rare classes). A multinomial logistic regression combines
-their out-of-fold scores into calibrated class probabilities, so the combiner never learns from a score the base
-model produced on its own training rows. The SVM's regularisation strength is chosen on the same inner folds.
+(``_text_features``): an NB-SVM (Wang and Manning, 2012), the strongest single text model here, and a complement
+naive Bayes, which is weaker but errs differently (it is smoothed towards rare classes). The NB-SVM is one linear
+SVM per class, one against the rest, trained on the features scaled by that class's naive Bayes log-count ratio,
+so words that tell the class apart start with a larger weight; the scaling is folded into the weights, and the
+trained model is one linear map like a plain SVM. A multinomial logistic regression combines the base models'
+out-of-fold scores into calibrated class probabilities, so the combiner never learns from a score a base model
+produced on its own training rows. The SVM's regularisation strength is chosen on the same inner folds.
 
 From the combiner's own out-of-fold probabilities the model measures itself (accuracy, macro-F1, Brier score,
 reliability curve) and picks per-class confidence thresholds for the target precision (``_thresholds``): no
@@ -18,6 +21,7 @@ import gzip
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -34,8 +38,14 @@ from opsrail.ml._text_features import TextFeatures
 from opsrail.ml._thresholds import choose_thresholds
 from opsrail.ml._types import Prediction, Progress, no_progress
 
-SVM_C_GRID = (0.15, 0.3)
-"""SVM regularisation strengths tried on the inner folds (larger C fits the training tickets more closely)."""
+SVM_C_GRID = (0.25, 0.5)
+"""NB-SVM regularisation strengths tried on the inner folds (larger C fits the training tickets more closely)."""
+
+NB_SVM_ALPHA = 1.0
+"""Additive smoothing of the feature sums behind each class's log-count ratio."""
+
+FIT_THREADS = 2
+"""The per-class SVMs are fitted on this many threads (liblinear releases the GIL while it trains)."""
 
 INNER_FOLDS = 3
 """Inner folds for out-of-fold scores: enough to train the combiner and thresholds honestly, cheap enough to fit
@@ -89,9 +99,36 @@ def read_labelled_csv(path: Path, *, text: str, label: str) -> tuple[list[str], 
     return texts, labels
 
 
-def _svm_scores(model: LinearSVC, features: sp.csr_matrix) -> np.ndarray:
-    scores = np.asarray(model.decision_function(features), dtype=np.float64)
-    return np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
+def _nb_svm_fit(
+    features: sp.csr_matrix, y: np.ndarray, n_classes: int, *, c: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-against-the-rest NB-SVM: per class, a linear SVM on the features scaled by its log-count ratio.
+
+    Returns weights (one row per class, the ratio folded in, so ``features @ weights.T + bias`` scores raw features)
+    and biases. A class absent from ``y`` gets zero weights and a bias of -1 (never the best score).
+    """
+    totals = np.asarray(features.sum(axis=0), dtype=np.float64).ravel() + NB_SVM_ALPHA * 2
+    weights = np.zeros((n_classes, features.shape[1]))
+    bias = np.full(n_classes, -1.0)
+
+    def fit(k: int) -> None:
+        mask = y == k
+        if not mask.any() or mask.all():
+            return
+        inside = np.asarray(features[mask].sum(axis=0), dtype=np.float64).ravel() + NB_SVM_ALPHA
+        outside = totals - inside
+        ratio = np.log(inside / inside.sum()) - np.log(outside / outside.sum())
+        # The scaled copy shares the index arrays: only its values (float64, as liblinear takes them) are new.
+        values = ratio[features.indices]
+        values *= features.data
+        scaled = sp.csr_matrix((values, features.indices, features.indptr), shape=features.shape)
+        svm = LinearSVC(C=c, random_state=seed).fit(scaled, mask.astype(np.int8))
+        weights[k] = ratio * svm.coef_.ravel()
+        bias[k] = float(svm.intercept_[0])
+
+    with ThreadPoolExecutor(max_workers=FIT_THREADS) as pool:
+        list(pool.map(fit, range(n_classes)))
+    return weights, bias
 
 
 def _nb_scores(log_probs: np.ndarray, features: sp.csr_matrix) -> np.ndarray:
@@ -289,8 +326,8 @@ def fit_text_classifier(
         progress(f"fit fold {fold + 1}/{folds}", fold / folds)
         # The grid is compared on the first fold only; later folds fit just the chosen strength (training time).
         for c in SVM_C_GRID if fold == 0 else (best_c,):
-            svm = LinearSVC(C=c, random_state=seed).fit(matrix[train], y[train])
-            svm_oof[c][held] = _svm_scores(svm, matrix[held])
+            weights, bias = _nb_svm_fit(matrix[train], y[train], n_classes, c=c, seed=seed)
+            svm_oof[c][held] = np.asarray(matrix[held] @ weights.T) + bias
         nb_oof[held] = _nb_scores(_nb_fit(matrix[train], y[train], n_words, n_classes), matrix[held])
         if fold == 0:
             inner_accuracy = {c: float(np.mean(svm_oof[c][held].argmax(axis=1) == y[held])) for c in SVM_C_GRID}
@@ -308,7 +345,7 @@ def fit_text_classifier(
     combiner = LogisticRegression(C=1.0, max_iter=1000).fit(stacked, y)
 
     progress("fit final", 0.0)
-    svm = LinearSVC(C=best_c, random_state=seed).fit(matrix, y)
+    svm_weights, svm_bias = _nb_svm_fit(matrix, y, n_classes, c=best_c, seed=seed)
     nb_weights = _nb_fit(matrix, y, n_words, n_classes)
     progress("fit final", 1.0)
 
@@ -319,23 +356,25 @@ def fit_text_classifier(
     params: dict[str, Any] = {
         "target_precision": target_precision,
         "seed": seed,
+        "linear_model": "NB-SVM, one against the rest (log-count ratio scaling)",
         "svm_c": best_c,
         "svm_c_grid": list(SVM_C_GRID),
+        "nb_svm_alpha": NB_SVM_ALPHA,
         "inner_folds": folds,
         "word_ngrams": [1, 2],
         "char_ngrams": list(features.char_range),
         "min_df": features.min_df,
         "n_features": features.n_features,
         "nb_alpha": 0.3,
-        "combiner": "multinomial logistic regression on out-of-fold SVM scores and naive Bayes log-probabilities",
+        "combiner": "multinomial logistic regression on out-of-fold NB-SVM scores and naive Bayes log-probabilities",
         "n_train": len(y),
         "classes": classes,
     }
     return TextClassifier(
         classes=classes,
         features=features,
-        svm_weights=np.atleast_2d(svm.coef_),
-        svm_bias=np.atleast_1d(svm.intercept_),
+        svm_weights=svm_weights,
+        svm_bias=svm_bias,
         nb_weights=nb_weights,
         combiner_weights=np.atleast_2d(combiner.coef_),
         combiner_bias=np.atleast_1d(combiner.intercept_),

@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-_TOKEN = re.compile(r"\w+")
+_TOKEN = re.compile(r"\w\w+")
+"""Word tokens of two characters or more: one-letter tokens carry no topic."""
 _FLOAT = np.float32
 
 
 def tokens(text: str) -> list[str]:
     """Lower-cased word tokens; one-letter tokens carry no topic and are dropped."""
-    return [token for token in _TOKEN.findall(text.lower()) if len(token) > 1]
+    tokens_: list[str] = _TOKEN.findall(text.lower())
+    return tokens_
 
 
 def _char_grams(word: str, low: int, high: int) -> list[str]:
@@ -181,7 +184,8 @@ class TextFeatures:
 
         The per-ticket path of ``predict``: the same numbers as ``transform([text])``, in a fraction of the time.
         Lookups run as comprehensions and the n-gram rows of known words are gathered with one vectorised index,
-        so the cost per word stays small on long tickets (the latency tail).
+        once per distinct word and weighted by its count, so the cost per word stays small on long tickets (the
+        latency tail), which repeat their words.
         """
         words = tokens(text)
         word_get = self.word_vocabulary.get
@@ -195,26 +199,35 @@ class TextFeatures:
         if self.use_chars:
             spellings = self.spellings
             indptr, indices, data = spellings.indptr, spellings.indices, spellings.data
-            rows = list(map(self.spell_index.get, words))
-            known = np.array([row for row in rows if row is not None], dtype=np.int64)
+            distinct = Counter(words)
+            rows = list(map(self.spell_index.get, distinct))
+            known_rows = [row for row in rows if row is not None]
             gram_cols: list[np.ndarray] = []
             gram_counts: list[np.ndarray] = []
-            if len(known):
+            if known_rows:
+                known = np.array(known_rows, dtype=np.int64)
+                times = np.fromiter(
+                    (n for n, row in zip(distinct.values(), rows, strict=True) if row is not None),
+                    dtype=np.float64,
+                    count=len(known_rows),
+                )
                 # Every known word's slice of the CSR arrays, gathered in one index: start of each slice repeated
-                # over its length, plus the position inside it.
+                # over its length, plus the position inside it; each n-gram count times the word's count.
                 starts = indptr[known].astype(np.int64)
                 lengths = indptr[known + 1].astype(np.int64) - starts
                 total = int(lengths.sum())
                 first = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
                 gather = first + np.arange(total, dtype=np.int64)
                 gram_cols.append(indices[gather].astype(np.int64))
-                gram_counts.append(data[gather].astype(np.float64))
+                gram_counts.append(data[gather].astype(np.float64) * np.repeat(times, lengths))
             unseen: dict[int, float] = {}
-            for word in [word for word, row in zip(words, rows, strict=True) if row is None]:
+            for word, n in distinct.items():
+                if self.spell_index.get(word) is not None:
+                    continue
                 for gram in _char_grams(word, *self.char_range):
                     col = self.char_vocabulary.get(gram)
                     if col is not None:
-                        unseen[col] = unseen.get(col, 0.0) + 1.0
+                        unseen[col] = unseen.get(col, 0.0) + n
             if unseen:
                 gram_cols.append(np.fromiter(unseen.keys(), dtype=np.int64, count=len(unseen)))
                 gram_counts.append(np.fromiter(unseen.values(), dtype=np.float64, count=len(unseen)))
