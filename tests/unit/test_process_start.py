@@ -91,3 +91,43 @@ def test_the_server_makes_the_decoy_hash_as_it_starts(tmp_path: Path) -> None:
         assert container.sessions._decoy_hash is not None
     finally:
         container.close()
+
+
+_CLI_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from typer.testing import CliRunner
+    from opsrail.cli import app
+
+    runner = CliRunner()
+    for args in (["--help"], ["runs", "list", "--help"], ["runs", "list", "--limit", "x"], ["version"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code in (0, 2), (args, result.output)
+    heavy = sorted(m for m in ("sqlalchemy", "opsrail.wiring", "opsrail.services", "opsrail.storage", "cedarpy",
+                               "opsrail.simulate", "opsrail.playbooks", "fastapi") if m in sys.modules)
+    assert not heavy, heavy
+    print("ok")
+    """
+)
+
+
+def test_help_and_argument_errors_do_not_load_the_storage_stack() -> None:
+    done = subprocess.run([sys.executable, "-c", _CLI_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_a_database_error_in_a_command_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from opsrail.cli import app
+
+    # A directory where the SQLite file should be: the driver cannot open it.
+    (tmp_path / "db").mkdir()
+    monkeypatch.setenv("OPSRAIL_DATABASE_URL", f"sqlite:///{tmp_path / 'db'}")
+    monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["runs", "list"])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "the database is not available" in result.output, result.output
+    assert "Traceback" not in result.output

@@ -1,4 +1,8 @@
-"""The ``opsrail`` command line (Typer). Commands work on the configured store directly."""
+"""The ``opsrail`` command line (Typer). Commands work on the configured store directly.
+
+Command modules import the services and the storage stack inside the commands that use them, so ``--help``, a
+wrong argument and ``version`` answer without loading them; ``tests/unit/test_process_start.py`` checks it.
+"""
 
 from __future__ import annotations
 
@@ -24,13 +28,8 @@ from opsrail.cli._governance import delegations_app, policies_app, users_app
 from opsrail.cli._kpis import kpis
 from opsrail.cli._output import emit_json, short_time, table
 from opsrail.cli._simulate import simulate_command
-from opsrail.model import SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, json_schema
-from opsrail.services import ROLES, EventQuery
+from opsrail.model import ROLES, SCHEMA_NAMES, SCHEMA_VERSION, InvalidInput, NotFound, json_schema
 from opsrail.settings import Settings
-from opsrail.wiring import (
-    build,
-    upgrade_database,
-)
 
 app = typer.Typer(
     help="Opsrail: governed AI operations for SaaS service delivery and escalations.",
@@ -103,6 +102,8 @@ def version() -> None:
 @handled
 def db_upgrade(json: JsonFlag = False) -> None:
     """Apply the database migrations (safe to run again)."""
+    from opsrail.wiring import build, upgrade_database
+
     container = build(Settings())
     try:
         before, after = upgrade_database(container)
@@ -285,6 +286,8 @@ def events_list(
     json: JsonFlag = False,
 ) -> None:
     """List stored events, newest first."""
+    from opsrail.services import EventQuery
+
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     with opened(action="event.read") as container:

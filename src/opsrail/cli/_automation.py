@@ -15,9 +15,7 @@ import typer
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, json_object, plain, short_time, table
 from opsrail.model import InvalidInput
-from opsrail.playbooks import validate_file
 from opsrail.settings import Settings
-from opsrail.wiring import build
 
 playbooks_app = typer.Typer(help="Versioned playbooks.", no_args_is_help=True)
 runs_app = typer.Typer(help="Playbook runs.", no_args_is_help=True)
@@ -34,6 +32,8 @@ def _when(moment: datetime | None) -> str:
 @handled
 def playbooks_validate(file: Path, json: JsonFlag = False) -> None:
     """Check a playbook file (no database needed); errors name the file, line and field."""
+    from opsrail.playbooks import validate_file
+
     playbook = validate_file(file)
     if json:
         emit_json({"valid": True, "id": playbook.id, "version": playbook.version, "steps": len(playbook.steps)})
@@ -384,6 +384,8 @@ def tasks_reassign(
 
 def worker() -> None:
     """Run a worker alone: it claims and carries out steps (several may share a PostgreSQL store)."""
+    from opsrail.wiring import build
+
     settings = Settings()
     container = build(settings, migrate=True)
     stop = asyncio.Event()

@@ -1,12 +1,17 @@
-"""What every CLI command shares: error handling, opening the store, the --json flag."""
+"""What every CLI command shares: error handling, opening the store, the --json flag.
+
+The storage stack (``opsrail.wiring``: SQLAlchemy, the services) is imported when a command opens the store or
+meets an error, not when the CLI loads, so ``--help`` and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
 import functools
 import getpass
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -14,7 +19,9 @@ from pydantic import ValidationError
 from opsrail.cli._output import fail
 from opsrail.model import OpsrailError
 from opsrail.settings import Settings
-from opsrail.wiring import Container, DatabaseError, build, require_current_schema, translate_errors
+
+if TYPE_CHECKING:
+    from opsrail.wiring import Container
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,12 +45,26 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
         except ValidationError as exc:
             fail(f"invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", "check OPSRAIL_* variables")
             raise typer.Exit(2) from None
-        except DatabaseError as exc:
-            unavailable = translate_errors(exc)
+        except Exception as exc:
+            unavailable = database_unavailable(exc)
+            if unavailable is None:
+                raise
             fail(unavailable.detail, unavailable.hint)
             raise typer.Exit(unavailable.exit_code) from None
 
     return wrapper
+
+
+def database_unavailable(exc: BaseException) -> OpsrailError | None:
+    """The clear error for a database layer failure, or None when ``exc`` is something else.
+
+    Only a command that loaded the storage stack can meet a database error, so nothing is imported for others.
+    """
+    if "opsrail.wiring" not in sys.modules:
+        return None
+    from opsrail.wiring import DatabaseError, translate_errors
+
+    return translate_errors(exc) if isinstance(exc, DatabaseError) else None
 
 
 @contextmanager
@@ -54,6 +75,8 @@ def opened(migrate: bool = False, *, action: str | None = None, actor: str | Non
     directory acts as ``admin``, since whoever can run the CLI against the database could read it anyway.
     Actions whose answer depends on the resource (deciding a task) are checked by the service itself.
     """
+    from opsrail.wiring import build, require_current_schema
+
     container = build(Settings(), migrate=migrate)
     try:
         if not migrate:

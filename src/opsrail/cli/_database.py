@@ -10,7 +10,6 @@ import typer
 from opsrail.cli._common import JsonFlag, opened
 from opsrail.cli._output import emit_json, fail, table
 from opsrail.model import InvalidInput
-from opsrail.wiring import application_role_report, grant_application_role
 
 
 def db_grant_app_role(
@@ -29,6 +28,8 @@ def db_grant_app_role(
     Connects with OPSRAIL_DATABASE_URL, which must name the owner of the tables (the role that runs `opsrail db
     upgrade`); the application then uses a URL naming ROLE. Run it again after every upgrade.
     """
+    from opsrail.wiring import application_role_report, grant_application_role
+
     if check:
         if password_file is not None:
             raise InvalidInput("--password-file has no effect with --check", hint="leave one of them out")

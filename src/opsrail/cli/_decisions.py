@@ -19,7 +19,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, json_object, plain, short_time, table
 from opsrail.model import InvalidInput
-from opsrail.services import DecisionService
 
 decisions_app = typer.Typer(help="Decision tables, decision policies and decision records.", no_args_is_help=True)
 records_app = typer.Typer(help="Decision records: every decision, machine or human.", no_args_is_help=True)
@@ -40,6 +39,8 @@ Actor = Annotated[str | None, typer.Option("--as", help="who is acting [default:
 @handled
 def decisions_validate(file: Path, json: JsonFlag = False) -> None:
     """Check a decision table (no database needed); errors name the file, line and field."""
+    from opsrail.services import DecisionService
+
     table_ = DecisionService.validate_table_file(file)
     if json:
         emit_json({"valid": True, "name": table_.name, "version": table_.version, "rules": len(table_.rules)})
@@ -51,6 +52,8 @@ def decisions_validate(file: Path, json: JsonFlag = False) -> None:
 @handled
 def decisions_test(file: Path, json: JsonFlag = False) -> None:
     """Run a table's own test cases; exits 1 when one fails."""
+    from opsrail.services import DecisionService
+
     table_, outcomes = DecisionService.test_table_file(file)
     failed = [o for o in outcomes if not o.passed]
     if json:

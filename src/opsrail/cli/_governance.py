@@ -13,9 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, fail, plain, short_time, table
-from opsrail.governance import ACTIONS, GROUPS, Principal, Resource, schema_text
 from opsrail.model import InvalidInput
-from opsrail.services import AuthorizationService
 
 PasswordFile = Annotated[
     Path | None, typer.Option("--password-file", help="a file whose first line is the console password")
@@ -39,6 +37,8 @@ Cases = Annotated[
 @handled
 def policies_schema(json: JsonFlag = False) -> None:
     """Print the Cedar schema: roles, resource types with their attributes, actions and their groups."""
+    from opsrail.governance import ACTIONS, GROUPS, schema_text
+
     if json:
         emit_json(
             {
@@ -55,6 +55,8 @@ def policies_schema(json: JsonFlag = False) -> None:
 @handled
 def policies_test(file: Path, cases: Cases = None, json: JsonFlag = False) -> None:
     """Validate a policy file against the schema and run its test cases; exits 1 when one fails."""
+    from opsrail.services import AuthorizationService
+
     service = AuthorizationService.offline()
     _, results = service.test(file, cases)
     failed = [r for r in results if not r.passed]
@@ -137,6 +139,8 @@ def policies_check(
     json: JsonFlag = False,
 ) -> None:
     """Would the active policies allow ACTION to someone with these roles? Exits 1 when denied."""
+    from opsrail.governance import ACTIONS, Principal
+
     if action not in ACTIONS:
         raise InvalidInput(f"unknown action {action!r}", hint="see `opsrail policies schema --json` for the actions")
     with opened(action="policy.read") as container:
@@ -266,6 +270,8 @@ def delegations_create(
     json: JsonFlag = False,
 ) -> None:
     """Let someone decide tasks with your roles (or only some) until a date, e.g. during a holiday."""
+    from opsrail.governance import Resource
+
     by = actor or getpass.getuser()
     with opened() as container:
         who = container.directory.local(by)
@@ -315,6 +321,8 @@ def delegations_list(
 @handled
 def delegations_revoke(delegation_id: str, actor: Actor = None) -> None:
     """End a delegation now."""
+    from opsrail.governance import Resource
+
     by = actor or getpass.getuser()
     with opened() as container:
         found = next((d for d in container.directory.delegations() if d["id"] == delegation_id), None)

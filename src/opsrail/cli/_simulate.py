@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -23,8 +23,10 @@ from pydantic import ValidationError
 from opsrail.cli._common import JsonFlag, opened
 from opsrail.cli._output import emit_json, fail, table
 from opsrail.model import OpsrailError, Unauthenticated
-from opsrail.simulate import PEOPLE, Report, parse_drift, parse_duration, parse_rate, simulate
-from opsrail.wiring import Container, DatabaseError
+
+if TYPE_CHECKING:
+    from opsrail.simulate import Report
+    from opsrail.wiring import Container
 
 FEED_TOKEN_NAME = "sim-feed"  # noqa: S105 (a token's name, not a secret)
 PROGRESS_EVERY_S = 5.0
@@ -38,6 +40,8 @@ def provision_people(
 
     Returns role -> token secret, and the ids of the tokens (to revoke them afterwards).
     """
+    from opsrail.simulate import PEOPLE
+
     secrets: dict[str, str] = {}
     token_ids: list[str] = []
     for name, role in PEOPLE.items():
@@ -68,6 +72,8 @@ def _prepare(
     *, need_feed: bool, humans: bool, expires_at: datetime, actor: str
 ) -> tuple[str | None, dict[str, str], list[str], str | None]:
     """Tokens from the local store: (feed token or None, role -> person's token, token ids, why people are off)."""
+    from opsrail.wiring import DatabaseError
+
     try:
         with _local_store(actor) as container:
             feed: str | None = None
@@ -87,6 +93,8 @@ def _prepare(
 def _revoke(token_ids: list[str], actor: str) -> None:
     if not token_ids:
         return
+    from opsrail.wiring import DatabaseError
+
     try:
         with _local_store(actor) as container:
             for token_id in token_ids:
@@ -122,6 +130,8 @@ def _summary(report: Report, people: dict[str, str], note: str | None) -> None:
     if report.duplicates and not report.accepted:
         typer.echo("every event was a duplicate: the same --seed sends the same events; pick another seed for new ones")
     if people:
+        from opsrail.simulate import PEOPLE
+
         by_role = report.by_role()
         names = {role: name for name, role in PEOPLE.items()}
         table(
@@ -173,6 +183,8 @@ def simulate_command(
 ) -> None:
     """Send a realistic, seeded stream of SaaS operations events to a running server, while simulated people decide
     its tasks. Exits 1 when the server refused some events."""
+    from opsrail.simulate import parse_drift, parse_duration, parse_rate, simulate
+
     rate_per_s = parse_rate(rate)
     duration_s = parse_duration(duration)
     parsed_drift = parse_drift(drift) if drift else None
@@ -232,6 +244,8 @@ def simulate_command(
 
 def _finish(report: Report, people: dict[str, str], note: str | None, json: bool) -> None:
     if json:
+        from opsrail.simulate import PEOPLE
+
         body: dict[str, Any] = report.as_dict()
         body["people"] = {name: role for name, role in PEOPLE.items() if role in people}
         if note and not people:

@@ -4,7 +4,6 @@ from opsrail.governance._audit import GENESIS, AuditEntry, ChainReport, canonica
 from opsrail.governance._authorization import (
     ACTIONS,
     GROUPS,
-    ROLES,
     Answer,
     CaseResult,
     PolicyCase,
@@ -16,6 +15,7 @@ from opsrail.governance._authorization import (
     validate_policies,
 )
 from opsrail.governance._redaction import REDACTED, redact, redact_text
+from opsrail.model import ROLES
 
 __all__ = [
     "ACTIONS",

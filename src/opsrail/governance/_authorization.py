@@ -19,10 +19,9 @@ from typing import Any
 import cedarpy
 import yaml
 
-from opsrail.model import FieldError, InvalidInput
+from opsrail.model import ROLES, FieldError, InvalidInput
 
 NAMESPACE = "Opsrail"
-ROLES: tuple[str, ...] = ("admin", "operator", "approver", "finance_controller", "legal", "auditor", "service")
 
 # Action groups: a policy may grant a whole group (``action in Opsrail::Action::"read"``).
 GROUPS: dict[str, str] = {

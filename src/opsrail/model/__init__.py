@@ -43,11 +43,13 @@ from opsrail.model._errors import (
     json_path,
 )
 from opsrail.model._operations import Approval, Escalation, ImplementationTask, Incident
+from opsrail.model._roles import ROLES
 from opsrail.model._time import Clock, IdFactory
 
 __all__ = [
     "EVENT_TYPE_PREFIX",
     "KINDS",
+    "ROLES",
     "SCHEMA_NAMES",
     "SCHEMA_VERSION",
     "Account",
