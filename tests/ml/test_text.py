@@ -146,6 +146,15 @@ def test_nb_svm_scores_raw_features_as_its_svms_score_scaled_ones() -> None:
     assert not weights[3].any() and bias[3] == -1.0
 
 
+def test_the_same_data_and_seed_give_the_same_model(slices: tuple[Path, Path]) -> None:
+    first = train_text_classifier(slices[0], text="body", label="topic", seed=3)
+    second = train_text_classifier(slices[0], text="body", label="topic", seed=3)
+    np.testing.assert_array_equal(first.svm_weights, second.svm_weights)
+    np.testing.assert_array_equal(first.combiner_weights, second.combiner_weights)
+    timeless = [{k: v for k, v in m.metrics.items() if k != "train_seconds"} for m in (first, second)]
+    assert first.thresholds == second.thresholds and timeless[0] == timeless[1]
+
+
 def test_two_class_file_trains_and_answers_both_ways(tmp_path: Path) -> None:
     rows = [[f"printer jammed paper tray {i}", "hardware"] for i in range(30)]
     rows += [[f"grant access to shared folder {i}", "access"] for i in range(30)]

@@ -21,7 +21,6 @@ import gzip
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -44,8 +43,6 @@ SVM_C_GRID = (0.25, 0.5)
 NB_SVM_ALPHA = 1.0
 """Additive smoothing of the feature sums behind each class's log-count ratio."""
 
-FIT_THREADS = 2
-"""The per-class SVMs are fitted on this many threads (liblinear releases the GIL while it trains)."""
 
 INNER_FOLDS = 3
 """Inner folds for out-of-fold scores: enough to train the combiner and thresholds honestly, cheap enough to fit
@@ -111,10 +108,12 @@ def _nb_svm_fit(
     weights = np.zeros((n_classes, features.shape[1]))
     bias = np.full(n_classes, -1.0)
 
-    def fit(k: int) -> None:
+    # One class after another, never on parallel threads: liblinear draws from one process-wide random generator,
+    # so SVMs fitted at the same time interleave their draws and the same data and seed would give another model.
+    for k in range(n_classes):
         mask = y == k
         if not mask.any() or mask.all():
-            return
+            continue
         inside = np.asarray(features[mask].sum(axis=0), dtype=np.float64).ravel() + NB_SVM_ALPHA
         outside = totals - inside
         ratio = np.log(inside / inside.sum()) - np.log(outside / outside.sum())
@@ -125,9 +124,6 @@ def _nb_svm_fit(
         svm = LinearSVC(C=c, random_state=seed).fit(scaled, mask.astype(np.int8))
         weights[k] = ratio * svm.coef_.ravel()
         bias[k] = float(svm.intercept_[0])
-
-    with ThreadPoolExecutor(max_workers=FIT_THREADS) as pool:
-        list(pool.map(fit, range(n_classes)))
     return weights, bias
 
 
