@@ -221,8 +221,8 @@ class TextFeatures:
                 gram_cols.append(indices[gather].astype(np.int64))
                 gram_counts.append(data[gather].astype(np.float64) * np.repeat(times, lengths))
             unseen: dict[int, float] = {}
-            for word, n in distinct.items():
-                if self.spell_index.get(word) is not None:
+            for (word, n), row in zip(distinct.items(), rows, strict=True):
+                if row is not None:
                     continue
                 for gram in _char_grams(word, *self.char_range):
                     col = self.char_vocabulary.get(gram)
