@@ -43,7 +43,6 @@ SVM_C_GRID = (0.25, 0.5)
 NB_SVM_ALPHA = 1.0
 """Additive smoothing of the feature sums behind each class's log-count ratio."""
 
-
 INNER_FOLDS = 3
 """Inner folds for out-of-fold scores: enough to train the combiner and thresholds honestly, cheap enough to fit
 the whole ticket file in well under a minute on two cores."""
@@ -101,8 +100,9 @@ def _nb_svm_fit(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-against-the-rest NB-SVM: per class, a linear SVM on the features scaled by its log-count ratio.
 
-    Returns weights (one row per class, the ratio folded in, so ``features @ weights.T + bias`` scores raw features)
-    and biases. A class absent from ``y`` gets zero weights and a bias of -1 (never the best score).
+        Returns weights (one row per class, the ratio folded in, so ``features @ weights.T + bias`` scores raw features)
+        and biases. A class absent from ``y`` (which stratified folds never produce) gets zero weights and a bias of -1,
+    the score of a plain "no".
     """
     totals = np.asarray(features.sum(axis=0), dtype=np.float64).ravel() + NB_SVM_ALPHA * 2
     weights = np.zeros((n_classes, features.shape[1]))
@@ -210,6 +210,7 @@ class TextClassifier:
         """Calibrated class probabilities, one row per text, columns in ``classes`` order."""
         features = self.features.transform(texts)
         svm = np.asarray(features @ self.svm_weights.T, dtype=np.float64) + self.svm_bias
+        # Two-class models trained with the earlier plain SVM keep one row (the second class); NB-SVMs keep both.
         if svm.shape[1] == 1:
             svm = np.hstack([-svm, svm])
         nb = _nb_scores(self.nb_weights, features)
