@@ -100,8 +100,8 @@ def _nb_svm_fit(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-against-the-rest NB-SVM: per class, a linear SVM on the features scaled by its log-count ratio.
 
-        Returns weights (one row per class, the ratio folded in, so ``features @ weights.T + bias`` scores raw features)
-        and biases. A class absent from ``y`` (which stratified folds never produce) gets zero weights and a bias of -1,
+    Returns weights (one row per class, the ratio folded in, so ``features @ weights.T + bias`` scores raw features)
+    and biases. A class absent from ``y`` (stratified folds never leave one out) gets zero weights and a bias of -1,
     the score of a plain "no".
     """
     totals = np.asarray(features.sum(axis=0), dtype=np.float64).ravel() + NB_SVM_ALPHA * 2
