@@ -7,6 +7,8 @@ import gzip
 import io
 import pickle
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
-from opsrail.ml._text import NB_SVM_ALPHA, TextClassifier, TrainingDataError, _nb_svm_fit, train_text_classifier
+from opsrail.ml._nb_svm import NB_SVM_ALPHA, FitPool, nb_svm_fit
+from opsrail.ml._text import TextClassifier, TrainingDataError, train_text_classifier
 from opsrail.ml._types import Prediction, TrainedModel
 
 TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
@@ -132,7 +135,7 @@ def test_nb_svm_scores_raw_features_as_its_svms_score_scaled_ones() -> None:
     features = sp.lil_matrix(features)
     features[np.flatnonzero(y == 1), 0] = 1.0
     features = sp.csr_matrix(features)
-    weights, bias = _nb_svm_fit(features, y, 4, c=0.5, seed=0)
+    weights, bias = nb_svm_fit(features, y, 4, c=0.5, seed=0)
     assert weights.shape == (4, 40)
     for k in range(3):
         inside = np.asarray(features[y == k].sum(axis=0)).ravel() + NB_SVM_ALPHA
@@ -146,13 +149,48 @@ def test_nb_svm_scores_raw_features_as_its_svms_score_scaled_ones() -> None:
     assert not weights[3].any() and bias[3] == -1.0
 
 
+def test_worker_processes_fit_exactly_what_this_process_fits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    features = sp.random(400, 60, density=0.15, format="csr", random_state=6, dtype=np.float32)
+    y = rng.integers(0, 4, size=400)
+    rows = np.sort(rng.choice(400, size=300, replace=False))
+    part_y = np.where(y[rows] == 3, 0, y[rows])  # class 3 absent from this part
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with FitPool(2) as pool:
+        pool.share(features)
+        assert len(list(tmp_path.iterdir())) == 1  # the matrix, once, for the workers
+        pooled = pool.fit(rows, part_y, 4, cs=(0.25, 0.5), seed=1)
+        [whole] = pool.fit(None, y, 4, cs=(0.5,), seed=1)
+    assert not list(tmp_path.iterdir())  # the shared files are gone with the pool
+    for (weights, bias), c in zip(pooled, (0.25, 0.5), strict=True):
+        here_weights, here_bias = nb_svm_fit(features[rows], part_y, 4, c=c, seed=1)
+        np.testing.assert_array_equal(weights, here_weights)
+        np.testing.assert_array_equal(bias, here_bias)
+    assert not pooled[0][0][3].any() and pooled[0][1][3] == -1.0
+    np.testing.assert_array_equal(whole[0], nb_svm_fit(features, y, 4, c=0.5, seed=1)[0])
+
+
 def test_the_same_data_and_seed_give_the_same_model(slices: tuple[Path, Path]) -> None:
-    first = train_text_classifier(slices[0], text="body", label="topic", seed=3)
-    second = train_text_classifier(slices[0], text="body", label="topic", seed=3)
+    first = train_text_classifier(slices[0], text="body", label="topic", seed=3, workers=1)
+    second = train_text_classifier(slices[0], text="body", label="topic", seed=3, workers=2)
     np.testing.assert_array_equal(first.svm_weights, second.svm_weights)
     np.testing.assert_array_equal(first.combiner_weights, second.combiner_weights)
     timeless = [{k: v for k, v in m.metrics.items() if k != "train_seconds"} for m in (first, second)]
     assert first.thresholds == second.thresholds and timeless[0] == timeless[1]
+
+
+def test_a_script_without_a_main_guard_trains_with_workers(slices: tuple[Path, Path], tmp_path: Path) -> None:
+    """Worker processes must not run the caller's script again (as plain multiprocessing's spawn would)."""
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from opsrail.ml._text import train_text_classifier\n"
+        f"model = train_text_classifier(Path({str(slices[0])!r}), text='body', label='topic', workers=2)\n"
+        "print('trained', len(model.classes))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("trained") == 1
 
 
 def test_two_class_file_trains_and_answers_both_ways(tmp_path: Path) -> None:

@@ -1,13 +1,14 @@
 """The ticket text classifier: training from a CSV or from memory, prediction, evaluation, selective answering.
 
 The model is a small stack. Two base models see the same word and character TF-IDF features
-(``_text_features``): an NB-SVM (Wang and Manning, 2012), the strongest single text model here, and a complement
-naive Bayes, which is weaker but errs differently (it is smoothed towards rare classes). The NB-SVM is one linear
-SVM per class, one against the rest, trained on the features scaled by that class's naive Bayes log-count ratio,
-so words that tell the class apart start with a larger weight; the scaling is folded into the weights, and the
-trained model is one linear map like a plain SVM. A multinomial logistic regression combines the base models'
-out-of-fold scores into calibrated class probabilities, so the combiner never learns from a score a base model
-produced on its own training rows. The SVM's regularisation strength is chosen on the same inner folds.
+(``_text_features``): an NB-SVM (Wang and Manning, 2012; ``_nb_svm``), the strongest single text model here, and a
+complement naive Bayes, which is weaker but errs differently (it is smoothed towards rare classes). The NB-SVM is
+one linear SVM per class, one against the rest, trained on the features scaled by that class's naive Bayes
+log-count ratio, so words that tell the class apart start with a larger weight; the scaling is folded into the
+weights, and the trained model is one linear map like a plain SVM. Its class fits run in worker processes. A
+multinomial logistic regression combines the base models' out-of-fold scores into calibrated class probabilities,
+so the combiner never learns from a score a base model produced on its own training rows. The SVM's
+regularisation strength is chosen on the same inner folds.
 
 From the combiner's own out-of-fold probabilities the model measures itself (accuracy, macro-F1, Brier score,
 reliability curve) and picks per-class confidence thresholds for the target precision (``_thresholds``): no
@@ -30,18 +31,16 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
-from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 
 from opsrail.ml._metrics import summary
+from opsrail.ml._nb_svm import NB_SVM_ALPHA, FitPool, default_workers
 from opsrail.ml._text_features import TextFeatures
 from opsrail.ml._thresholds import choose_thresholds
 from opsrail.ml._types import Prediction, Progress, no_progress
 
 SVM_C_GRID = (0.25, 0.5)
 """NB-SVM regularisation strengths tried on the inner folds (larger C fits the training tickets more closely)."""
-
-NB_SVM_ALPHA = 1.0
-"""Additive smoothing of the feature sums behind each class's log-count ratio."""
 
 INNER_FOLDS = 3
 """Inner folds for out-of-fold scores: enough to train the combiner and thresholds honestly, cheap enough to fit
@@ -93,38 +92,6 @@ def read_labelled_csv(path: Path, *, text: str, label: str) -> tuple[list[str], 
     if not texts:
         raise TrainingDataError(f"{path} has a header but no rows with a {label!r} value")
     return texts, labels
-
-
-def _nb_svm_fit(
-    features: sp.csr_matrix, y: np.ndarray, n_classes: int, *, c: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One-against-the-rest NB-SVM: per class, a linear SVM on the features scaled by its log-count ratio.
-
-    Returns weights (one row per class, the ratio folded in, so ``features @ weights.T + bias`` scores raw features)
-    and biases. A class absent from ``y`` (stratified folds never leave one out) gets zero weights and a bias of -1,
-    the score of a plain "no".
-    """
-    totals = np.asarray(features.sum(axis=0), dtype=np.float64).ravel() + NB_SVM_ALPHA * 2
-    weights = np.zeros((n_classes, features.shape[1]))
-    bias = np.full(n_classes, -1.0)
-
-    # One class after another, never on parallel threads: liblinear draws from one process-wide random generator,
-    # so SVMs fitted at the same time interleave their draws and the same data and seed would give another model.
-    for k in range(n_classes):
-        mask = y == k
-        if not mask.any() or mask.all():
-            continue
-        inside = np.asarray(features[mask].sum(axis=0), dtype=np.float64).ravel() + NB_SVM_ALPHA
-        outside = totals - inside
-        ratio = np.log(inside / inside.sum()) - np.log(outside / outside.sum())
-        # The scaled copy shares the index arrays: only its values (float64, as liblinear takes them) are new.
-        values = ratio[features.indices]
-        values *= features.data
-        scaled = sp.csr_matrix((values, features.indices, features.indptr), shape=features.shape)
-        svm = LinearSVC(C=c, random_state=seed).fit(scaled, mask.astype(np.int8))
-        weights[k] = ratio * svm.coef_.ravel()
-        bias[k] = float(svm.intercept_[0])
-    return weights, bias
 
 
 def _nb_scores(log_probs: np.ndarray, features: sp.csr_matrix) -> np.ndarray:
@@ -300,8 +267,13 @@ def fit_text_classifier(
     seed: int = 0,
     progress: Progress = no_progress,
     columns: Mapping[str, str] | None = None,
+    workers: int | None = None,
 ) -> TextClassifier:
-    """Train from memory; see the module docstring for the model and how its settings are chosen."""
+    """Train from memory; see the module docstring for the model and how its settings are chosen.
+
+    ``workers``: processes for the NB-SVM's class fits (default: the cores available, at most four; 1 fits in this
+    process). The model is the same whatever the number.
+    """
     if not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target_precision must be in (0, 1], not {target_precision}")
     classes, y, counts = _check(texts, labels)
@@ -319,32 +291,34 @@ def fit_text_classifier(
     nb_oof = np.zeros((len(y), n_classes))
     best_c = SVM_C_GRID[0]
     inner_accuracy: dict[float, float] = {}
-    for fold, (train, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
-        progress(f"fit fold {fold + 1}/{folds}", fold / folds)
-        # The grid is compared on the first fold only; later folds fit just the chosen strength (training time).
-        for c in SVM_C_GRID if fold == 0 else (best_c,):
-            weights, bias = _nb_svm_fit(matrix[train], y[train], n_classes, c=c, seed=seed)
-            svm_oof[c][held] = np.asarray(matrix[held] @ weights.T) + bias
-        nb_oof[held] = _nb_scores(_nb_fit(matrix[train], y[train], n_words, n_classes), matrix[held])
-        if fold == 0:
-            inner_accuracy = {c: float(np.mean(svm_oof[c][held].argmax(axis=1) == y[held])) for c in SVM_C_GRID}
-            best_c = max(SVM_C_GRID, key=lambda c: (inner_accuracy[c], -c))
-    progress(f"fit fold {folds}/{folds}", 1.0)
-    stacked = np.hstack([svm_oof[best_c], nb_oof])
+    with FitPool(default_workers(n_classes) if workers is None else workers) as pool:
+        pool.share(matrix)
+        for fold, (train, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
+            progress(f"fit fold {fold + 1}/{folds}", fold / folds)
+            # The grid is compared on the first fold only; later folds fit just the chosen strength (training time).
+            grid = SVM_C_GRID if fold == 0 else (best_c,)
+            for c, (weights, bias) in zip(grid, pool.fit(train, y[train], n_classes, cs=grid, seed=seed), strict=True):
+                svm_oof[c][held] = np.asarray(matrix[held] @ weights.T) + bias
+            nb_oof[held] = _nb_scores(_nb_fit(matrix[train], y[train], n_words, n_classes), matrix[held])
+            if fold == 0:
+                inner_accuracy = {c: float(np.mean(svm_oof[c][held].argmax(axis=1) == y[held])) for c in SVM_C_GRID}
+                best_c = max(SVM_C_GRID, key=lambda c: (inner_accuracy[c], -c))
+        progress(f"fit fold {folds}/{folds}", 1.0)
+        stacked = np.hstack([svm_oof[best_c], nb_oof])
 
-    # The combiner's own out-of-fold probabilities: the honest figures and the thresholds come from these.
-    progress("calibrate", 0.0)
-    combiner_oof = np.zeros((len(y), n_classes))
-    for train, held in splitter.split(stacked, y):
-        combiner = LogisticRegression(C=1.0, max_iter=1000).fit(stacked[train], y[train])
-        combiner_oof[held] = _expand(combiner.predict_proba(stacked[held]), combiner.classes_, n_classes)
-    thresholds = choose_thresholds(y, combiner_oof, target_precision)
-    combiner = LogisticRegression(C=1.0, max_iter=1000).fit(stacked, y)
+        # The combiner's own out-of-fold probabilities: the honest figures and the thresholds come from these.
+        progress("calibrate", 0.0)
+        combiner_oof = np.zeros((len(y), n_classes))
+        for train, held in splitter.split(stacked, y):
+            combiner = _combiner_fit(stacked[train], y[train])
+            combiner_oof[held] = _expand(combiner.predict_proba(stacked[held]), combiner.classes_, n_classes)
+        thresholds = choose_thresholds(y, combiner_oof, target_precision)
+        combiner = _combiner_fit(stacked, y)
 
-    progress("fit final", 0.0)
-    svm_weights, svm_bias = _nb_svm_fit(matrix, y, n_classes, c=best_c, seed=seed)
-    nb_weights = _nb_fit(matrix, y, n_words, n_classes)
-    progress("fit final", 1.0)
+        progress("fit final", 0.0)
+        [(svm_weights, svm_bias)] = pool.fit(None, y, n_classes, cs=(best_c,), seed=seed)
+        nb_weights = _nb_fit(matrix, y, n_words, n_classes)
+        progress("fit final", 1.0)
 
     metrics = summary(y, combiner_oof, classes, thresholds, target_precision=target_precision)
     metrics = {"validation": f"{folds}-fold inner cross-validation on the training rows", **metrics}
@@ -382,6 +356,13 @@ def fit_text_classifier(
     )
 
 
+def _combiner_fit(stacked: np.ndarray, y: np.ndarray) -> LogisticRegression:
+    """The combiner: a multinomial logistic regression, fitted with one BLAS thread. Its matrices are small (16
+    columns for eight classes), and two threads only contend: the fit took three times as long with them."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return LogisticRegression(C=1.0, max_iter=1000).fit(stacked, y)
+
+
 def _expand(probs: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
     out = np.zeros((probs.shape[0], n_classes))
     out[:, present] = probs
@@ -396,6 +377,7 @@ def train_text_classifier(
     target_precision: float = 0.95,
     seed: int = 0,
     progress: Progress = no_progress,
+    workers: int | None = None,
 ) -> TextClassifier:
     """Train from a CSV (plain or gzip) with a text column and a label column of any names."""
     progress("read", 0.0)
@@ -407,4 +389,5 @@ def train_text_classifier(
         seed=seed,
         progress=progress,
         columns={"text": text, "label": label},
+        workers=workers,
     )
