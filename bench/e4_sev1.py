@@ -6,7 +6,7 @@ and a Slack message on the local fakes (``opsrail dev fakes``, another process, 
 Figures: completed runs per second when a burst of ``--burst`` incidents is sent as fast as possible, and the
 latency from the event's receipt to the run's end (p50/p99) when incidents arrive at half that rate.
 The first line also gives the CPU time the server and the fakes spent per run during the bursts.
-Usage: python -m bench.e4_sev1 [--burst 300] [--runs 3] [--ledger-only] [--profile FILE]
+Usage: python -m bench.e4_sev1 [--burst 300] [--runs 3] [--workers N] [--ledger-only] [--breakdown] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -148,6 +148,53 @@ def finished(engine: sa.Engine, tag: str, count: int, timeout: float) -> list[tu
         time.sleep(0.2)
 
 
+def breakdown(engine: sa.Engine, tag: str) -> dict[str, dict[str, float]]:
+    """Where the latency of the runs started by this batch went: p50 and p99 (ms) of each stage, from the times the
+    store keeps (event received, run created, each step started and finished, run finished)."""
+    query = sa.text(
+        "SELECT r.id AS run_id, e.received_at, r.created_at, r.finished_at, s.step_id, s.started_at, "
+        "s.finished_at AS step_finished FROM runs r JOIN events e ON e.event_id = r.trigger_event_id "
+        "JOIN run_steps s ON s.run_id = r.id WHERE e.event_id LIKE :tag"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query, {"tag": f"{tag}-%"}).all()
+    runs: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        run = runs.setdefault(
+            row.run_id,
+            {
+                "received": _ts(row.received_at),
+                "created": _ts(row.created_at),
+                "end": _ts(row.finished_at),
+                "steps": {},
+            },
+        )
+        run["steps"][row.step_id] = (_ts(row.started_at), _ts(row.step_finished))
+    stages: dict[str, list[float]] = {}
+    for run in runs.values():
+        first = run["steps"].pop("classify")
+        starts = [start for start, _ in run["steps"].values()]
+        ends = [end for _, end in run["steps"].values()]
+        for name, seconds in (
+            ("event_to_run", run["created"] - run["received"]),
+            ("run_to_first_step", first[0] - run["created"]),
+            ("first_step", first[1] - first[0]),
+            ("to_last_action_start", max(starts) - first[1]),
+            ("actions", max(ends) - min(starts)),
+            ("last_action_to_run_end", run["end"] - max(ends)),
+            ("total", run["end"] - run["received"]),
+        ):
+            stages.setdefault(name, []).append(seconds)
+    out = {}
+    for name, values in stages.items():
+        values.sort()
+        out[name] = {
+            "p50": round(statistics.median(values) * 1000, 1),
+            "p99": round(values[int(0.99 * (len(values) - 1))] * 1000, 1),
+        }
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process and its live children (``--workers``) have used so far (Linux)."""
     total = 0.0
@@ -177,6 +224,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ledger-only", action="store_true", help="the five actions on the ledger (no fakes)")
     parser.add_argument("--workers", type=int, default=1, help="server processes (`opsrail up --workers`)")
+    parser.add_argument("--breakdown", action="store_true", help="also print where the half-load latency went")
     parser.add_argument("--profile", metavar="FILE", help="record the server with py-spy during the bursts (raw)")
     args = parser.parse_args()
     fakes_port, port = free_port(), free_port()
@@ -289,6 +337,10 @@ def main() -> None:
                     }
                 )
             )
+            if args.breakdown:
+                print(
+                    json.dumps({"bench": "E4", "metric": "latency_breakdown_ms", "stages": breakdown(engine, "steady")})
+                )
         finally:
             server.terminate()
             fakes.terminate()
