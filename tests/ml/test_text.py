@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 import pickle
 import random
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
-from opsrail.ml._nb_svm import NB_SVM_ALPHA, FitPool, nb_svm_fit
+from opsrail.ml._nb_svm import MAX_WORKERS, MIN_PARALLEL_NONZEROS, NB_SVM_ALPHA, FitPool, default_workers, nb_svm_fit
 from opsrail.ml._text import TextClassifier, TrainingDataError, train_text_classifier
 from opsrail.ml._types import Prediction, TrainedModel
 
@@ -168,6 +169,12 @@ def test_worker_processes_fit_exactly_what_this_process_fits(tmp_path: Path, mon
         np.testing.assert_array_equal(bias, here_bias)
     assert not pooled[0][0][3].any() and pooled[0][1][3] == -1.0
     np.testing.assert_array_equal(whole[0], nb_svm_fit(features, y, 4, c=0.5, seed=1)[0])
+
+
+def test_small_files_fit_in_process_and_large_ones_on_every_core() -> None:
+    assert default_workers(8, MIN_PARALLEL_NONZEROS - 1) == 1
+    assert default_workers(8, MIN_PARALLEL_NONZEROS) == min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    assert default_workers(1, MIN_PARALLEL_NONZEROS) == 1
 
 
 def test_the_same_data_and_seed_give_the_same_model(slices: tuple[Path, Path]) -> None:

@@ -112,8 +112,16 @@ def _fit_in_worker(
 # -- caller side --------------------------------------------------------------------------------------------------
 
 
-def default_workers(n_classes: int) -> int:
-    """Worker processes for ``n_classes`` fits: the cores this process may use, at most ``MAX_WORKERS``."""
+MIN_PARALLEL_NONZEROS = 2_000_000
+"""Below this many stored feature values (about 4,000 tickets) the fits run in the calling process: starting the workers
+and copying the matrix to them costs about as much as the fits (2,000 tickets: 1.9 s either way)."""
+
+
+def default_workers(n_classes: int, nonzeros: int) -> int:
+    """Worker processes for ``n_classes`` fits over a matrix of ``nonzeros`` stored values: the cores this process
+    may use, at most ``MAX_WORKERS``; 1 (this process) for a small matrix."""
+    if nonzeros < MIN_PARALLEL_NONZEROS:
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
