@@ -177,6 +177,18 @@ def test_small_files_fit_in_process_and_large_ones_on_every_core() -> None:
     assert default_workers(1, MIN_PARALLEL_NONZEROS) == 1
 
 
+def test_without_worker_processes_the_fits_run_here_not_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """joblib falls back to threads where processes cannot start; liblinear's fits must not share a process."""
+    monkeypatch.setattr("opsrail.ml._nb_svm.BACKENDS", {})
+    features = sp.random(200, 30, density=0.2, format="csr", random_state=2, dtype=np.float32)
+    y = np.arange(200) % 3
+    with FitPool(2) as pool:
+        pool.share(features)
+        assert pool._parallel is None
+        [(weights, _)] = pool.fit(None, y, 3, cs=(0.5,), seed=0)
+    np.testing.assert_array_equal(weights, nb_svm_fit(features, y, 3, c=0.5, seed=0)[0])
+
+
 def test_the_same_data_and_seed_give_the_same_model(slices: tuple[Path, Path]) -> None:
     first = train_text_classifier(slices[0], text="body", label="topic", seed=3, workers=1)
     second = train_text_classifier(slices[0], text="body", label="topic", seed=3, workers=2)

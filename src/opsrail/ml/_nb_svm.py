@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed
+from joblib.parallel import BACKENDS
 from sklearn.svm import LinearSVC
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class FitPool:
     Use as a context manager; ``share`` the matrix, then ``fit`` any of its row subsets. The workers are joblib's
     (loky): they do not run the caller's main script, so a script without an ``if __name__ == "__main__"`` guard
     trains as well, and they stay up between trainings. With one worker, or when the platform cannot start worker
-    processes (joblib then works in this process), every fit runs here, with the same result.
+    processes, every fit runs here, with the same result.
     """
 
     def __init__(self, workers: int) -> None:
@@ -143,7 +144,9 @@ class FitPool:
         self._parallel: Parallel | None = None
         self._folder: str | None = None
         self._matrix: sp.csr_matrix | None = None
-        if workers > 1:
+        # Without working process support joblib would fall back to threads, which must not fit liblinear models
+        # (see the module docstring): then every fit runs here.
+        if workers > 1 and "loky" in BACKENDS:
             self._parallel = Parallel(n_jobs=workers, backend="loky")
             self._parallel.__enter__()
 
@@ -160,6 +163,7 @@ class FitPool:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+        _parts.clear()  # what joblib ran in this process, when it could not start workers
 
     def share(self, matrix: sp.csr_matrix) -> None:
         """The matrix every later ``fit`` takes its rows from."""
