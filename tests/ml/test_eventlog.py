@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,6 +150,25 @@ def test_unreadable_files(tmp_path: Path) -> None:
     bad.write_bytes(b"case,activity,timestamp\n1,\xe9t\xe9,2024-01-01\n")
     with pytest.raises(EventLogError, match="not UTF-8"):
         read_event_log(bad)
+
+
+def test_reading_a_log_closes_its_file_whatever_happens(tmp_path: Path) -> None:
+    """Closed, not left to the garbage collector (which warns, and in a server may come late)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        read_event_log(write(tmp_path / "log.csv", CSV))
+        read_event_log(write(tmp_path / "log.csv.gz", CSV, compress=True))
+        read_event_log(write(tmp_path / "log.xes.gz", XES, compress=True))
+        read_event_log(write(tmp_path / "comment.xes", XES.replace("<trace>", "<!-- c --><trace>", 1)))
+        for bad in (
+            _broken_gzip(tmp_path),
+            write(tmp_path / "cut.xes.gz", XES[: XES.index("</trace>")], compress=True),
+            write(tmp_path / "empty.csv", ""),
+        ):
+            with pytest.raises(EventLogError):
+                read_event_log(bad)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def _broken_gzip(tmp_path: Path) -> Path:

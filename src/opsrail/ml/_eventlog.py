@@ -258,6 +258,26 @@ class _Counted(io.RawIOBase):
         self.count += len(data)
         return len(data)
 
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class _GzipOver(gzip.GzipFile):
+    """A gzip stream over another stream that closes that stream too (``GzipFile`` leaves a given one open)."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__(fileobj=inner, mode="rb")
+        self._inner = inner
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._inner.close()
+
 
 def _open(path: Path) -> tuple[IO[bytes], _Counted, int, bool]:
     """Binary stream over the decompressed content, its byte counter, the file size and whether it is XES."""
@@ -272,11 +292,11 @@ def _open(path: Path) -> tuple[IO[bytes], _Counted, int, bool]:
     buffered: IO[bytes] = io.BufferedReader(counted, _CHUNK)
     stream: IO[bytes] = buffered
     if head == b"\x1f\x8b":
-        stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+        stream = _GzipOver(buffered)  # type: ignore[assignment]
     try:
         start = stream.peek(512)[:512] if hasattr(stream, "peek") else b""
     except (OSError, EOFError) as exc:
-        raw.close()
+        stream.close()
         raise EventLogError(f"{path}: cannot read: {exc}") from None
     text = start.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     name = path.name.lower()
