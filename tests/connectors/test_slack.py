@@ -37,11 +37,17 @@ def call(step: str = "notify", run_id: str = "run-1", attempt: int = 1) -> CallC
     return CallContext(run_id, step, attempt, f"{run_id}:{step}")
 
 
+_clients: list[LoopLocalClient] = []
+
+
 @pytest.fixture
 def runner() -> Iterator[asyncio.Runner]:
-    """One event loop for a whole test, so the HTTP client's pooled connections stay on the loop that opened them."""
+    """One event loop for a whole test, so the HTTP client's pooled connections stay on the loop that opened them;
+    the clients the test's connectors made are closed on it at the end."""
     with asyncio.Runner() as loop:
         yield loop
+        while _clients:
+            loop.run(_clients.pop().aclose())
 
 
 class Slack:
@@ -51,9 +57,11 @@ class Slack:
         self, runner: asyncio.Runner, url: str, sleep: RecordedSleep, token: str = "xoxb-test", **policy: Any
     ) -> None:
         self.runner = runner
+        client = LoopLocalClient()
+        _clients.append(client)
         self.connector = SlackConnector(
             {"base_url": f"{url}/api", "bot_token": token, "signing_secret": SECRET},
-            LoopLocalClient(),
+            client,
             policy=HttpPolicy(**{"retries": 3, "backoff_s": 0.1, **policy}),
             sleep=sleep,
         )
