@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,18 @@ def test_without_worker_processes_the_fits_run_here_not_on_threads(monkeypatch: 
         assert pool._parallel is None
         [(weights, _)] = pool.fit(None, y, 3, cs=(0.5,), seed=0)
     np.testing.assert_array_equal(weights, nb_svm_fit(features, y, 3, c=0.5, seed=0)[0])
+
+
+def test_when_the_workers_fail_the_fits_run_here(caplog: pytest.LogCaptureFixture) -> None:
+    features = sp.random(200, 30, density=0.2, format="csr", random_state=3, dtype=np.float32)
+    y = np.arange(200) % 3
+    with FitPool(2) as pool:
+        pool.share(features)
+        assert pool._folder is not None
+        shutil.rmtree(pool._folder)  # the workers find no matrix
+        [(weights, _)] = pool.fit(np.arange(150), y[:150], 3, cs=(0.5,), seed=0)
+        assert pool._parallel is None and "run in this process" in caplog.text
+    np.testing.assert_array_equal(weights, nb_svm_fit(features[:150], y[:150], 3, c=0.5, seed=0)[0])
 
 
 def test_the_same_data_and_seed_give_the_same_model(slices: tuple[Path, Path]) -> None:

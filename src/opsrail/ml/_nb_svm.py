@@ -192,9 +192,14 @@ class FitPool:
             part = matrix if rows is None else matrix[rows]
             return [nb_svm_fit(part, y, n_classes, c=c, seed=seed) for c in cs]
         picked = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        fits = self._parallel(
-            delayed(_fit_in_worker)(self._folder, picked, y, k, c, seed) for c in cs for k in range(n_classes)
-        )
+        try:
+            fits = self._parallel(
+                delayed(_fit_in_worker)(self._folder, picked, y, k, c, seed) for c in cs for k in range(n_classes)
+            )
+        except Exception as exc:  # a worker killed (out of memory, say) or the shared files gone: fit here
+            log.warning("NB-SVM worker processes failed (%s); the fits run in this process", exc)
+            self._shutdown()
+            return self.fit(rows, y, n_classes, cs=cs, seed=seed)
         return [
             _assemble(list(fits[i * n_classes : (i + 1) * n_classes]), n_classes, matrix.shape[1])
             for i in range(len(cs))
