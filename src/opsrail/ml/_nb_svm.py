@@ -8,8 +8,8 @@ The per-class fits are independent, but they cannot share a process: liblinear d
 generator, so fits on parallel threads interleave their draws and the same data and seed would give another model.
 ``FitPool`` runs them in worker processes (joblib's) instead, each with its own generator, seeded by its own fit
 exactly as a fit in the calling process is: the weights are the same bit for bit, whatever the number of workers.
-The feature matrix reaches the workers once, as files in a temporary folder that each worker maps into memory (the
-page cache holds one copy); each fit then sends only the row numbers of its training part and the labels.
+The feature matrix reaches the workers once, as files in a temporary folder; each fit sends only the row numbers of
+its training part and the labels, and a worker copies that part out of the files once for all its class fits.
 """
 
 from __future__ import annotations
