@@ -18,8 +18,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,6 +29,7 @@ from joblib.parallel import BACKENDS
 from sklearn.svm import LinearSVC
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 NB_SVM_ALPHA = 1.0
 """Additive smoothing of the feature sums behind each class's log-count ratio."""
@@ -204,3 +206,11 @@ class FitPool:
             _assemble(list(fits[i * n_classes : (i + 1) * n_classes]), n_classes, matrix.shape[1])
             for i in range(len(cs))
         ]
+
+    def map(self, function: Callable[..., _T], arguments: Sequence[tuple[Any, ...]]) -> list[_T]:
+        """``function(*a)`` for each ``a`` in ``arguments``, on the workers when there are some (``function`` must
+        be importable, its results picklable), else here. For deterministic work only: the order of the results is
+        the order of ``arguments``."""
+        if self._parallel is None:
+            return [function(*a) for a in arguments]
+        return list(self._parallel(delayed(function)(*a) for a in arguments))

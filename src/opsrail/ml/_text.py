@@ -310,11 +310,12 @@ def fit_text_classifier(
         # The combiner's own out-of-fold probabilities: the honest figures and the thresholds come from these.
         progress("calibrate", 0.0)
         combiner_oof = np.zeros((len(y), n_classes))
-        for train, held in splitter.split(stacked, y):
-            combiner = _combiner_fit(stacked[train], y[train])
-            combiner_oof[held] = _expand(combiner.predict_proba(stacked[held]), combiner.classes_, n_classes)
+        parts = list(splitter.split(stacked, y))
+        # The fold fits and the final one are independent: the idle NB-SVM workers take them.
+        *fold_fits, combiner = pool.map(_combiner_fit, [(stacked[t], y[t]) for t, _ in parts] + [(stacked, y)])
+        for fold_fit, (_, held) in zip(fold_fits, parts, strict=True):
+            combiner_oof[held] = _expand(fold_fit.predict_proba(stacked[held]), fold_fit.classes_, n_classes)
         thresholds = choose_thresholds(y, combiner_oof, target_precision)
-        combiner = _combiner_fit(stacked, y)
 
         progress("fit final", 0.0)
         [(svm_weights, svm_bias)] = pool.fit(None, y, n_classes, cs=(best_c,), seed=seed)
