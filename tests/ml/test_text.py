@@ -196,9 +196,11 @@ def test_when_the_workers_fail_the_fits_run_here(caplog: pytest.LogCaptureFixtur
     with FitPool(2) as pool:
         pool.share(features)
         assert pool._folder is not None
+        assert pool.map(pow, [(2, 3), (3, 2), (5, 1)]) == [8, 9, 5]  # on the workers, in order
         shutil.rmtree(pool._folder)  # the workers find no matrix
         [(weights, _)] = pool.fit(np.arange(150), y[:150], 3, cs=(0.5,), seed=0)
         assert pool._parallel is None and "run in this process" in caplog.text
+        assert pool.map(pow, [(2, 3)]) == [8]  # later work runs here
     np.testing.assert_array_equal(weights, nb_svm_fit(features[:150], y[:150], 3, c=0.5, seed=0)[0])
 
 

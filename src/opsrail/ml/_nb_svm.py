@@ -137,12 +137,12 @@ class FitPool:
 
     Use as a context manager; ``share`` the matrix, then ``fit`` any of its row subsets. The workers are joblib's
     (loky): they do not run the caller's main script, so a script without an ``if __name__ == "__main__"`` guard
-    trains as well, and they stay up between trainings. With one worker, or when the platform cannot start worker
-    processes, every fit runs here, with the same result.
+    trains as well, and they stay up between trainings. ``map`` hands them other deterministic work of the same
+    training (the combiner's fits). With one worker, when the platform cannot start worker processes, or once a
+    worker has failed, everything runs here, with the same result.
     """
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
         self._parallel: Parallel | None = None
         self._folder: str | None = None
         self._matrix: sp.csr_matrix | None = None
@@ -194,13 +194,10 @@ class FitPool:
             part = matrix if rows is None else matrix[rows]
             return [nb_svm_fit(part, y, n_classes, c=c, seed=seed) for c in cs]
         picked = None if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        try:
-            fits = self._parallel(
-                delayed(_fit_in_worker)(self._folder, picked, y, k, c, seed) for c in cs for k in range(n_classes)
-            )
-        except Exception as exc:  # a worker killed (out of memory, say) or the shared files gone: fit here
-            log.warning("NB-SVM worker processes failed (%s); the fits run in this process", exc)
-            self._shutdown()
+        fits = self._on_workers(
+            [delayed(_fit_in_worker)(self._folder, picked, y, k, c, seed) for c in cs for k in range(n_classes)]
+        )
+        if fits is None:
             return self.fit(rows, y, n_classes, cs=cs, seed=seed)
         return [
             _assemble(list(fits[i * n_classes : (i + 1) * n_classes]), n_classes, matrix.shape[1])
@@ -211,6 +208,16 @@ class FitPool:
         """``function(*a)`` for each ``a`` in ``arguments``, on the workers when there are some (``function`` must
         be importable, its results picklable), else here. For deterministic work only: the order of the results is
         the order of ``arguments``."""
-        if self._parallel is None:
-            return [function(*a) for a in arguments]
-        return list(self._parallel(delayed(function)(*a) for a in arguments))
+        results = None if self._parallel is None else self._on_workers([delayed(function)(*a) for a in arguments])
+        return [function(*a) for a in arguments] if results is None else results
+
+    def _on_workers(self, calls: list[Any]) -> list[Any] | None:
+        """The calls' results from the workers; None, with the pool shut (so all later work runs here), when a
+        worker fails: killed (out of memory, say) or unable to read the shared files."""
+        assert self._parallel is not None
+        try:
+            return list(self._parallel(calls))
+        except Exception as exc:
+            log.warning("NB-SVM worker processes failed (%s); the fits run in this process", exc)
+            self._shutdown()
+            return None
