@@ -18,7 +18,15 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
-from opsrail.ml._nb_svm import MAX_WORKERS, MIN_PARALLEL_NONZEROS, NB_SVM_ALPHA, FitPool, default_workers, nb_svm_fit
+from opsrail.ml._nb_svm import (
+    MAX_WORKERS,
+    MIN_PARALLEL_NONZEROS,
+    NB_SVM_ALPHA,
+    FitPool,
+    default_workers,
+    nb_svm_fit,
+    remove_stale_folders,
+)
 from opsrail.ml._text import TextClassifier, TrainingDataError, train_text_classifier
 from opsrail.ml._types import Prediction, TrainedModel
 
@@ -170,6 +178,29 @@ def test_worker_processes_fit_exactly_what_this_process_fits(tmp_path: Path, mon
         np.testing.assert_array_equal(bias, here_bias)
     assert not pooled[0][0][3].any() and pooled[0][1][3] == -1.0
     np.testing.assert_array_equal(whole[0], nb_svm_fit(features, y, 4, c=0.5, seed=1)[0])
+
+
+def test_folders_of_killed_trainings_are_removed_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    hour_ago = 3700.0
+    left = tmp_path / f"opsrail-nbsvm-{ended.pid}-abc"
+    recent = tmp_path / f"opsrail-nbsvm-{ended.pid}-def"
+    running = tmp_path / f"opsrail-nbsvm-{os.getppid()}-ghi"
+    other = tmp_path / "opsrail-nbsvm-notapid-jkl"
+    for folder in (left, recent, running, other):
+        folder.mkdir()
+        (folder / "data.npy").write_bytes(b"x")
+    for folder in (left, running, other):
+        stamp = folder.stat().st_mtime - hour_ago
+        os.utime(folder, (stamp, stamp))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with FitPool(2) as pool:
+        pool.share(sp.random(50, 10, density=0.3, format="csr", random_state=1))
+        assert pool._folder is not None and pool._folder.startswith(str(tmp_path / f"opsrail-nbsvm-{os.getpid()}-"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (recent, running, other))
+    # The age guard alone keeps a recent folder; nothing else is touched.
+    assert remove_stale_folders(tmp_path, older_than=0.0) == [recent]
 
 
 def test_small_files_fit_in_process_and_large_ones_on_every_core() -> None:

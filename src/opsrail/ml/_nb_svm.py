@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,6 +116,45 @@ def _fit_in_worker(
 # -- caller side --------------------------------------------------------------------------------------------------
 
 
+_FOLDER_PREFIX = "opsrail-nbsvm-"
+STALE_FOLDER_SECONDS = 3600.0
+"""A shared folder left by a process that no longer runs (killed mid-training) is removed once it is this old."""
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_folders(parent: Path, *, older_than: float = STALE_FOLDER_SECONDS) -> list[Path]:
+    """Remove the shared folders in ``parent`` whose training process has ended without removing them (a process
+    killed with SIGKILL cannot) and which are older than ``older_than`` seconds; returns what was removed.
+
+    The age guard keeps a folder whose process merely looks ended from here (another PID namespace sharing the
+    temporary folder, say) for the length of any training."""
+    removed = []
+    now = time.time()
+    for folder in parent.glob(f"{_FOLDER_PREFIX}*-*"):
+        pid_text = folder.name[len(_FOLDER_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_runs(int(pid_text)):
+            continue
+        try:
+            if now - folder.stat().st_mtime < older_than:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d shared folder(s) left by ended trainings", len(removed))
+    return removed
+
+
 MIN_PARALLEL_NONZEROS = 2_000_000
 """Below this many stored feature values (about 4,000 tickets) the fits run in the calling process: starting the workers
 and copying the matrix to them costs about as much as the fits (2,000 tickets: 1.9 s either way)."""
@@ -173,7 +213,8 @@ class FitPool:
         if self._parallel is None:
             return
         try:
-            folder = tempfile.mkdtemp(prefix="opsrail-nbsvm-")
+            remove_stale_folders(Path(tempfile.gettempdir()))
+            folder = tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-")
             self._folder = folder
             for name in ("data", "indices", "indptr"):
                 np.save(Path(folder) / f"{name}.npy", getattr(matrix, name))
