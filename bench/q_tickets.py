@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from opsrail.ml._labelled_csv import read_labelled_csv
 from opsrail.ml._metrics import summary
-from opsrail.ml._text import fit_text_classifier, read_labelled_csv, train_text_classifier
+from opsrail.ml._text import fit_text_classifier, train_text_classifier
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
 

@@ -26,7 +26,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
-from opsrail.ml._text import _nb_fit, _nb_scores, read_labelled_csv
+from opsrail.ml._labelled_csv import read_labelled_csv
+from opsrail.ml._text import _nb_fit, _nb_scores
 from opsrail.ml._text_features import TextFeatures
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"

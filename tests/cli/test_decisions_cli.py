@@ -118,3 +118,32 @@ def test_models_train_and_evaluate_a_text_classifier_with_json(run: CliRunner, t
     assert figures["n"] == 900
     listed = json.loads(run.invoke(app, ["models", "list", "--json"]).stdout)
     assert [(m["name"], m["latest"]) for m in listed] == [("text-classifier", 1)]
+
+
+def test_a_semicolon_windows_export_with_a_one_off_label_trains_and_finds_similar_cases(
+    run: CliRunner, tmp_path: Path
+) -> None:
+    source = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
+    with gzip.open(source, "rt", encoding="utf-8") as handle:
+        rows = [
+            [row["Document"], row["Topic_group"]] for _, row in zip(range(900), csv.DictReader(handle), strict=False)
+        ]
+    rows[0] = ["caf\u00e9 machine r\u00e9paration; urgent", "Facilities"]  # one example of its class
+    data = tmp_path / "export.csv"
+    with data.open("w", newline="", encoding="cp1252") as handle:
+        writer = csv.writer(handle, delimiter=";")
+        writer.writerow(["Description", "Queue"])
+        writer.writerows(rows)
+    trained = run.invoke(
+        app, ["models", "train", "text-classifier", "--data", str(data), "--text", "Description", "--label", "Queue"]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "warning: 1 class(es) have fewer than 3 examples (Facilities)" in trained.stdout
+    shown = json.loads(run.invoke(app, ["models", "show", "text-classifier", "--json"]).stdout)
+    assert shown["params"]["file"] == {"encoding": "cp1252", "delimiter": ";", "rows_without_label": 0}
+    decided = run.invoke(
+        app, ["decisions", "evaluate", "text-classifier", "--input", '{"text": "caf\u00e9 machine"}', "--json"]
+    )
+    assert decided.exit_code == 0, decided.output
+    similar = json.loads(decided.stdout)["similar"]
+    assert similar and similar[0]["source"] == "export.csv#line-2"  # the accented text read back intact

@@ -18,6 +18,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.svm import LinearSVC
 
+from opsrail.ml._labelled_csv import TrainingDataError
 from opsrail.ml._nb_svm import (
     MAX_WORKERS,
     MIN_PARALLEL_NONZEROS,
@@ -27,7 +28,7 @@ from opsrail.ml._nb_svm import (
     nb_svm_fit,
     remove_stale_folders,
 )
-from opsrail.ml._text import TextClassifier, TrainingDataError, train_text_classifier
+from opsrail.ml._text import TextClassifier, train_text_classifier
 from opsrail.ml._types import Prediction, TrainedModel
 
 TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
@@ -288,3 +289,72 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
     header_only = _write(tmp_path / "header.csv", ["text", "label"], [])
     with pytest.raises(TrainingDataError, match="no rows"):
         train_text_classifier(header_only, text="text", label="label")
+
+
+def _three_topics() -> list[list[str]]:
+    rows = [[f"printer jammed paper tray {i}", "hardware"] for i in range(20)]
+    rows += [[f"grant access to shared folder {i}", "access"] for i in range(20)]
+    rows += [[f"laptop purchase order approval {i}", "purchase"] for i in range(20)]
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "read_as"),
+    [
+        (";", "utf-8", "utf-8-sig"),
+        (",", "utf-8-sig", "utf-8-sig"),
+        ("\t", "cp1252", "cp1252"),
+        ("|", "latin-1", "latin-1"),
+    ],
+)
+def test_spreadsheet_exports_read_whatever_their_delimiter_and_encoding(
+    tmp_path: Path, delimiter: str, encoding: str, read_as: str
+) -> None:
+    rows = _three_topics()
+    # Needs quoting, is not ASCII; a Latin-1 control character (0x81) that Windows-1252 does not define.
+    rows[0][0] = "imprimante bloquée, papier; écran " + ("\x81" if encoding == "latin-1" else "\u2013") + rows[0][0]
+    path = tmp_path / "export.csv"
+    with path.open("w", encoding=encoding, newline="") as stream:
+        writer = csv.writer(stream, delimiter=delimiter)
+        writer.writerow(["Ticket Text", "Team"])
+        writer.writerows(rows)
+        writer.writerow(["no label on this row", ""])
+    model = train_text_classifier(path, text="ticket text", label="team")  # names match ignoring case
+    assert model.params["file"] == {"encoding": read_as, "delimiter": delimiter, "rows_without_label": 1}
+    assert model.params["n_train"] == 60
+    assert model.predict({"text": "paper jammed in the printer"}).label == "hardware"
+    assert model.evaluate(path)["n"] == 60
+
+
+def test_rare_classes_train_and_are_reported(tmp_path: Path) -> None:
+    rows = [*_three_topics(), ["reset my token please", "security"], ["token expired again", "security"]]
+    rows.append(["coffee machine broken", "facilities"])
+    path = _write(tmp_path / "rare.csv", ["text", "label"], rows)
+    model = train_text_classifier(path, text="text", label="label")
+    assert model.params["inner_folds"] == 3  # one rare class does not thin every fold
+    assert model.metrics["rare_classes"] == {"facilities": 1, "security": 2}
+    assert "facilities" in model.metrics["warnings"][0]
+    assert set(model.classes) == {"access", "facilities", "hardware", "purchase", "security"}
+    only_once = _write(tmp_path / "once.csv", ["text", "label"], [["a b", "x"], ["c d", "y"], ["e f", "z"]])
+    with pytest.raises(TrainingDataError, match="every label occurs once"):
+        train_text_classifier(only_once, text="text", label="label")
+
+
+def test_a_class_of_one_ticket_leaves_the_other_figures_alone(
+    slices: tuple[Path, Path], model: TextClassifier, tmp_path: Path
+) -> None:
+    """Its fold's base models never saw it; their placeholder scores must not throw the combiner off."""
+    with slices[0].open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    rows[1][1] = "Singleton"
+    path = _write(tmp_path / "one-off.csv", rows[0], rows[1:])
+    odd = train_text_classifier(path, text="body", label="topic", seed=0)
+    assert odd.metrics["rare_classes"] == {"Singleton": 1}
+    assert odd.metrics["accuracy"] == pytest.approx(model.metrics["accuracy"], abs=0.01)
+
+
+def test_unreadable_gzip_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv.gz"
+    path.write_bytes(gzip.compress(b"text,label\n" * 100)[:40])
+    with pytest.raises(TrainingDataError, match="cannot read"):
+        train_text_classifier(path, text="text", label="label")

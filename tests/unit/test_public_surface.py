@@ -110,6 +110,7 @@ SURFACE = {
         "TrainedModel",
         "TrainingDataError",
         "fit_text_classifier",
+        "labelled_records",
         "no_progress",
         "read_event_log",
         "train_next_activity",

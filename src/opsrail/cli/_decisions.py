@@ -449,6 +449,8 @@ def _print_model(info: dict[str, Any]) -> None:
     for key, value in (info.get("metrics") or {}).items():
         if not isinstance(value, (dict, list)):
             typer.echo(f"  {key}: {value}")
+    for warning in (info.get("metrics") or {}).get("warnings", []):
+        typer.secho(f"  warning: {warning}", fg=typer.colors.YELLOW)
     if info.get("thresholds"):
         shown = ", ".join(f"{k} {v:.2f}" for k, v in info["thresholds"].items() if isinstance(v, (int, float)))
         typer.echo(f"  thresholds: {shown}")

@@ -13,10 +13,11 @@ from opsrail.ml._types import Prediction, Progress, TrainedModel, no_progress
 
 if TYPE_CHECKING:
     from opsrail.ml._eventlog import EventLog, EventLogError, read_event_log
+    from opsrail.ml._labelled_csv import TrainingDataError, labelled_records
     from opsrail.ml._next_activity import NextActivityModel, train_next_activity
     from opsrail.ml._remaining_time import RemainingTimeModel, train_remaining_time
     from opsrail.ml._sla_breach import SlaBreachModel, train_sla_breach
-    from opsrail.ml._text import TextClassifier, TrainingDataError, fit_text_classifier, train_text_classifier
+    from opsrail.ml._text import TextClassifier, fit_text_classifier, train_text_classifier
 
 _LAZY = {
     "EventLog": "opsrail.ml._eventlog",
@@ -29,7 +30,8 @@ _LAZY = {
     "SlaBreachModel": "opsrail.ml._sla_breach",
     "train_sla_breach": "opsrail.ml._sla_breach",
     "TextClassifier": "opsrail.ml._text",
-    "TrainingDataError": "opsrail.ml._text",
+    "TrainingDataError": "opsrail.ml._labelled_csv",
+    "labelled_records": "opsrail.ml._labelled_csv",
     "fit_text_classifier": "opsrail.ml._text",
     "train_text_classifier": "opsrail.ml._text",
 }
@@ -56,6 +58,7 @@ __all__ = [
     "TrainedModel",
     "TrainingDataError",
     "fit_text_classifier",
+    "labelled_records",
     "no_progress",
     "read_event_log",
     "train_next_activity",

@@ -3,9 +3,6 @@ text model keeps for similar-case retrieval."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,17 +62,12 @@ def case_documents(task: str, data: Path, model: TrainedModel) -> list[Document]
     """The labelled rows a text classifier was trained on, as past cases for similar-case retrieval."""
     if task != "text-classifier":
         return []
-    text_column, label_column = model.columns["text"], model.columns["label"]
-    raw = data.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    reader = csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace")))
+    records = ml.labelled_records(data, text=model.columns["text"], label=model.columns["label"])
     documents = []
-    for number, row in enumerate(reader, start=2):
-        text = (row.get(text_column) or "").strip()
+    for number, body, label in records:
+        text = body.strip()
         if not text:
             continue
-        label = row.get(label_column) or ""
         documents.append(
             Document(
                 id=f"{data.name}:{number}",

@@ -1,0 +1,127 @@
+"""Labelled texts from a CSV file as help desks and spreadsheets export them.
+
+Plain or gzip (by the magic bytes); UTF-8 with or without a byte-order mark, else Windows-1252 (what spreadsheet
+programs on Windows write as "CSV"), else Latin-1; the delimiter is the most frequent of ``, ; TAB |`` in the header
+line. A column is found by its exact name, else by the one name that matches ignoring case and surrounding spaces.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DELIMITERS = (",", ";", "\t", "|")
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+"""Tried in this order; Latin-1 reads any byte, so the last one always succeeds."""
+
+
+class TrainingDataError(ValueError):
+    """The training (or evaluation) file cannot train a classifier: missing column, no rows, a single class, …"""
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    texts: list[str]
+    labels: list[str]
+    encoding: str
+    delimiter: str
+    skipped: int
+    """Rows without a label value (left out)."""
+
+
+def _decoded(path: Path) -> tuple[str, str]:
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as stream:
+            data = stream.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise TrainingDataError(f"cannot read {path}: {exc}") from None
+    for encoding in ENCODINGS:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("Latin-1 decodes any byte")  # pragma: no cover
+
+
+def _column(header: list[str], name: str) -> int | None:
+    if name in header:
+        return header.index(name)
+    loose = [i for i, h in enumerate(header) if h.strip().casefold() == name.strip().casefold()]
+    return loose[0] if len(loose) == 1 else None
+
+
+@dataclass(frozen=True)
+class LabelledRecords:
+    """The records of a labelled CSV, read lazily: ``(number, text, label)``, numbered from 2 (the header is 1);
+    a missing cell reads as an empty string."""
+
+    path: Path
+    encoding: str
+    delimiter: str
+    _reader: Iterator[list[str]]
+    _text_at: int
+    _label_at: int
+
+    def __iter__(self) -> Iterator[tuple[int, str, str]]:
+        width = max(self._text_at, self._label_at) + 1
+        for number, row in enumerate(self._reader, start=2):
+            if not row:
+                continue  # a blank line
+            if len(row) < width:
+                row = row + [""] * (width - len(row))
+            yield number, row[self._text_at], row[self._label_at].strip()
+
+
+def labelled_records(path: Path, *, text: str, label: str) -> LabelledRecords:
+    """Open a labelled CSV (see the module docstring); a missing column is a ``TrainingDataError`` that lists the
+    file's columns."""
+    # Ticket bodies can be long; the csv module's default field limit (128 KiB) would reject them.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    content, encoding = _decoded(path)
+    if encoding != ENCODINGS[0]:
+        log.info("%s is not UTF-8; read as %s", path, encoding)
+    first_line = content.split("\n", 1)[0]
+    delimiter = max(DELIMITERS, key=first_line.count)
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    if not header:
+        raise TrainingDataError(f"{path} is empty: expected a header row with columns {text!r} and {label!r}")
+    text_at, label_at = _column(header, text), _column(header, label)
+    if text_at is None or label_at is None:
+        missing = [name for name, at in ((text, text_at), (label, label_at)) if at is None]
+        raise TrainingDataError(
+            f"{path} has no column {' or '.join(repr(m) for m in missing)}; its columns are "
+            + ", ".join(repr(h) for h in header)
+        )
+    return LabelledRecords(path, encoding, delimiter, reader, text_at, label_at)
+
+
+def read_labelled_texts(path: Path, *, text: str, label: str) -> LabelledTexts:
+    """Texts and labels from a CSV (see the module docstring); rows with an empty label are left out and counted."""
+    records = labelled_records(path, text=text, label=label)
+    texts, labels, skipped = [], [], 0
+    for _, body, value in records:
+        if value:
+            texts.append(body)
+            labels.append(value)
+        else:
+            skipped += 1
+    if not texts:
+        raise TrainingDataError(f"{path} has a header but no rows with a {label!r} value")
+    return LabelledTexts(texts, labels, records.encoding, records.delimiter, skipped)
+
+
+def read_labelled_csv(path: Path, *, text: str, label: str) -> tuple[list[str], list[str]]:
+    """Texts and labels only (see ``read_labelled_texts``)."""
+    read = read_labelled_texts(path, text=text, label=label)
+    return read.texts, read.labels
