@@ -87,6 +87,7 @@ def test_models_train_needs_its_columns_and_says_which_exist(run: CliRunner, tmp
         app, ["models", "train", "text-classifier", "--data", str(data), "--text", "Document", "--label", "queue"]
     )
     assert wrong.exit_code == 2 and "body" in wrong.stderr
+    assert wrong.stderr.count("tickets.csv") == 1  # the file is named once
     nothing = run.invoke(app, ["models", "evaluate", "nothing", "--data", str(data)])
     assert nothing.exit_code == 4
     unknown = run.invoke(app, ["models", "train", "forecast", "--data", str(data)])

@@ -146,10 +146,20 @@ def test_unreadable_files(tmp_path: Path) -> None:
         read_event_log(write(tmp_path / "bad.xes", "<?xml version='1.0'?><log><trace><event></trace></log>"))
     with pytest.raises(EventLogError, match="not a readable XES"):
         read_event_log(write(tmp_path / "cut.xes.gz", XES[: XES.index("</trace>")], compress=True))
-    bad = tmp_path / "latin.csv"
-    bad.write_bytes(b"case,activity,timestamp\n1,\xe9t\xe9,2024-01-01\n")
-    with pytest.raises(EventLogError, match="not UTF-8"):
-        read_event_log(bad)
+
+
+def test_csv_that_is_not_utf8_is_read_as_windows_1252_or_latin_1(tmp_path: Path) -> None:
+    windows = tmp_path / "windows.csv"
+    windows.write_bytes(b"Case Nr;Event;timestamp\n1;\xe9t\xe9 \x80;2024-01-01\n")
+    log = read_event_log(windows)
+    assert [e.activity for e in log.cases[0].events] == ["\u00e9t\u00e9 \u20ac"]
+    assert log.columns == {"case": "Case Nr", "activity": "Event", "timestamp": "timestamp"}
+    # 0x81 is not Windows-1252; the odd byte comes after the first block of the decompressed stream.
+    rows = b"".join(b"%d,call,2024-01-01T00:00:%02d\n" % (n, n % 60) for n in range(20_000))
+    late = tmp_path / "late.csv.gz"
+    late.write_bytes(gzip.compress(b"case,activity,timestamp\n" + rows + b"7,\x81,2024-01-02\n"))
+    log = read_event_log(late)
+    assert len(log.cases) == 20_000 and log.cases[7].events[-1].activity == "\x81"
 
 
 def test_reading_a_log_closes_its_file_whatever_happens(tmp_path: Path) -> None:

@@ -309,3 +309,44 @@ def test_fallback_to_the_median_when_nothing_is_learnable(tmp_path: Path) -> Non
     model = train_remaining_time(path)
     assert model.metrics["mae_days"] <= model.metrics["median_baseline_mae_days"] * 1.05
     assert isinstance(model.params["fallback"], bool)
+
+
+def test_next_activity_answers_only_the_most_frequent_activities_of_a_fine_grained_log(
+    slice_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each class costs a tree per round: a log of a thousand activities must not train for hours."""
+    monkeypatch.setattr("opsrail.ml._next_activity.MAX_CLASSES", 4)
+    model = train_next_activity(slice_path, case="ticket", activity="step", timestamp="at")
+    counts = model.params["classes"]
+    assert model.params["fallback"] is False
+    assert len(model.classes) == counts["answered"] == 4 < counts["next_activities"]
+    assert counts["prefixes_left_out"] > 0 and 0.0 < counts["share_left_out"] < 0.2
+    assert model.predict(OPEN).label in model.classes
+    assert model.metrics["accuracy"] > 0.65  # prefixes followed by a left-out activity count as wrong
+
+
+def test_next_activity_falls_back_to_the_follower_table_when_that_answers_better(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve activities, each always followed by the same one; a model allowed two classes cannot keep up."""
+    monkeypatch.setattr("opsrail.ml._next_activity.MAX_CLASSES", 2)
+    path = tmp_path / "chains.csv"
+    rng = np.random.default_rng(4)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "activity", "timestamp"])
+        for number in range(400):
+            first = int(rng.integers(0, 12))
+            at = 1_600_000_000.0 + number * 3600
+            for step in range(4):
+                at += float(rng.exponential(3600))
+                writer.writerow([number, f"a{(first + step) % 12}", f"{at:.0f}"])
+    model = train_next_activity(path)
+    assert model.params["fallback"] is True and model.answers_by_follower
+    assert model.metrics["accuracy"] == model.metrics["baseline_accuracy"] == 1.0
+    answer = model.predict({"events": [{"activity": "a3", "timestamp": 1_600_000_000}]})
+    assert (answer.label, answer.confidence, answer.accepted) == ("a4", 1.0, True)
+    assert model.predict({"events": [{"activity": "never seen", "timestamp": 1_600_000_000}]}).confidence == 1.0
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.predict({"events": [{"activity": "a11", "timestamp": 1_600_000_000}]}).label == "a0"
+    assert restored.evaluate(path)["accuracy"] == 1.0

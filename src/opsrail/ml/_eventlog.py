@@ -20,6 +20,7 @@ import csv
 import gzip
 import html
 import io
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,10 +45,21 @@ __all__ = [
     "read_event_log",
 ]
 
-CASE_NAMES = ("case:concept:name", "CaseID", "case_id", "Case ID", "case", "caseid", "case id", "trace_id", "TraceID")
+CASE_NAMES = (
+    "case:concept:name",
+    "CaseID",
+    "case_id",
+    "Case ID",
+    "case",
+    "trace_id",
+    "Case Key",
+    "Case Number",
+    "Case Nr",
+    "Case No",
+)
 """CSV column names tried, in order, when no case column is given (compared without case, spaces, ``_`` or ``-``)."""
 
-ACTIVITY_NAMES = ("concept:name", "Activity", "ActivityID", "activity_id", "Activity Name", "activity_name", "Task")
+ACTIVITY_NAMES = ("concept:name", "Activity", "ActivityID", "Activity Name", "Task", "Event Name", "Event", "Action")
 """CSV column names tried, in order, when no activity column is given."""
 
 TIMESTAMP_NAMES = (
@@ -70,6 +82,7 @@ XES_CASE = "case:concept:name"
 XES_ACTIVITY = "concept:name"
 XES_TIMESTAMP = "time:timestamp"
 _CHUNK = 1 << 16
+log = logging.getLogger(__name__)
 
 
 class EventLogError(ValueError):
@@ -319,15 +332,21 @@ def read_event_log(
     ``TIMESTAMP_NAMES``. Raises ``EventLogError`` for an unreadable file, a missing column or an unreadable time.
     """
     path = Path(path)
-    stream, counted, size, is_xes = _open(path)
-    try:
-        if is_xes:
-            return _read_xes(path, stream, counted, size, case, activity, timestamp, progress)
-        return _read_csv(path, stream, counted, size, case, activity, timestamp, progress)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise EventLogError(f"{path}: cannot read: {exc}") from None
-    finally:
-        stream.close()
+    for encoding in CSV_ENCODINGS:
+        stream, counted, size, is_xes = _open(path)
+        try:
+            if is_xes:
+                return _read_xes(path, stream, counted, size, case, activity, timestamp, progress)
+            return _read_csv(path, stream, counted, size, case, activity, timestamp, progress, encoding)
+        except _NotDecodable as exc:
+            if encoding == CSV_ENCODINGS[-1]:  # pragma: no cover - Latin-1 decodes any byte
+                raise EventLogError(f"{path}: {exc}") from None
+            log.info("%s: %s; reading it again as %s", path, exc, CSV_ENCODINGS[CSV_ENCODINGS.index(encoding) + 1])
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise EventLogError(f"{path}: cannot read: {exc}") from None
+        finally:
+            stream.close()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _finish(cases: Iterable[Case]) -> list[Case]:
@@ -363,12 +382,21 @@ def _pick(header: Sequence[str], given: str | None, candidates: Sequence[str], r
     )
 
 
-def _text_lines(stream: IO[bytes]) -> Iterator[str]:
-    wrapper = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+CSV_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+"""A CSV is read as UTF-8 (with or without a byte-order mark), else as Windows-1252 (what spreadsheet programs on
+Windows save), else as Latin-1, which decodes any byte. A file that is not UTF-8 is read again from the start."""
+
+
+class _NotDecodable(EventLogError):
+    """The CSV is not text in the encoding tried."""
+
+
+def _text_lines(stream: IO[bytes], encoding: str = CSV_ENCODINGS[0]) -> Iterator[str]:
+    wrapper = io.TextIOWrapper(stream, encoding=encoding, newline="")
     try:
         yield from wrapper
     except UnicodeDecodeError as exc:
-        raise EventLogError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise _NotDecodable(f"not {exc.encoding} text ({exc.reason} at byte {exc.start})") from None
     finally:
         with contextlib.suppress(ValueError):  # the stream may already be closed
             wrapper.detach()
@@ -383,14 +411,13 @@ def _read_csv(
     activity: str | None,
     timestamp: str | None,
     progress: Progress,
+    encoding: str = CSV_ENCODINGS[0],
 ) -> EventLog:
-    lines = _text_lines(stream)
+    lines = _text_lines(stream, encoding)
     try:
         first = next(lines)
     except StopIteration:
         raise EventLogError(f"{path}: empty file") from None
-    except EventLogError as exc:
-        raise EventLogError(f"{path}: {exc}") from None
     delimiter = max((",", ";", "\t", "|"), key=first.count)
     reader = csv.reader(_chain(first, lines), delimiter=delimiter)
     header = [name.strip() for name in next(reader)]
@@ -433,8 +460,6 @@ def _read_csv(
                 progress("read", min(counted.count / max(size, 1), 1.0) * 0.9)
     except csv.Error as exc:
         raise EventLogError(f"{path}: row {number}: {exc}") from None
-    except EventLogError as exc:
-        raise EventLogError(f"{path}: {exc}") from None
     if not events:
         raise EventLogError(f"{path}: no events (only a header)")
     times = parse_timestamps(stamps, row=lambda index: f"{path}: row {rows[index]}, column {header[time_at]!r}")

@@ -49,6 +49,25 @@ __all__ = ["NextActivityModel", "train_next_activity"]
 TARGET_PRECISION = 0.9
 F = npt.NDArray[np.float64]
 
+MAX_CLASSES = 40
+"""The next activities a model answers: the most frequent ones in its training prefixes (ties by name). LightGBM
+grows one tree per class each round, so a log of a thousand activities would train for hours; prefixes followed by
+a rarer activity are left out of training, and counted as wrong answers wherever the model is scored."""
+
+
+def _answerable(names: Sequence[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The classes a model is trained on (most frequent first) and what the cap left out."""
+    counts = Counter(names)
+    ordered = sorted(counts, key=lambda name: (-counts[name], name))
+    kept = tuple(ordered[:MAX_CLASSES])
+    left_out = sum(counts[name] for name in ordered[MAX_CLASSES:])
+    return kept, {
+        "next_activities": len(ordered),
+        "answered": len(kept),
+        "prefixes_left_out": left_out,
+        "share_left_out": round(left_out / max(len(names), 1), 6),
+    }
+
 
 def _eval_lengths(n_events: int) -> range:
     return prefix_lengths(n_events, first=2)
@@ -98,6 +117,30 @@ def _baseline(cases: Sequence[Case]) -> tuple[dict[str, str], str]:
     return table, (overall.most_common(1)[0][0] if overall else "")
 
 
+def _follow(follower: Mapping[str, str], most_frequent: str, cases: Sequence[Case], prefixes: Prefixes) -> list[str]:
+    """The follower table's answer for each prefix: the most frequent follower of its last activity."""
+    return [
+        follower.get(cases[int(c)].events[int(k) - 1].activity, most_frequent)
+        for c, k in zip(prefixes.case_index, prefixes.length, strict=True)
+    ]
+
+
+def _follower_precision(
+    cases: Sequence[Case], prefixes: Prefixes, truth: Sequence[str], answers: Sequence[str]
+) -> dict[str, float]:
+    """Per last activity, the share of prefixes whose next activity was the follower table's answer; under ``""``
+    the share over all prefixes (for activities never seen last)."""
+    hits: Counter[str] = Counter()
+    seen: Counter[str] = Counter()
+    for c, k, right, answer in zip(prefixes.case_index, prefixes.length, truth, answers, strict=True):
+        last = cases[int(c)].events[int(k) - 1].activity
+        seen[last] += 1
+        hits[last] += right == answer
+    precision = {name: round(hits[name] / seen[name], 6) for name in seen}
+    precision[""] = round(sum(hits.values()) / max(sum(seen.values()), 1), 6)
+    return precision
+
+
 def _figures(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:
     from sklearn.metrics import f1_score
 
@@ -123,6 +166,13 @@ class NextActivityModel(Registration):
     temperature: float
     follower: dict[str, str]
     most_frequent: str
+    follower_precision: dict[str, float] | None = None
+    """Set when the model answers with the follower table (see ``_fit``): the share of inner validation prefixes
+    ending in each activity whose next activity was its most frequent follower, the answer's confidence."""
+
+    @property
+    def answers_by_follower(self) -> bool:
+        return self.follower_precision is not None
 
     def probabilities(self, features: F) -> F:
         """Calibrated class probabilities, one row per prefix, columns in ``classes`` order."""
@@ -130,6 +180,18 @@ class NextActivityModel(Registration):
 
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
         events, attributes = prefix_inputs(inputs, self._columns, self.encoder)
+        if self.follower_precision is not None:
+            last = events[-1].activity
+            label = self.follower.get(last, self.most_frequent)
+            confidence = self.follower_precision.get(last, self.follower_precision.get("", 0.0))
+            return Prediction(
+                label=label,
+                value=None,
+                confidence=confidence,
+                accepted=confidence >= self._thresholds.get(label, 1.0),
+                probabilities={label: round(confidence, 6)},
+                explanation=({"feature": f"last activity = {last}", "weight": round(confidence, 6)},),
+            )
         row = self.encoder.encode_one(events, attributes, prefix_context(inputs))
         probabilities = self.probabilities(row)[0]
         best = int(np.argmax(probabilities))
@@ -151,13 +213,13 @@ class NextActivityModel(Registration):
         truth = _targets(cases, prefixes)
         if not truth:
             return {"accuracy": None, "macro_f1": None, "n": 0, "baseline_accuracy": None}
-        picked = np.argmax(self.probabilities(prefixes.features), axis=1)
-        predicted = [self.classes[int(index)] for index in picked]
+        baseline = _follow(self.follower, self.most_frequent, cases, prefixes)
+        if self.follower_precision is not None:
+            predicted = baseline
+        else:
+            picked = np.argmax(self.probabilities(prefixes.features), axis=1)
+            predicted = [self.classes[int(index)] for index in picked]
         figures = _figures(truth, predicted)
-        baseline = [
-            self.follower.get(cases[int(c)].events[int(k) - 1].activity, self.most_frequent)
-            for c, k in zip(prefixes.case_index, prefixes.length, strict=True)
-        ]
         figures["baseline_accuracy"] = _figures(truth, baseline)["accuracy"]
         figures["baseline"] = "last activity: most frequent follower in training cases"
         return figures
@@ -179,10 +241,11 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
     views = feature_views(encoder)
     train_prefixes = encoder.encode(inner_train)
     train_names = _targets(inner_train, train_prefixes)
-    counts = Counter(train_names)
-    classes = tuple(sorted(counts, key=lambda name: (-counts[name], name)))
+    classes, _ = _answerable(train_names)
     index = {name: position for position, name in enumerate(classes)}
-    target = np.array([index[name] for name in train_names], dtype=np.int64)
+    trained_on = np.array([name in index for name in train_names], dtype=bool)
+    target = np.array([index[name] for name in train_names if name in index], dtype=np.int64)
+    train_features = train_prefixes.features if trained_on.all() else train_prefixes.features[trained_on]
     valid_prefixes = encoder.encode(inner_valid)
     valid_names = _targets(inner_valid, valid_prefixes)
     known = np.array([name in index for name in valid_names], dtype=bool)
@@ -205,7 +268,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
         params = base_params("multiclass", seed, setting, num_class=len(classes))
         booster, rounds = fit_booster(
             params,
-            train_prefixes.features[:, :width],
+            train_features[:, :width],
             target,
             categorical,
             valid=(valid_prefixes.features[known, :width], valid_target[known]),
@@ -238,19 +301,56 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
     inner_predicted = [classes[int(picked[i])] for i in np.flatnonzero(protocol)]
     inner = _figures(inner_truth, inner_predicted)
     inner["cases"] = len(inner_valid)
+    # Guard: where the follower table of the inner training cases answers the inner validation prefixes at least as
+    # well (a log of so many activities that the most frequent ones cover few next steps, say), the model is that
+    # table, as a remaining-time model that cannot beat the median is the median.
+    inner_follower, inner_most_frequent = _baseline(inner_train)
+    follower_answers = _follow(inner_follower, inner_most_frequent, inner_valid, valid_prefixes)
+    inner_baseline = _figures(inner_truth, [follower_answers[i] for i in np.flatnonzero(protocol)])["accuracy"]
+    inner["baseline_accuracy"] = inner_baseline
+    by_follower = inner_baseline is not None and inner["accuracy"] is not None and inner_baseline >= inner["accuracy"]
+    follower, most_frequent = _baseline(cases)
+    if by_follower:
+        progress("fitted", 1.0)
+        precision = _follower_precision(inner_valid, valid_prefixes, valid_names, follower_answers)
+        return NextActivityModel(
+            encoder=encoder,
+            booster=None,
+            classes=tuple(sorted(set(follower.values()) | {most_frequent})),
+            temperature=1.0,
+            follower=follower,
+            most_frequent=most_frequent,
+            follower_precision=precision,
+            _params={
+                "model": "follower table: the most frequent next activity after the last one",
+                "fallback": True,
+                "inner_accuracy_by_feature_set": scores,
+                "inner_follower_accuracy": inner_baseline,
+                "target_precision": TARGET_PRECISION,
+                "activities": len(encoder.activities),
+                "classes": _answerable(train_names)[1],
+                "seed": seed,
+                "inner_validation": "last 20% of training cases in split order",
+            },
+            _metrics={"inner": {**inner, "accuracy": inner_baseline}},
+            _thresholds=dict.fromkeys(set(follower.values()) | {most_frequent}, TARGET_PRECISION),
+        )
     progress("refit on all training cases", 0.8)
     final_encoder = make_encoder(feature_set).fit(cases)
     final_prefixes = final_encoder.encode(cases)
     final_names = _targets(cases, final_prefixes)
-    final_counts = Counter(final_names)
-    final_classes = tuple(sorted(final_counts, key=lambda name: (-final_counts[name], name)))
+    final_classes, coverage = _answerable(final_names)
     final_index = {name: position for position, name in enumerate(final_classes)}
-    final_target = np.array([final_index[name] for name in final_names], dtype=np.int64)
+    final_kept = np.array([name in final_index for name in final_names], dtype=bool)
+    final_target = np.array([final_index[name] for name in final_names if name in final_index], dtype=np.int64)
     params = base_params("multiclass", seed, setting, num_class=len(final_classes))
     final_booster, _ = fit_booster(
-        params, final_prefixes.features, final_target, final_encoder.categorical, rounds=refit_rounds(rounds)
+        params,
+        final_prefixes.features if final_kept.all() else final_prefixes.features[final_kept],
+        final_target,
+        final_encoder.categorical,
+        rounds=refit_rounds(rounds),
     )
-    follower, most_frequent = _baseline(cases)
     progress("fitted", 1.0)
     return NextActivityModel(
         encoder=final_encoder,
@@ -261,6 +361,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
         most_frequent=most_frequent,
         _params={
             "model": "lightgbm multiclass",
+            "fallback": False,
             "feature_set": feature_set,
             "inner_accuracy_by_feature_set": scores,
             "setting": dict(setting),
@@ -270,6 +371,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
             "target_precision": TARGET_PRECISION,
             "window": final_encoder.window,
             "activities": len(final_encoder.activities),
+            "classes": coverage,
             "attributes": [feature.name for feature in final_encoder.attributes],
             "seed": seed,
             "inner_validation": "last 20% of training cases in split order",

@@ -300,7 +300,8 @@ class DecisionService:
         try:
             figures = model.evaluate(data, progress=progress)
         except ValueError as exc:
-            raise InvalidInput(f"{data}: {exc}") from None
+            message = str(exc)  # the readers' messages name the file already
+            raise InvalidInput(message if str(data) in message else f"{data}: {message}") from None
         return {"model": name, "version": found_version, "task": model.task, **figures}
 
     def _model(self, name: str, version: int | None) -> tuple[TrainedModel, KnowledgeIndex | None, int]:

@@ -54,7 +54,8 @@ def train(task: str, data: Path, options: Mapping[str, Any], progress: Progress)
                 **log_options,
             )
     except ValueError as exc:
-        raise InvalidInput(f"{data}: {exc}") from None
+        message = str(exc)  # the readers' messages name the file already
+        raise InvalidInput(message if str(data) in message else f"{data}: {message}") from None
     raise InvalidInput(f"unknown model task {task!r}", hint=f"one of: {', '.join(TASKS)}")
 
 
