@@ -350,3 +350,22 @@ def test_next_activity_falls_back_to_the_follower_table_when_that_answers_better
     restored = pickle.loads(pickle.dumps(model))
     assert restored.predict({"events": [{"activity": "a11", "timestamp": 1_600_000_000}]}).label == "a0"
     assert restored.evaluate(path)["accuracy"] == 1.0
+
+
+def test_next_activity_that_learns_nothing_beyond_the_follower_table_is_that_table(tmp_path: Path) -> None:
+    """Next steps drawn at random: the trees fit, and cannot beat answering the most frequent follower."""
+    path = tmp_path / "noise.csv"
+    rng = np.random.default_rng(8)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "activity", "timestamp"])
+        for number in range(500):
+            at = 1_600_000_000.0 + number * 3600
+            for _ in range(5):
+                at += float(rng.exponential(3600))
+                writer.writerow([number, "call" if rng.random() < 0.7 else "mail", f"{at:.0f}"])
+    model = train_next_activity(path)
+    assert model.params["fallback"] is True
+    assert model.params["inner_model_accuracy"] <= model.params["inner_follower_accuracy"]
+    assert set(model.params["inner_accuracy_by_feature_set"]) == {"base", "base+sequence", "base+sequence+intercase"}
+    assert model.metrics["accuracy"] == model.metrics["baseline_accuracy"]

@@ -253,6 +253,19 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
     protocol = valid_prefixes.length >= 2
     if len(classes) < 2:
         raise ValueError("next-activity needs at least two different next activities in the training cases")
+    # Guard: where the follower table of the inner training cases answers the inner validation prefixes at least as
+    # well as the model (a log of so many activities that the most frequent ones cover few next steps, say), the model
+    # is that table, as a remaining-time model that cannot beat the median is the median. The model cannot be right
+    # more often than its classes hold the truth: below that ceiling, no trial is fitted.
+    inner_truth = [valid_names[i] for i in np.flatnonzero(protocol)]
+    inner_follower, inner_most_frequent = _baseline(inner_train)
+    follower_answers = _follow(inner_follower, inner_most_frequent, inner_valid, valid_prefixes)
+    inner_baseline = _figures(inner_truth, [follower_answers[i] for i in np.flatnonzero(protocol)])["accuracy"]
+    guard = (inner_valid, valid_prefixes, valid_names, follower_answers, inner_baseline)
+    ceiling = float(known[protocol].mean()) if protocol.any() else float(known.mean())
+    if inner_baseline is not None and inner_baseline >= ceiling:
+        inner = {"accuracy": None, "ceiling": round(ceiling, 6), "n": len(inner_truth), "cases": len(inner_valid)}
+        return _follower_model(cases, encoder, inner, guard, {}, train_names, seed, progress)
     trials: list[tuple[str, dict[str, float] | None]] = [(DEFAULT_FEATURE_SET, setting) for setting in GRID]
     trials += [(feature_set, None) for feature_set in FEATURE_SETS[1:]]
     best: tuple[float, int, dict[str, float], Any, str] | None = None
@@ -297,44 +310,12 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
             if chosen.sum() >= 20
             else pooled
         )
-    inner_truth = [valid_names[i] for i in np.flatnonzero(protocol)]
     inner_predicted = [classes[int(picked[i])] for i in np.flatnonzero(protocol)]
     inner = _figures(inner_truth, inner_predicted)
     inner["cases"] = len(inner_valid)
-    # Guard: where the follower table of the inner training cases answers the inner validation prefixes at least as
-    # well (a log of so many activities that the most frequent ones cover few next steps, say), the model is that
-    # table, as a remaining-time model that cannot beat the median is the median.
-    inner_follower, inner_most_frequent = _baseline(inner_train)
-    follower_answers = _follow(inner_follower, inner_most_frequent, inner_valid, valid_prefixes)
-    inner_baseline = _figures(inner_truth, [follower_answers[i] for i in np.flatnonzero(protocol)])["accuracy"]
+    if inner_baseline is not None and inner["accuracy"] is not None and inner_baseline >= inner["accuracy"]:
+        return _follower_model(cases, encoder, inner, guard, scores, train_names, seed, progress)
     inner["baseline_accuracy"] = inner_baseline
-    by_follower = inner_baseline is not None and inner["accuracy"] is not None and inner_baseline >= inner["accuracy"]
-    follower, most_frequent = _baseline(cases)
-    if by_follower:
-        progress("fitted", 1.0)
-        precision = _follower_precision(inner_valid, valid_prefixes, valid_names, follower_answers)
-        return NextActivityModel(
-            encoder=encoder,
-            booster=None,
-            classes=tuple(sorted(set(follower.values()) | {most_frequent})),
-            temperature=1.0,
-            follower=follower,
-            most_frequent=most_frequent,
-            follower_precision=precision,
-            _params={
-                "model": "follower table: the most frequent next activity after the last one",
-                "fallback": True,
-                "inner_accuracy_by_feature_set": scores,
-                "inner_follower_accuracy": inner_baseline,
-                "target_precision": TARGET_PRECISION,
-                "activities": len(encoder.activities),
-                "classes": _answerable(train_names)[1],
-                "seed": seed,
-                "inner_validation": "last 20% of training cases in split order",
-            },
-            _metrics={"inner": {**inner, "accuracy": inner_baseline}},
-            _thresholds=dict.fromkeys(set(follower.values()) | {most_frequent}, TARGET_PRECISION),
-        )
     progress("refit on all training cases", 0.8)
     final_encoder = make_encoder(feature_set).fit(cases)
     final_prefixes = final_encoder.encode(cases)
@@ -351,6 +332,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
         final_encoder.categorical,
         rounds=refit_rounds(rounds),
     )
+    follower, most_frequent = _baseline(cases)
     progress("fitted", 1.0)
     return NextActivityModel(
         encoder=final_encoder,
@@ -378,6 +360,46 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
         },
         _metrics={"inner": inner},
         _thresholds={name: round(per_class.get(name, pooled), 6) for name in final_classes},
+    )
+
+
+def _follower_model(
+    cases: list[Case],
+    encoder: PrefixEncoder,
+    inner: dict[str, Any],
+    guard: tuple[list[Case], Prefixes, list[str], list[str], float | None],
+    scores: dict[str, float],
+    train_names: Sequence[str],
+    seed: int,
+    progress: Progress,
+) -> NextActivityModel:
+    """The follower table of all training cases as the model (see the guard in ``_fit``)."""
+    inner_valid, valid_prefixes, valid_names, follower_answers, inner_baseline = guard
+    follower, most_frequent = _baseline(cases)
+    answers = set(follower.values()) | {most_frequent}
+    progress("fitted", 1.0)
+    return NextActivityModel(
+        encoder=encoder,
+        booster=None,
+        classes=tuple(sorted(answers)),
+        temperature=1.0,
+        follower=follower,
+        most_frequent=most_frequent,
+        follower_precision=_follower_precision(inner_valid, valid_prefixes, valid_names, follower_answers),
+        _params={
+            "model": "follower table: the most frequent next activity after the last one",
+            "fallback": True,
+            "inner_model_accuracy": inner["accuracy"],
+            "inner_accuracy_by_feature_set": scores,
+            "inner_follower_accuracy": inner_baseline,
+            "target_precision": TARGET_PRECISION,
+            "activities": len(encoder.activities),
+            "classes": _answerable(train_names)[1],
+            "seed": seed,
+            "inner_validation": "last 20% of training cases in split order",
+        },
+        _metrics={"inner": {**inner, "accuracy": inner_baseline, "baseline_accuracy": inner_baseline}},
+        _thresholds=dict.fromkeys(answers, TARGET_PRECISION),
     )
 
 
