@@ -342,7 +342,7 @@ def test_next_activity_falls_back_to_the_follower_table_when_that_answers_better
                 at += float(rng.exponential(3600))
                 writer.writerow([number, f"a{(first + step) % 12}", f"{at:.0f}"])
     model = train_next_activity(path)
-    assert model.params["fallback"] is True and model.answers_by_follower
+    assert model.params["fallback"] is True and model.follower_precision is not None
     assert model.metrics["accuracy"] == model.metrics["baseline_accuracy"] == 1.0
     answer = model.predict({"events": [{"activity": "a3", "timestamp": 1_600_000_000}]})
     assert (answer.label, answer.confidence, answer.accepted) == ("a4", 1.0, True)

@@ -382,6 +382,9 @@ def _pick(header: Sequence[str], given: str | None, candidates: Sequence[str], r
     )
 
 
+CSV_DELIMITERS = (",", ";", "\t", "|")
+"""The delimiter of a CSV is the most frequent of these in its header line."""
+
 CSV_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
 """A CSV is read as UTF-8 (with or without a byte-order mark), else as Windows-1252 (what spreadsheet programs on
 Windows save), else as Latin-1, which decodes any byte. A file that is not UTF-8 is read again from the start."""
@@ -418,7 +421,7 @@ def _read_csv(
         first = next(lines)
     except StopIteration:
         raise EventLogError(f"{path}: empty file") from None
-    delimiter = max((",", ";", "\t", "|"), key=first.count)
+    delimiter = max(CSV_DELIMITERS, key=first.count)
     reader = csv.reader(_chain(first, lines), delimiter=delimiter)
     header = [name.strip() for name in next(reader)]
     case_at = _pick(header, case, CASE_NAMES, "case", path)

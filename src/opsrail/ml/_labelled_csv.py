@@ -16,11 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from opsrail.ml._eventlog import CSV_DELIMITERS, CSV_ENCODINGS
 
-DELIMITERS = (",", ";", "\t", "|")
-ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
-"""Tried in this order; Latin-1 reads any byte, so the last one always succeeds."""
+log = logging.getLogger(__name__)
 
 
 class TrainingDataError(ValueError):
@@ -45,7 +43,7 @@ def _decoded(path: Path) -> tuple[str, str]:
             data = stream.read()
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise TrainingDataError(f"cannot read {path}: {exc}") from None
-    for encoding in ENCODINGS:
+    for encoding in CSV_ENCODINGS:  # Latin-1, the last, reads any byte
         try:
             return data.decode(encoding), encoding
         except UnicodeDecodeError:
@@ -65,7 +63,6 @@ class LabelledRecords:
     """The records of a labelled CSV, read lazily: ``(number, text, label)``, numbered from 2 (the header is 1);
     a missing cell reads as an empty string."""
 
-    path: Path
     encoding: str
     delimiter: str
     _reader: Iterator[list[str]]
@@ -88,10 +85,10 @@ def labelled_records(path: Path, *, text: str, label: str) -> LabelledRecords:
     # Ticket bodies can be long; the csv module's default field limit (128 KiB) would reject them.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     content, encoding = _decoded(path)
-    if encoding != ENCODINGS[0]:
+    if encoding != CSV_ENCODINGS[0]:
         log.info("%s is not UTF-8; read as %s", path, encoding)
     first_line = content.split("\n", 1)[0]
-    delimiter = max(DELIMITERS, key=first_line.count)
+    delimiter = max(CSV_DELIMITERS, key=first_line.count)
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     header = next(reader, None)
     if not header:
@@ -103,7 +100,7 @@ def labelled_records(path: Path, *, text: str, label: str) -> LabelledRecords:
             f"{path} has no column {' or '.join(repr(m) for m in missing)}; its columns are "
             + ", ".join(repr(h) for h in header)
         )
-    return LabelledRecords(path, encoding, delimiter, reader, text_at, label_at)
+    return LabelledRecords(encoding, delimiter, reader, text_at, label_at)
 
 
 def read_labelled_texts(path: Path, *, text: str, label: str) -> LabelledTexts:

@@ -170,10 +170,6 @@ class NextActivityModel(Registration):
     """Set when the model answers with the follower table (see ``_fit``): the share of inner validation prefixes
     ending in each activity whose next activity was its most frequent follower, the answer's confidence."""
 
-    @property
-    def answers_by_follower(self) -> bool:
-        return self.follower_precision is not None
-
     def probabilities(self, features: F) -> F:
         """Calibrated class probabilities, one row per prefix, columns in ``classes`` order."""
         return _softmax(_raw(self.booster, features, len(self.classes)), self.temperature)
