@@ -207,8 +207,8 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
         "ops",
     )
     container.automation.publish(write(tmp_path, "p.yaml", TRIAGE), "ops")
-    # A ticket that mixes topics (hardware, storage, a project), so the model is less sure of it than of most.
-    ambiguous = "order a new laptop drive for the shared project folder"
+    # A ticket that mixes topics (hardware, access, storage, a purchase), so the model is unsure of it (about 0.55).
+    ambiguous = "new laptop for the project, access to the drive and a purchase order"
     run_id = container.automation.start("ticket-triage", {"text": ambiguous})
     drain(container)
     [task] = container.automation.tasks(mine="olive", my_roles=("operator",))
