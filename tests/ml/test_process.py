@@ -311,6 +311,21 @@ def test_fallback_to_the_median_when_nothing_is_learnable(tmp_path: Path) -> Non
     assert isinstance(model.params["fallback"], bool)
 
 
+def _synthetic_log(
+    path: Path, rng: np.random.Generator, cases: int, steps: int, activity: Callable[[int, int], str]
+) -> Path:
+    """A CSV log of ``cases`` cases of ``steps`` events an hour apart on average, ``activity(case, step)`` each."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "activity", "timestamp"])
+        for number in range(cases):
+            at = 1_600_000_000.0 + number * 3600
+            for step in range(steps):
+                at += float(rng.exponential(3600))
+                writer.writerow([number, activity(number, step), f"{at:.0f}"])
+    return path
+
+
 def test_next_activity_answers_only_the_most_frequent_activities_of_a_fine_grained_log(
     slice_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -330,17 +345,9 @@ def test_next_activity_falls_back_to_the_follower_table_when_that_answers_better
 ) -> None:
     """Twelve activities, each always followed by the same one; a model allowed two classes cannot keep up."""
     monkeypatch.setattr("opsrail.ml._next_activity.MAX_CLASSES", 2)
-    path = tmp_path / "chains.csv"
     rng = np.random.default_rng(4)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case_id", "activity", "timestamp"])
-        for number in range(400):
-            first = int(rng.integers(0, 12))
-            at = 1_600_000_000.0 + number * 3600
-            for step in range(4):
-                at += float(rng.exponential(3600))
-                writer.writerow([number, f"a{(first + step) % 12}", f"{at:.0f}"])
+    firsts = rng.integers(0, 12, size=400)
+    path = _synthetic_log(tmp_path / "chains.csv", rng, 400, 4, lambda case, step: f"a{(firsts[case] + step) % 12}")
     model = train_next_activity(path)
     assert model.params["fallback"] is True and model.follower_precision is not None
     assert model.metrics["accuracy"] == model.metrics["baseline_accuracy"] == 1.0
@@ -354,16 +361,8 @@ def test_next_activity_falls_back_to_the_follower_table_when_that_answers_better
 
 def test_next_activity_that_learns_nothing_beyond_the_follower_table_is_that_table(tmp_path: Path) -> None:
     """Next steps drawn at random: the trees fit, and cannot beat answering the most frequent follower."""
-    path = tmp_path / "noise.csv"
     rng = np.random.default_rng(8)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["case_id", "activity", "timestamp"])
-        for number in range(500):
-            at = 1_600_000_000.0 + number * 3600
-            for _ in range(5):
-                at += float(rng.exponential(3600))
-                writer.writerow([number, "call" if rng.random() < 0.7 else "mail", f"{at:.0f}"])
+    path = _synthetic_log(tmp_path / "noise.csv", rng, 500, 5, lambda _c, _s: "call" if rng.random() < 0.7 else "mail")
     model = train_next_activity(path)
     assert model.params["fallback"] is True
     assert model.params["inner_model_accuracy"] <= model.params["inner_follower_accuracy"]

@@ -69,6 +69,13 @@ def _answerable(names: Sequence[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
     }
 
 
+def _kept(features: F, names: Sequence[str], index: Mapping[str, int]) -> tuple[F, npt.NDArray[np.int64]]:
+    """The rows whose next activity is one of the model's classes, and their class numbers."""
+    kept = np.array([name in index for name in names], dtype=bool)
+    target = np.array([index[name] for name in names if name in index], dtype=np.int64)
+    return (features if kept.all() else features[kept]), target
+
+
 def _eval_lengths(n_events: int) -> range:
     return prefix_lengths(n_events, first=2)
 
@@ -239,9 +246,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
     train_names = _targets(inner_train, train_prefixes)
     classes, _ = _answerable(train_names)
     index = {name: position for position, name in enumerate(classes)}
-    trained_on = np.array([name in index for name in train_names], dtype=bool)
-    target = np.array([index[name] for name in train_names if name in index], dtype=np.int64)
-    train_features = train_prefixes.features if trained_on.all() else train_prefixes.features[trained_on]
+    train_features, target = _kept(train_prefixes.features, train_names, index)
     valid_prefixes = encoder.encode(inner_valid)
     valid_names = _targets(inner_valid, valid_prefixes)
     known = np.array([name in index for name in valid_names], dtype=bool)
@@ -318,15 +323,10 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
     final_names = _targets(cases, final_prefixes)
     final_classes, coverage = _answerable(final_names)
     final_index = {name: position for position, name in enumerate(final_classes)}
-    final_kept = np.array([name in final_index for name in final_names], dtype=bool)
-    final_target = np.array([final_index[name] for name in final_names if name in final_index], dtype=np.int64)
+    final_features, final_target = _kept(final_prefixes.features, final_names, final_index)
     params = base_params("multiclass", seed, setting, num_class=len(final_classes))
     final_booster, _ = fit_booster(
-        params,
-        final_prefixes.features if final_kept.all() else final_prefixes.features[final_kept],
-        final_target,
-        final_encoder.categorical,
-        rounds=refit_rounds(rounds),
+        params, final_features, final_target, final_encoder.categorical, rounds=refit_rounds(rounds)
     )
     follower, most_frequent = _baseline(cases)
     progress("fitted", 1.0)

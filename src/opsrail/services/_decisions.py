@@ -37,7 +37,7 @@ from opsrail.model import Clock, Conflict, IdFactory, InvalidInput, NotFound, Op
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._automation import AutomationService
 from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
-from opsrail.services._model_training import TASKS, case_documents, train
+from opsrail.services._model_training import TASKS, case_documents, file_error, train
 
 log = logging.getLogger("opsrail.decisions")
 
@@ -300,8 +300,7 @@ class DecisionService:
         try:
             figures = model.evaluate(data, progress=progress)
         except ValueError as exc:
-            message = str(exc)  # the readers' messages name the file already
-            raise InvalidInput(message if str(data) in message else f"{data}: {message}") from None
+            raise file_error(data, exc) from None
         return {"model": name, "version": found_version, "task": model.task, **figures}
 
     def _model(self, name: str, version: int | None) -> tuple[TrainedModel, KnowledgeIndex | None, int]:

@@ -16,6 +16,13 @@ TASKS = ("text-classifier", "next-activity", "remaining-time", "sla-breach")
 _MAX_CASES = 100_000
 
 
+def file_error(data: Path, exc: ValueError) -> InvalidInput:
+    """A reader's or model's complaint about ``data`` as an input error that names the file once (the readers' own
+    messages mostly name it already)."""
+    message = str(exc)
+    return InvalidInput(message if str(data) in message else f"{data}: {message}")
+
+
 def train(task: str, data: Path, options: Mapping[str, Any], progress: Progress) -> TrainedModel:
     """Train a model of ``task`` on ``data``; a problem with the data is an :class:`InvalidInput`."""
     try:
@@ -54,8 +61,7 @@ def train(task: str, data: Path, options: Mapping[str, Any], progress: Progress)
                 **log_options,
             )
     except ValueError as exc:
-        message = str(exc)  # the readers' messages name the file already
-        raise InvalidInput(message if str(data) in message else f"{data}: {message}") from None
+        raise file_error(data, exc) from None
     raise InvalidInput(f"unknown model task {task!r}", hint=f"one of: {', '.join(TASKS)}")
 
 
