@@ -81,6 +81,27 @@ def test_prefix_encoding_counts_window_times_and_unseen_activities() -> None:
     assert len(PrefixEncoder(window=3, min_count=5, sequence=None).fit(cases).categorical) == 3 + 2
 
 
+def test_only_the_most_frequent_activities_get_a_count_column() -> None:
+    steps = [("a", 0.0), ("a", 60.0), ("b", 120.0), ("c", 180.0), ("d", 240.0), ("a", 300.0)]
+    cases = [case(f"c{n}", steps) for n in range(10)]
+    capped = PrefixEncoder(window=2, min_count=5, max_counted=2).fit(cases)
+    full = PrefixEncoder(window=2, min_count=5).fit(cases)
+    assert capped.n_counted == 2 and full.n_counted == 4
+    assert len(capped.feature_names) == len(full.feature_names) - 2
+    names = capped.feature_names
+    assert "count c" not in names and "count d" not in names
+    row = dict(zip(names, capped.encode_one([*cases[0].events, Event("never seen", 400.0)], {})[0], strict=True))
+    assert row["count a"] == 3 and row["count b"] == 1
+    assert row["count other or unseen activities"] == 3  # c, d and the unseen one
+    assert row["distinct_activities"] == 5  # the cap does not merge activities here
+    assert row["activity[-2]"] == capped.code("a")  # the window keeps every activity's own code
+    # An encoder pickled before the cap (no ``counted``) counts every activity, as it did then.
+    old = pickle.loads(pickle.dumps(full))
+    del old.__dict__["counted"]
+    assert old.n_counted == 4
+    assert np.array_equal(old.encode(cases).features, full.encode(cases).features, equal_nan=True)
+
+
 def test_sequence_features_runs_recency_gaps_bigrams_and_day() -> None:
     steps = [("a", 0.0), ("b", 3600.0), ("b", 7200.0), ("b", 9000.0), ("c", 2 * DAY + 60.0), ("c", 2 * DAY + 120.0)]
     cases = [case(f"c{n}", steps) for n in range(10)]

@@ -349,6 +349,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> NextA
             "target_precision": TARGET_PRECISION,
             "window": final_encoder.window,
             "activities": len(final_encoder.activities),
+            "counted_activities": final_encoder.n_counted,
             "classes": coverage,
             "attributes": [feature.name for feature in final_encoder.attributes],
             "seed": seed,

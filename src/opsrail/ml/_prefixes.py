@@ -4,8 +4,10 @@ The encoder is fitted on training cases only and learns what generalises across 
 activity or attribute name in advance:
 
 * the activity vocabulary (codes ``2…``; ``1`` is an activity never seen in training, ``0`` is "no event");
-* the last ``window`` activities (categorical codes), how often each activity occurred, how many times the last
-  activity repeated in a row, and how many distinct activities the prefix has;
+* the last ``window`` activities (categorical codes), how often each of the ``max_counted`` most frequent activities
+  occurred (one more column counts the rest and unseen ones: a log of a thousand fine-grained activities would
+  otherwise spend a thousand mostly-zero columns on every prefix), how many times the last activity repeated in a
+  row, and how many distinct activities the prefix has;
 * time: prefix length, elapsed time since the case started, the last two gaps between events, the mean gap, hour
   of day and weekday of the first and the last event (in the time the log records: offsets are applied, naive
   times are UTC), and when the case started and its last event happened (seconds since the epoch: processes drift,
@@ -138,7 +140,9 @@ class PrefixEncoder:
     max_values: int = 20
     min_count: int = 20
     max_attributes: int = 40
+    max_counted: int = 100
     activities: tuple[str, ...] = ()
+    counted: int | None = None  # activities with a count column of their own, set by ``fit``
     attributes: tuple[AttributeFeature, ...] = ()
     sequence: SequenceFeatures | None = field(default_factory=SequenceFeatures)
     intercase: InterCaseFeatures | None = None
@@ -148,6 +152,7 @@ class PrefixEncoder:
         counts = Counter(event.activity for case in cases for event in case.events)
         self.activities = tuple(sorted(counts, key=lambda name: (-counts[name], name)))
         self._codes = {name: index + 2 for index, name in enumerate(self.activities)}
+        self.counted = min(len(self.activities), self.max_counted)
         if self.sequence is not None:
             self.sequence.fit(
                 [[self._codes[event.activity] for event in case.events] for case in cases],
@@ -199,13 +204,21 @@ class PrefixEncoder:
     def feature_names(self) -> list[str]:
         names = list(_BASE)
         names += [f"activity[-{offset}]" for offset in range(1, self.window + 1)]
-        names += [f"count {name}" for name in self.activities] + ["count unseen activities"]
+        counted = self.n_counted
+        rest = "count unseen activities" if counted == len(self.activities) else "count other or unseen activities"
+        names += [f"count {name}" for name in self.activities[:counted]] + [rest]
         names += [feature.name for feature in self.attributes]
         if self.sequence is not None:
             names += self.sequence.names({code: self.activity_name(code) for code in range(len(self.activities) + 2)})
         if self._intercase is not None:
             names += self._intercase.names()
         return names
+
+    @property
+    def n_counted(self) -> int:
+        """How many activities have a count column of their own (the most frequent ones)."""
+        counted = getattr(self, "counted", None)  # encoders pickled before the cap count every activity
+        return len(self.activities) if counted is None else int(counted)
 
     @property
     def _intercase(self) -> InterCaseFeatures | None:
@@ -222,14 +235,14 @@ class PrefixEncoder:
 
     @property
     def _sequence_at(self) -> int:
-        return len(_BASE) + self.window + len(self.activities) + 1 + len(self.attributes)
+        return len(_BASE) + self.window + self.n_counted + 1 + len(self.attributes)
 
     @property
     def categorical(self) -> list[int]:
         """Column indices of categorical features (activity codes and categorical attributes)."""
         base = len(_BASE)
         out = list(range(base, base + self.window))
-        offset = base + self.window + len(self.activities) + 1
+        offset = base + self.window + self.n_counted + 1
         out += [offset + index for index, item in enumerate(self.attributes) if item.kind == "categorical"]
         if self.sequence is not None:
             out += [self._sequence_at + index for index in self.sequence.categorical]
@@ -250,7 +263,7 @@ class PrefixEncoder:
         base = len(_BASE)
         if base <= column < base + self.window:
             return self.activity_name(int(value)) if not math.isnan(value) else "(none)"
-        offset = base + self.window + len(self.activities) + 1
+        offset = base + self.window + self.n_counted + 1
         at = self._sequence_at
         if self.sequence is not None and column >= at:
             if column - at in self.sequence.categorical and not math.isnan(value):
@@ -322,11 +335,11 @@ class PrefixEncoder:
     def _rows(
         self, events: Sequence[Event], case_attributes: Mapping[str, Any], wanted: range
     ) -> Iterable[tuple[int, npt.NDArray[np.float64]]]:
-        n_activities = len(self.activities)
+        counted = self.n_counted
         base = len(_BASE)
         window = self.window
         count_at = base + window
-        attr_at = count_at + n_activities + 1
+        attr_at = count_at + counted + 1
         sequence_at = attr_at + len(self.attributes)
         width = (
             sequence_at
@@ -334,7 +347,8 @@ class PrefixEncoder:
             + (self._intercase.width if self._intercase is not None else 0)
         )
         state = self.sequence.state() if self.sequence is not None else None
-        counts = np.zeros(n_activities + 1, dtype=np.float64)
+        counts = np.zeros(counted + 1, dtype=np.float64)
+        seen: set[int] = set()
         constant = np.full(width, np.nan, dtype=np.float64)
         for index, feature in enumerate(self.attributes):
             if feature.level == "case":
@@ -350,7 +364,8 @@ class PrefixEncoder:
             codes.append(code)
             if state is not None:
                 state.push(code, event.timestamp)
-            counts[code - 2 if code >= 2 else n_activities] += 1
+            counts[code - 2 if 2 <= code < counted + 2 else counted] += 1
+            seen.add(code)
             if position < first_wanted:
                 continue
             values = constant.copy()
@@ -367,7 +382,7 @@ class PrefixEncoder:
             values[7] = (start % _DAY) / 3600.0
             values[8] = ((start // _DAY) + 3) % 7
             values[9] = run
-            values[10] = float(np.count_nonzero(counts))
+            values[10] = float(len(seen))
             values[11] = start
             values[12] = now
             for offset in range(1, window + 1):

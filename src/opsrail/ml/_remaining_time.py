@@ -251,6 +251,7 @@ def _fit(cases: list[Case], method: str, seed: int, progress: Progress) -> Remai
             "confidence": f"share within ±{TOLERANCE:.0%} (or an hour) on inner validation, by decile",
             "window": final_encoder.window,
             "activities": len(final_encoder.activities),
+            "counted_activities": final_encoder.n_counted,
             "attributes": [feature.name for feature in final_encoder.attributes],
             "seed": seed,
             "inner_validation": "last 20% of training cases in split order",
