@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from opsrail.ml._labelled_csv import TrainingDataError
@@ -29,6 +30,7 @@ from opsrail.ml._nb_svm import (
     remove_stale_folders,
 )
 from opsrail.ml._text import TextClassifier, train_text_classifier
+from opsrail.ml._text_features import TextFeatures, _char_grams, _hstack, _tfidf, tokens
 from opsrail.ml._types import Prediction, TrainedModel
 
 TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
@@ -136,6 +138,45 @@ def test_one_ticket_vector_equals_the_batch_row(model: TextClassifier) -> None:
         np.add.at(got, cols, values)
         assert len(set(cols.tolist())) == len(cols)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_word_block_is_the_usual_tfidf_and_characters_come_from_words(slices: tuple[Path, Path]) -> None:
+    """The array-based fit gives what scikit-learn's vectorisers give on the same settings, on real tickets."""
+    with slices[0].open(encoding="utf-8", newline="") as stream:
+        texts = [*[row["body"] for row in csv.DictReader(stream)][:1500], "", "x y", "Éclair NAÏVE café"]
+    features = TextFeatures()
+    matrix = features.fit_transform(texts)
+    n_words = len(features.word_vocabulary)
+    reference = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float64)
+    expected = reference.fit_transform(texts)
+    assert features.word_names == reference.get_feature_names_out().tolist()
+    assert abs(matrix[:, :n_words] - expected).max() < 1e-6
+    # Character n-grams: each word's n-grams once per occurrence, kept when found in two or more documents.
+    counts = CountVectorizer(analyzer=lambda text: [g for w in tokens(text) for g in _char_grams(w, 2, 5)], min_df=2)
+    chars = counts.fit_transform(texts)
+    assert sorted(features.char_names) == counts.get_feature_names_out().tolist()
+    ours = [features.char_vocabulary[name] for name in counts.get_feature_names_out()]
+    assert abs(matrix[:, n_words:][:, ours] - TfidfTransformer(sublinear_tf=True).fit_transform(chars)).max() < 1e-6
+    assert abs(features.transform(texts[:50]) - matrix[:50]).max() == 0.0
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 21])
+def test_weighting_and_stacking_in_slices_give_the_whole_matrix_answer(chunk: int) -> None:
+    counts = sp.random(40, 9, density=0.3, format="csr", random_state=3, dtype=np.float32)
+    counts.data = np.ceil(counts.data * 4)  # counts 1-4; rows 7 and 20 left empty
+    for row in (7, 20):
+        counts.data[counts.indptr[row] : counts.indptr[row + 1]] = 0.0
+    counts.eliminate_zeros()
+    idf = np.linspace(1.0, 3.0, 9, dtype=np.float32)
+    weighted = _tfidf(counts.copy(), idf, chunk=chunk)
+    dense = counts.toarray().astype(np.float64)
+    expected = np.where(dense > 0, np.log(np.maximum(dense, 1.0)) + 1.0, 0.0) * idf
+    norms = np.linalg.norm(expected, axis=1, keepdims=True)
+    assert np.allclose(weighted.toarray(), expected / np.where(norms > 0, norms, 1.0), atol=1e-6)
+    right = sp.random(40, 5, density=0.4, format="csr", random_state=4, dtype=np.float32)
+    stacked = _hstack(weighted, right, chunk=chunk)
+    assert np.array_equal(stacked.toarray(), sp.hstack([weighted, right]).toarray())
+    assert np.array_equal(stacked.indices, sp.hstack([weighted, right], format="csr").indices)
 
 
 def test_nb_svm_scores_raw_features_as_its_svms_score_scaled_ones() -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import Counter
+from array import array
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,23 +40,108 @@ def _char_grams(word: str, low: int, high: int) -> list[str]:
     return grams
 
 
-def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    """Sublinear term frequency (1 + log tf) times idf, rows scaled to unit length."""
-    out = counts.astype(_FLOAT, copy=True)
-    np.log(out.data, out=out.data)
-    out.data += 1.0
-    out = out @ sp.diags(idf.astype(_FLOAT))
-    norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
-    norms[norms == 0.0] = 1.0
-    return sp.csr_matrix(sp.diags((1.0 / norms).astype(_FLOAT)) @ out)
+def _tfidf(counts: sp.csr_matrix, idf: np.ndarray, *, chunk: int = 1 << 21) -> sp.csr_matrix:
+    """Sublinear term frequency (1 + log tf) times idf, rows scaled to unit length.
+
+    Works in place on ``counts`` (the callers hand over a matrix they no longer need), a slice of about ``chunk``
+    stored values at a time: the character block of a few tens of thousands of tickets is about 150 MB, and every
+    full-size temporary (the idf of each value, its square, each row's scale) would add as much to the peak.
+    """
+    out = counts if counts.dtype == _FLOAT else counts.astype(_FLOAT)
+    data, indices, indptr = out.data, out.indices, out.indptr
+    idf = idf.astype(_FLOAT, copy=False)
+    n_rows = out.shape[0]
+    bounds = np.unique(np.append(np.searchsorted(indptr, np.arange(0, out.nnz, chunk), side="right") - 1, n_rows))
+    for first, last in itertools.pairwise(bounds.tolist()):
+        start, stop = int(indptr[first]), int(indptr[last])
+        values = data[start:stop]
+        np.log(values, out=values)
+        values += 1.0
+        values *= idf[indices[start:stop]]
+        lengths = np.diff(indptr[first : last + 1])
+        filled = np.flatnonzero(lengths)
+        # Each row's sum of squares in stored order (as ``sum(axis=1)`` of a CSR matrix adds them).
+        sums = np.zeros(last - first, dtype=_FLOAT)
+        if len(filled):
+            sums[filled] = np.add.reduceat(values * values, (indptr[first:last] - start)[filled])
+        norms = np.sqrt(sums)
+        norms[norms == 0.0] = 1.0
+        values *= np.repeat((1.0 / norms).astype(_FLOAT), lengths)
+    return out
 
 
 def _idf(counts: sp.csr_matrix) -> np.ndarray:
     """Smoothed inverse document frequency, as the usual TF-IDF vectorisers compute it."""
     n_docs = counts.shape[0]
-    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    df = _column_counts(counts.indices, counts.shape[1])
     result: np.ndarray = (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(_FLOAT)
     return result
+
+
+def _column_counts(indices: np.ndarray, n_columns: int, *, chunk: int = 1 << 22) -> np.ndarray:
+    """How often each column index occurs; in slices, since ``bincount`` copies 32-bit indices to 64 bits first."""
+    counts = np.zeros(n_columns, dtype=np.int64)
+    for start in range(0, len(indices), chunk):
+        counts += np.bincount(indices[start : start + chunk], minlength=n_columns)
+    return counts
+
+
+def _word_ids(texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Distinct words in sorted order, every document's tokens as ids into them (one array), and document offsets."""
+    provisional: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+    number = provisional.__getitem__
+    flat = array("q")
+    starts = array("q", [0])
+    for text in texts:
+        flat.extend(map(number, _TOKEN.findall(text.lower())))
+        starts.append(len(flat))
+    words = sorted(provisional)
+    rank = np.empty(len(words), dtype=np.int64)
+    rank[np.fromiter((provisional[word] for word in words), dtype=np.int64, count=len(words))] = np.arange(len(words))
+    return words, rank[np.frombuffer(flat, dtype=np.int64)], np.frombuffer(starts, dtype=np.int64)
+
+
+def _counts(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Occurrence counts as a CSR matrix with sorted column indices; ``rows`` must be in nondecreasing order."""
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    counts = sp.csr_matrix((np.ones(len(cols), dtype=_FLOAT), cols, indptr), shape=shape)
+    counts.sum_duplicates()
+    return counts
+
+
+def _doc_freq_of_products(left: sp.csr_matrix, right: sp.csr_matrix, chunk: int = 8192) -> np.ndarray:
+    """How many rows of ``left @ right`` hold each column, without holding the whole product at once."""
+    df = np.zeros(right.shape[1], dtype=np.int64)
+    for start in range(0, left.shape[0], chunk):
+        df += _column_counts((left[start : start + chunk] @ right).indices, right.shape[1])
+    return df
+
+
+def _hstack(left: sp.csr_matrix, right: sp.csr_matrix, *, chunk: int = 1 << 21) -> sp.csr_matrix:
+    """``[left | right]`` as one CSR matrix, copied a slice of rows at a time into arrays allocated once.
+
+    ``scipy.sparse.hstack`` first concatenates the inputs' arrays and then stacks them: two full copies, where the
+    result alone is one (the matrix of a few hundred thousand tickets is about a gigabyte).
+    """
+    n_rows = left.shape[0]
+    starts = left.indptr.astype(np.int64) + right.indptr.astype(np.int64)
+    nnz = int(starts[-1])
+    index_type = np.int32 if max(nnz, left.shape[1] + right.shape[1]) < np.iinfo(np.int32).max else np.int64
+    indices = np.empty(nnz, dtype=index_type)
+    data = np.empty(nnz, dtype=np.result_type(left.dtype, right.dtype))
+    bounds = np.unique(np.append(np.searchsorted(starts, np.arange(0, nnz, chunk), side="right") - 1, n_rows))
+    for first, last in itertools.pairwise(bounds.tolist()):
+        for block, at, offset in (
+            (left, starts[first:last], 0),
+            (right, starts[first:last] + np.diff(left.indptr[first : last + 1]), left.shape[1]),
+        ):
+            begin, end = int(block.indptr[first]), int(block.indptr[last])
+            lengths = np.diff(block.indptr[first : last + 1])
+            where = np.repeat(at - block.indptr[first:last], lengths) + np.arange(begin, end)
+            indices[where] = block.indices[begin:end] + offset
+            data[where] = block.data[begin:end]
+    return sp.csr_matrix((data, indices, starts.astype(index_type)), shape=(n_rows, left.shape[1] + right.shape[1]))
 
 
 class TextFeatures:
@@ -87,45 +173,75 @@ class TextFeatures:
         return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
     def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        docs = [tokens(text) for text in texts]
+        """Fit the vocabularies and idf weights on ``texts`` and return their feature matrix.
+
+        Documents are held as one array of word ids, not as lists of strings: unigram and bigram document
+        frequencies and counts are array operations on it, and no bigram string is built except for the kept ones
+        (a list of token strings per document, and a string per bigram occurrence, took more memory than the
+        feature matrix itself and most of the time).
+        """
+        words, ids, starts = _word_ids(texts)
+        n_docs, n_words = len(starts) - 1, len(words)
+        lengths = np.diff(starts)
+        doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        # Word bigrams: consecutive positions inside one document, numbered by their distinct (first, second) pair.
+        inside = doc_of[1:] == doc_of[:-1] if len(ids) else np.zeros(0, dtype=bool)
+        pair_at = np.flatnonzero(inside)
+        pairs, pair_ids = np.unique(ids[pair_at] * np.int64(n_words) + ids[pair_at + 1], return_inverse=True)
+        floor = self.min_df if n_docs >= 10 * self.min_df else 1
         # Word unigrams and bigrams kept when they occur in at least ``min_df`` documents.
-        doc_freq: dict[str, int] = {}
-        for words in docs:
-            for term in set(self._terms(words)):
-                doc_freq[term] = doc_freq.get(term, 0) + 1
-        floor = self.min_df if len(docs) >= 10 * self.min_df else 1
-        kept = sorted(term for term, count in doc_freq.items() if count >= floor)
-        self.word_vocabulary = {term: i for i, term in enumerate(kept)}
-        self.word_names = kept
-        word_counts = self._word_counts(docs)
+        spell_counts = _counts(doc_of, ids, (n_docs, n_words))  # documents by distinct word
+        word_df = _column_counts(spell_counts.indices, n_words)
+        pair_df = _column_counts(_counts(doc_of[pair_at], pair_ids, (n_docs, len(pairs))).indices, len(pairs))
+        kept_words = np.flatnonzero(word_df >= floor)
+        kept_pairs = np.flatnonzero(pair_df >= floor)
+        terms = [words[j] for j in kept_words]
+        terms += [f"{words[key // n_words]} {words[key % n_words]}" for key in pairs[kept_pairs].tolist()]
+        order = sorted(range(len(terms)), key=terms.__getitem__)
+        column = np.empty(len(terms), dtype=np.int64)
+        column[order] = np.arange(len(terms))
+        word_column = np.full(n_words, -1, dtype=np.int64)
+        word_column[kept_words] = column[: len(kept_words)]
+        pair_column = np.full(len(pairs), -1, dtype=np.int64)
+        pair_column[kept_pairs] = column[len(kept_words) :]
+        self.word_names = [terms[i] for i in order]
+        self.word_vocabulary = {term: i for i, term in enumerate(self.word_names)}
+        # Unigram and bigram counts (disjoint columns, rows in document order), summed into one canonical matrix.
+        shape = (n_docs, len(self.word_names))
+        unigram_cols = word_column[ids]
+        bigram_cols = pair_column[pair_ids]
+        unigrams = unigram_cols >= 0
+        bigrams = bigram_cols >= 0
+        word_counts = sp.csr_matrix(
+            _counts(doc_of[unigrams], unigram_cols[unigrams], shape)
+            + _counts(doc_of[pair_at][bigrams], bigram_cols[bigrams], shape)
+        )
+        del unigram_cols, bigram_cols, unigrams, bigrams, ids, doc_of, pair_at, pair_ids, pairs
         self.word_idf = _idf(word_counts)
         blocks = [_tfidf(word_counts, self.word_idf)]
         if self.use_chars:
-            spelled = sorted({word for words in docs for word in words})
-            self.spell_index = {word: i for i, word in enumerate(spelled)}
-            grams_of = [_char_grams(word, *self.char_range) for word in spelled]
-            spell_counts = self._spell_counts(docs, self.spell_index)
+            self.spell_index = {word: i for i, word in enumerate(words)}
+            grams_of = [_char_grams(word, *self.char_range) for word in words]
             # Document frequency of an n-gram = documents holding any word that contains it.
             vocabulary: dict[str, int] = {}
-            rows, cols = [], []
+            gram_rows, gram_cols = [], []
             for row, grams in enumerate(grams_of):
                 for gram in grams:
-                    rows.append(row)
-                    cols.append(vocabulary.setdefault(gram, len(vocabulary)))
+                    gram_rows.append(row)
+                    gram_cols.append(vocabulary.setdefault(gram, len(vocabulary)))
             full = sp.csr_matrix(
-                (np.ones(len(rows), dtype=_FLOAT), (rows, cols)), shape=(len(spelled), len(vocabulary))
+                (np.ones(len(gram_rows), dtype=_FLOAT), (gram_rows, gram_cols)), shape=(n_words, len(vocabulary))
             )
-            char_counts = sp.csr_matrix(spell_counts @ full)
-            df = np.bincount(char_counts.indices, minlength=char_counts.shape[1])
-            keep = np.flatnonzero(df >= floor)
+            # Counted in slices of documents first, so that n-grams below ``min_df`` never reach a full-size matrix.
+            keep = np.flatnonzero(_doc_freq_of_products(spell_counts, full) >= floor)
             names = list(vocabulary)
             self.char_names = [names[j] for j in keep]
             self.char_vocabulary = {gram: i for i, gram in enumerate(self.char_names)}
             self.spellings = sp.csr_matrix(full[:, keep])
-            char_counts = sp.csr_matrix(char_counts[:, keep])
+            char_counts = sp.csr_matrix(spell_counts @ self.spellings)
             self.char_idf = _idf(char_counts)
             blocks.append(_tfidf(char_counts, self.char_idf))
-        return sp.csr_matrix(sp.hstack(blocks, format="csr"))
+        return blocks[0] if len(blocks) == 1 else _hstack(*blocks)
 
     def _word_counts(self, docs: list[list[str]]) -> sp.csr_matrix:
         vocabulary = self.word_vocabulary
@@ -177,7 +293,7 @@ class TextFeatures:
                     self._spell_counts(rest, index) @ self._unseen_spellings(unseen)
                 )
             blocks.append(_tfidf(sp.csr_matrix(char_counts), self.char_idf))
-        return sp.csr_matrix(sp.hstack(blocks, format="csr"))
+        return blocks[0] if len(blocks) == 1 else _hstack(*blocks)
 
     def vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One text as (column indices, values) of its feature row, without building sparse matrices.
