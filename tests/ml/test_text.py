@@ -24,7 +24,9 @@ from opsrail.ml._nb_svm import (
     MAX_WORKERS,
     MIN_PARALLEL_NONZEROS,
     NB_SVM_ALPHA,
+    WORKER_BYTES_PER_VALUE,
     FitPool,
+    available_memory,
     default_workers,
     nb_svm_fit,
     remove_stale_folders,
@@ -245,10 +247,22 @@ def test_folders_of_killed_trainings_are_removed_later(tmp_path: Path, monkeypat
     assert remove_stale_folders(tmp_path, older_than=0.0) == [recent]
 
 
-def test_small_files_fit_in_process_and_large_ones_on_every_core() -> None:
+def test_small_files_fit_in_process_and_large_ones_on_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("opsrail.ml._nb_svm.available_memory", lambda: 64 * 2**30)
     assert default_workers(8, MIN_PARALLEL_NONZEROS - 1) == 1
     assert default_workers(8, MIN_PARALLEL_NONZEROS) == min(len(os.sched_getaffinity(0)), MAX_WORKERS)
     assert default_workers(1, MIN_PARALLEL_NONZEROS) == 1
+
+
+def test_workers_are_as_many_as_the_available_memory_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("opsrail.ml._nb_svm.os.sched_getaffinity", lambda _pid: set(range(8)))
+    one_worker = WORKER_BYTES_PER_VALUE * 100_000_000  # a matrix of 100 million values, about 191,000 tickets
+    here = available_memory()  # this machine's own figure, read before the stand-ins below
+    assert here is None or here > 0
+    cases: list[tuple[int | None, int]] = [(None, 4), (10 * one_worker, 4), (4 * one_worker, 2), (one_worker, 1)]
+    for memory, expected in cases:
+        monkeypatch.setattr("opsrail.ml._nb_svm.available_memory", lambda memory=memory: memory)
+        assert default_workers(8, 100_000_000) == expected, memory
 
 
 def test_without_worker_processes_the_fits_run_here_not_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -160,16 +160,59 @@ MIN_PARALLEL_NONZEROS = 2_000_000
 and copying the matrix to them costs about as much as the fits (2,000 tickets: 1.9 s either way)."""
 
 
+WORKER_BYTES_PER_VALUE = 32
+"""Memory a worker holds per stored value of the whole feature matrix, measured (2026-12-07): its training part (4-byte
+values and indices), the part's values scaled for one class (8 bytes) and liblinear's own copy of them (16 bytes)."""
+
+WORKER_MEMORY_SHARE = 0.6
+"""Share of the memory available to this process that the workers together may plan on."""
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still use: the system's available memory, or what its control group's limit leaves,
+    whichever is less; None where neither can be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(0, min(found)) if found else None
+
+
 def default_workers(n_classes: int, nonzeros: int) -> int:
     """Worker processes for ``n_classes`` fits over a matrix of ``nonzeros`` stored values: the cores this process
-    may use, at most ``MAX_WORKERS``; 1 (this process) for a small matrix."""
+    may use, at most ``MAX_WORKERS``, and no more than the available memory holds (each worker keeps its own copy of
+    the training rows, about ``WORKER_BYTES_PER_VALUE`` a value); 1 (this process) for a small matrix. The model is
+    the same whatever the number."""
     if nonzeros < MIN_PARALLEL_NONZEROS:
         return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(cores, n_classes, MAX_WORKERS))
+    workers = max(1, min(cores, n_classes, MAX_WORKERS))
+    memory = available_memory()
+    if memory is not None:
+        fits = int(WORKER_MEMORY_SHARE * memory // (WORKER_BYTES_PER_VALUE * nonzeros))
+        if fits < workers:
+            log.info(
+                "fitting on %d worker process(es) instead of %d: each needs about %.1f GB and %.1f GB is available",
+                max(1, fits),
+                workers,
+                WORKER_BYTES_PER_VALUE * nonzeros / 1e9,
+                memory / 1e9,
+            )
+            workers = max(1, fits)
+    return workers
 
 
 class FitPool:
