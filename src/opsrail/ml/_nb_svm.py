@@ -14,6 +14,7 @@ its training part and the labels, and a worker copies that part out of the files
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -172,19 +173,12 @@ def available_memory() -> int | None:
     """Bytes this process can still use: the system's available memory, or what its control group's limit leaves,
     whichever is less; None where neither can be read."""
     found: list[int] = []
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError):
-        pass
-    try:
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo", encoding="ascii") as meminfo:
+        found += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
+    with contextlib.suppress(OSError, ValueError):
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit != "max":
             found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
     return max(0, min(found)) if found else None
 
 

@@ -40,6 +40,14 @@ def _char_grams(word: str, low: int, high: int) -> list[str]:
     return grams
 
 
+def _row_slices(indptr: np.ndarray, chunk: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``[first, last)`` of a CSR matrix holding about ``chunk`` stored values each; a row is
+    never split, and together the ranges cover every row."""
+    cuts = np.searchsorted(indptr, np.arange(0, int(indptr[-1]), chunk), side="right") - 1
+    bounds = np.unique(np.concatenate([[0], cuts, [len(indptr) - 1]]))
+    return list(itertools.pairwise(bounds.tolist()))
+
+
 def _tfidf(counts: sp.csr_matrix, idf: np.ndarray, *, chunk: int = 1 << 21) -> sp.csr_matrix:
     """Sublinear term frequency (1 + log tf) times idf, rows scaled to unit length.
 
@@ -50,9 +58,7 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray, *, chunk: int = 1 << 21) -> s
     out = counts if counts.dtype == _FLOAT else counts.astype(_FLOAT)
     data, indices, indptr = out.data, out.indices, out.indptr
     idf = idf.astype(_FLOAT, copy=False)
-    n_rows = out.shape[0]
-    bounds = np.unique(np.append(np.searchsorted(indptr, np.arange(0, out.nnz, chunk), side="right") - 1, n_rows))
-    for first, last in itertools.pairwise(bounds.tolist()):
+    for first, last in _row_slices(indptr, chunk):
         start, stop = int(indptr[first]), int(indptr[last])
         values = data[start:stop]
         np.log(values, out=values)
@@ -130,8 +136,7 @@ def _hstack(left: sp.csr_matrix, right: sp.csr_matrix, *, chunk: int = 1 << 21) 
     index_type = np.int32 if max(nnz, left.shape[1] + right.shape[1]) < np.iinfo(np.int32).max else np.int64
     indices = np.empty(nnz, dtype=index_type)
     data = np.empty(nnz, dtype=np.result_type(left.dtype, right.dtype))
-    bounds = np.unique(np.append(np.searchsorted(starts, np.arange(0, nnz, chunk), side="right") - 1, n_rows))
-    for first, last in itertools.pairwise(bounds.tolist()):
+    for first, last in _row_slices(starts, chunk):
         for block, at, offset in (
             (left, starts[first:last], 0),
             (right, starts[first:last] + np.diff(left.indptr[first : last + 1]), left.shape[1]),
@@ -185,8 +190,7 @@ class TextFeatures:
         lengths = np.diff(starts)
         doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
         # Word bigrams: consecutive positions inside one document, numbered by their distinct (first, second) pair.
-        inside = doc_of[1:] == doc_of[:-1] if len(ids) else np.zeros(0, dtype=bool)
-        pair_at = np.flatnonzero(inside)
+        pair_at = np.flatnonzero(doc_of[1:] == doc_of[:-1])
         pairs, pair_ids = np.unique(ids[pair_at] * np.int64(n_words) + ids[pair_at + 1], return_inverse=True)
         floor = self.min_df if n_docs >= 10 * self.min_df else 1
         # Word unigrams and bigrams kept when they occur in at least ``min_df`` documents.
