@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from tests.api.conftest import Server
 from tests.support import cloudevent, incident_event
@@ -85,6 +86,27 @@ def test_malformed_events_are_problems_with_paths_and_dead_letters(server: Serve
         assert not_json.status_code == 400 and not_json.json()["errors"][0]["path"] == "$"
         wrong_type = client.post("/v1/events", content=b"id=1", headers={"content-type": "text/plain"})
         assert wrong_type.status_code == 415 and "dead_letter_id" in wrong_type.json()
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T01:00:00+05:04", "9999-12-31T23:00:00-05:00"])
+def test_a_time_outside_the_calendar_once_in_utc_is_a_problem_not_a_crash(server: Server, moment: str) -> None:
+    with server.client() as client:
+        raw = {"specversion": "1.0", "id": f"edge-{moment[:4]}", "source": "edge", "type": "t", "time": moment}
+        response = client.post("/v1/events", json=raw)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == PROBLEM
+        assert [e["path"] for e in response.json()["errors"]] == ["$.time"]
+        batch = client.post("/v1/events:batch", json=[raw])
+        assert batch.status_code < 500, batch.text
+        # The same inside the canonical object an event carries.
+        inside = client.post("/v1/events", json=incident_event(f"edge-data-{moment[:4]}", opened_at=moment))
+        assert inside.status_code == 400, inside.text
+        assert [e["path"] for e in inside.json()["errors"]] == ["$.data.opened_at"]
+    for route, token in (("/v1/events", server.token), ("/v1/audit", server.reader_token)):
+        with server.client(token) as client:
+            listed = client.get(route, params={"since": moment})
+            assert listed.status_code == 400, (route, listed.text)
+            assert listed.headers["content-type"] == PROBLEM
 
 
 def test_bodies_over_one_mebibyte_are_413_and_kept(server: Server) -> None:

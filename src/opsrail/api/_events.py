@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -22,7 +21,7 @@ from opsrail.api._openapi import (
     VENDOR_BODY,
 )
 from opsrail.governance import Principal
-from opsrail.model import InvalidInput, NotFound, OpsrailError, UnsupportedMediaType
+from opsrail.model import InvalidInput, NotFound, OpsrailError, UnsupportedMediaType, UtcMoment
 from opsrail.services import EventQuery, IngestionService
 from opsrail.services import assemble_batch as assemble_batch_results
 
@@ -177,7 +176,7 @@ async def list_events(
     kind: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64, description="canonical kind")] = None,
     source: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=512)] = None,
     object_id: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=256)] = None,
-    since: Annotated[datetime | None, Query(description="received at or after (RFC 3339)")] = None,
+    since: Annotated[UtcMoment | None, Query(description="received at or after (RFC 3339)")] = None,
     before: Annotated[
         int | None, Query(ge=1, le=2**63 - 1, description="page cursor: events with seq below this")
     ] = None,

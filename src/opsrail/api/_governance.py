@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from itertools import islice
 from typing import Annotated, Any
 
@@ -13,7 +12,7 @@ from starlette.responses import Response
 
 from opsrail.api._auth import PLAIN_TEXT, container_of, requires
 from opsrail.governance import ROLES, Principal, Resource
-from opsrail.model import NotFound
+from opsrail.model import NotFound, UtcMoment
 
 router = APIRouter(tags=["governance"])
 Name = Annotated[str, Path(pattern=PLAIN_TEXT, min_length=1, max_length=128)]
@@ -27,7 +26,7 @@ def _json(body: Any, status: int = 200) -> Response:
 async def list_audit(
     request: Request,
     _who: Annotated[Principal, Depends(requires("audit.read"))],
-    since: Annotated[datetime | None, Query(description="entries at or after this time (ISO 8601)")] = None,
+    since: Annotated[UtcMoment | None, Query(description="entries at or after this time (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     audit = container_of(request).audit
@@ -79,7 +78,7 @@ async def create_delegation(
     request: Request,
     who: Annotated[Principal, Depends(requires("delegation.manage", per_resource=True))],
     to: Annotated[str, Body(embed=True, pattern=PLAIN_TEXT, min_length=1, max_length=128)],
-    until: Annotated[datetime, Body(embed=True, description="end of the delegation (ISO 8601 with offset)")],
+    until: Annotated[UtcMoment, Body(embed=True, description="end of the delegation (ISO 8601 with offset)")],
     owner: Annotated[str | None, Body(embed=True, alias="from", pattern=PLAIN_TEXT, max_length=128)] = None,
     roles: Annotated[list[str] | None, Body(embed=True, max_length=len(ROLES))] = None,
 ) -> Response:

@@ -44,7 +44,7 @@ from opsrail.model._errors import (
 )
 from opsrail.model._operations import Approval, Escalation, ImplementationTask, Incident
 from opsrail.model._roles import ROLES
-from opsrail.model._time import Clock, IdFactory
+from opsrail.model._time import Clock, IdFactory, UtcMoment, in_utc_range
 
 __all__ = [
     "EVENT_TYPE_PREFIX",
@@ -84,8 +84,10 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnsupportedMediaType",
+    "UtcMoment",
     "Vendor",
     "event_type",
+    "in_utc_range",
     "json_path",
     "json_schema",
     "kind_of",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field
 
 from opsrail.model._common import Amount, CanonicalObject, Currency, Name, Strict, Text
+from opsrail.model._time import UtcMoment
 
 
 class LegalEntity(CanonicalObject):
@@ -41,8 +42,8 @@ class Subscription(CanonicalObject):
     quantity: int = Field(default=1, ge=0)
     mrr: Amount | None = Field(default=None, ge=0)
     currency: Currency | None = None
-    started_at: datetime | None = None
-    ends_at: datetime | None = None
+    started_at: UtcMoment | None = None
+    ends_at: UtcMoment | None = None
     billing_start_date: date | None = None
     collection_paused: bool = False
     legal_entity_id: str | None = None
@@ -69,7 +70,7 @@ class Order(CanonicalObject):
     account_id: str
     quote_id: str | None = None
     status: Literal["draft", "signed", "provisioning", "provisioned", "active", "cancelled"]
-    signed_at: datetime | None = None
+    signed_at: UtcMoment | None = None
     lines: list[OrderLine] = Field(default_factory=list)
     total: Amount | None = Field(default=None, ge=0)
     currency: Currency | None = None
@@ -99,7 +100,7 @@ class Invoice(CanonicalObject):
     amount_paid: Amount = Field(default=Decimal(0), ge=0)
     currency: Currency
     due_date: date | None = None
-    issued_at: datetime | None = None
+    issued_at: UtcMoment | None = None
     on_hold: bool = False
     hold_reason: Text | None = None
     billing_start_date: date | None = None

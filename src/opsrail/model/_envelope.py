@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from opsrail.model._time import in_utc_range
 
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _CORE_ATTRIBUTES = frozenset(
@@ -25,7 +27,9 @@ class CloudEvent(BaseModel):
     source: NonEmpty
     type: Annotated[str, Field(min_length=1, max_length=256)]
     subject: Annotated[str, Field(min_length=1, max_length=512)] | None = None
-    time: AwareDatetime | None = Field(default=None, description="RFC 3339 with a UTC offset")
+    time: Annotated[AwareDatetime, AfterValidator(in_utc_range)] | None = Field(
+        default=None, description="RFC 3339 with a UTC offset"
+    )
     datacontenttype: str | None = None
     dataschema: str | None = None
     data: Any = None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
 from opsrail.model._common import Amount, CanonicalObject, Currency, Name, Text
+from opsrail.model._time import UtcMoment
 
 IncidentStatus = Literal["new", "open", "in_progress", "on_hold", "resolved", "closed", "cancelled"]
 
@@ -29,10 +29,10 @@ class Incident(CanonicalObject):
     assignment_group: str | None = None
     assignee: str | None = None
     reporter: str | None = None
-    opened_at: datetime | None = None
-    updated_at: datetime | None = None
-    resolved_at: datetime | None = None
-    closed_at: datetime | None = None
+    opened_at: UtcMoment | None = None
+    updated_at: UtcMoment | None = None
+    resolved_at: UtcMoment | None = None
+    closed_at: UtcMoment | None = None
     sla_met: bool | None = None
     reassignment_count: int | None = Field(default=None, ge=0)
     reopen_count: int | None = Field(default=None, ge=0)
@@ -50,8 +50,8 @@ class ImplementationTask(CanonicalObject):
     milestone: str | None = None
     status: Literal["pending", "in_progress", "blocked", "done", "cancelled"] = "pending"
     owner: str | None = None
-    due_at: datetime | None = None
-    completed_at: datetime | None = None
+    due_at: UtcMoment | None = None
+    completed_at: UtcMoment | None = None
     blocked_reason: Text | None = None
 
 
@@ -62,8 +62,8 @@ class Escalation(CanonicalObject):
     reason: Text
     target_team: str | None = None
     status: Literal["open", "acknowledged", "resolved", "cancelled"] = "open"
-    opened_at: datetime | None = None
-    resolved_at: datetime | None = None
+    opened_at: UtcMoment | None = None
+    resolved_at: UtcMoment | None = None
 
 
 class Approval(CanonicalObject):
@@ -77,4 +77,4 @@ class Approval(CanonicalObject):
     amount: Amount | None = None
     currency: Currency | None = None
     reason: Text | None = None
-    due_at: datetime | None = None
+    due_at: UtcMoment | None = None
