@@ -96,6 +96,7 @@ def test_a_time_outside_the_calendar_once_in_utc_is_a_problem_not_a_crash(server
         assert response.status_code == 400, response.text
         assert response.headers["content-type"] == PROBLEM
         assert [e["path"] for e in response.json()["errors"]] == ["$.time"]
+        assert client.get(f"/v1/dead-letters/{response.json()['dead_letter_id']}").status_code == 200
         batch = client.post("/v1/events:batch", json=[raw])
         assert batch.status_code < 500, batch.text
         # The same inside the canonical object an event carries.
