@@ -44,7 +44,7 @@ from opsrail.model._errors import (
 )
 from opsrail.model._operations import Approval, Escalation, ImplementationTask, Incident
 from opsrail.model._roles import ROLES
-from opsrail.model._time import Clock, IdFactory, UtcMoment, in_utc_range
+from opsrail.model._time import Clock, IdFactory, UtcMoment
 
 __all__ = [
     "EVENT_TYPE_PREFIX",
@@ -87,7 +87,6 @@ __all__ = [
     "UtcMoment",
     "Vendor",
     "event_type",
-    "in_utc_range",
     "json_path",
     "json_schema",
     "kind_of",

@@ -1,4 +1,5 @@
-"""Ports for time and identifiers; the outer layers inject real ones, tests inject fakes."""
+"""Time: the ports for the clock and identifiers (the outer layers inject real ones, tests inject fakes), and the
+date-time type every request field and parameter uses, so that each one converts to UTC."""
 
 from __future__ import annotations
 
