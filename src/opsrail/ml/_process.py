@@ -257,8 +257,13 @@ def threshold_for_precision(
     return float(confidence[order][good[-1]])
 
 
+SUMMED_OVER_FOLDS = frozenset({"n", "test_cases", "cases_with_target", "excluded_already_breached"})
+"""Counts of held-out rows and cases: each case is held out by exactly one fold, so the folds' counts add up."""
+
+
 def mean_metrics(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The mean of each numeric figure over folds (``n`` is summed); other values are taken from the first run."""
+    """The mean of each numeric figure over folds (held-out counts, ``SUMMED_OVER_FOLDS``, are summed; ``split``
+    names the protocol); other values are taken from the first run."""
     out: dict[str, Any] = {}
     for key, value in runs[0].items():
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -266,10 +271,11 @@ def mean_metrics(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             continue
         values = [float(run[key]) for run in runs if isinstance(run.get(key), int | float)]
         finite = [item for item in values if math.isfinite(item)]
-        if key == "n":
+        if key in SUMMED_OVER_FOLDS:
             out[key] = int(sum(values))
         else:
             out[key] = round(sum(finite) / len(finite), 6) if finite else None
+    out["split"] = f"{len(runs)}-fold cross-validation over cases (figures: mean over folds; counts: sum)"
     out["folds"] = [dict(run) for run in runs]
     return out
 
