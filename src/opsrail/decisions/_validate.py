@@ -38,7 +38,7 @@ from opsrail.model import FieldError, InvalidInput
 from opsrail.playbooks import Expression, ExpressionError, compile_cel, render, template_expressions
 from opsrail.playbooks._validate import Loc, PlaybookInvalid, _got, _model_in, _read_yaml, _Report
 
-_HINT = "each problem names file:line:column and the JSON path of the field; docs/decisions-tables.md has the reference"
+_HINT = "each problem names file:line:column and the JSON path of the field; docs/decision-tables.md has the reference"
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 _MACRO_TEXT = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
 _ORDERED = ("int", "double", "string", "timestamp", "duration")
