@@ -74,6 +74,13 @@ def test_model_satisfies_the_protocol(model: TextClassifier) -> None:
     assert {"accuracy", "macro_f1", "brier", "reliability", "coverage_at_thresholds"} <= set(model.metrics)
 
 
+def test_predict_takes_the_text_under_the_training_column_too(model: TextClassifier) -> None:
+    text = "mailbox full please increase mailbox size quota storage"
+    assert model.predict({"body": text}) == model.predict({"text": text})
+    with pytest.raises(TypeError, match=r'\{"body": str\}, the training column'):
+        model.predict({"subject": text})
+
+
 def test_accuracy_is_well_above_chance(model: TextClassifier, slices: tuple[Path, Path]) -> None:
     figures = model.evaluate(slices[1])
     assert figures["n"] == 1000

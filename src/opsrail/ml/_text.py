@@ -140,9 +140,11 @@ class TextClassifier:
         return _softmax(self._combine(svm, nb))
 
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
-        text = inputs.get("text")
+        column = self._columns.get("text", "text")
+        text = inputs.get("text", inputs.get(column))
         if not isinstance(text, str):
-            raise TypeError('predict expects {"text": str}')
+            also = f' (or {{"{column}": str}}, the training column)' if column != "text" else ""
+            raise TypeError(f'predict expects {{"text": str}}{also}')
         cols, values = self.features.vector(text)
         # Feature-major copies of the weights: a ticket's columns are then contiguous rows, not strided reads
         # across every class (made on first use, so pickled models stay as they are).
