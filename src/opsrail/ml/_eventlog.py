@@ -137,29 +137,21 @@ class EventLog:
 # --------------------------------------------------------------------------------------------------------- times
 
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d*)?$")
+_DATES = ("%d-%m-%Y", "%m-%d-%Y", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d")
+"""Numeric date layouts, day-first before month-first (a column that reads both ways is taken as day-first)."""
+_NAMED_MONTH_DATES = ("%d-%b-%Y", "%d-%b-%y", "%d %b %Y", "%b %d %Y", "%b %d, %Y", "%d %B %Y", "%B %d, %Y")
+"""Dates with the month's English name or abbreviation, in any letter case (``03-APR-12``, ``Apr 3, 2012``)."""
 _FORMATS = (
-    "%d-%m-%Y %H:%M:%S",
-    "%d-%m-%Y %H:%M",
-    "%m-%d-%Y %H:%M:%S",
-    "%m-%d-%Y %H:%M",
-    "%d/%m/%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M",
-    "%m/%d/%Y %H:%M:%S",
-    "%m/%d/%Y %H:%M",
+    *(f"{date} %H:%M:%S.%f" for date in _DATES),
+    *(f"{date} {time}" for date in _DATES for time in ("%H:%M:%S", "%H:%M")),
     "%m/%d/%Y %I:%M:%S %p",
     "%m/%d/%Y %I:%M %p",
-    "%d.%m.%Y %H:%M:%S",
-    "%d.%m.%Y %H:%M",
-    "%Y/%m/%d %H:%M:%S",
-    "%Y/%m/%d %H:%M",
     "%Y-%m-%dT%H:%M:%S.%f%z",
     "%Y-%m-%d %H:%M:%S.%f%z",
-    "%d-%m-%Y",
-    "%m-%d-%Y",
-    "%d/%m/%Y",
-    "%m/%d/%Y",
-    "%d.%m.%Y",
-    "%Y/%m/%d",
+    *(f"{date} {time}" for date in _NAMED_MONTH_DATES for time in ("%H:%M:%S.%f", "%H:%M:%S", "%H:%M")),
+    *(f"{date} {time}" for date in _NAMED_MONTH_DATES for time in ("%I:%M:%S %p", "%I:%M %p")),
+    *_DATES,
+    *_NAMED_MONTH_DATES,
 )
 """Layouts tried after ISO 8601 and epoch numbers; for a column the first layout that reads every value wins."""
 
