@@ -135,6 +135,13 @@ def test_unreadable_timestamp_names_the_row(tmp_path: Path) -> None:
         read_event_log(path)
 
 
+def test_a_long_cell_is_read(tmp_path: Path) -> None:
+    note = "customer wrote back " * 20_000  # 400 KB, past the csv module's default field limit
+    path = write(tmp_path / "log.csv", f"case,activity,timestamp,note\n1,a,2024-01-01 10:00,{note}\n1,b,2024-01-02,x\n")
+    [case] = read_event_log(path).cases
+    assert case.events[0].attributes["note"] == note
+
+
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(EventLogError, match="cannot open"):
         read_event_log(tmp_path / "missing.csv")

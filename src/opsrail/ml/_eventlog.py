@@ -22,6 +22,7 @@ import html
 import io
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -397,6 +398,11 @@ def _text_lines(stream: IO[bytes], encoding: str = CSV_ENCODINGS[0]) -> Iterator
             wrapper.detach()
 
 
+def allow_long_csv_fields() -> None:
+    """Lift the csv module's field limit (128 KiB by default): ticket bodies and notes can be longer."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
 def _read_csv(
     path: Path,
     stream: IO[bytes],
@@ -414,6 +420,7 @@ def _read_csv(
     except StopIteration:
         raise EventLogError(f"{path}: empty file") from None
     delimiter = max(CSV_DELIMITERS, key=first.count)
+    allow_long_csv_fields()
     reader = csv.reader(_chain(first, lines), delimiter=delimiter)
     header = [name.strip() for name in next(reader)]
     case_at = _pick(header, case, CASE_NAMES, "case", path)

@@ -11,12 +11,11 @@ import csv
 import gzip
 import io
 import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from opsrail.ml._eventlog import CSV_DELIMITERS, CSV_ENCODINGS
+from opsrail.ml._eventlog import CSV_DELIMITERS, CSV_ENCODINGS, allow_long_csv_fields
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +81,7 @@ class LabelledRecords:
 def labelled_records(path: Path, *, text: str, label: str) -> LabelledRecords:
     """Open a labelled CSV (see the module docstring); a missing column is a ``TrainingDataError`` that lists the
     file's columns."""
-    # Ticket bodies can be long; the csv module's default field limit (128 KiB) would reject them.
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    allow_long_csv_fields()
     content, encoding = _decoded(path)
     if encoding != CSV_ENCODINGS[0]:
         log.info("%s is not UTF-8; read as %s", path, encoding)
