@@ -245,6 +245,13 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     assert past["id"] == record["id"] and past["metadata"]["answer"] == {"label": "Storage"}
     assert past["metadata"]["reviewed_by"] == "oscar" and past["source"] == f"decision:{record['id']}"
 
+    # The text may also come under the column the model was trained on: the same answer, the same past cases.
+    by_text = container.decisions.evaluate_and_record("ticket-topic", {"text": ambiguous})
+    by_column = container.decisions.evaluate_and_record("ticket-topic", {"Document": ambiguous})
+    assert by_column["outputs"] == by_text["outputs"]
+    assert [hit["id"] for hit in by_column["similar"]] == [hit["id"] for hit in by_text["similar"]]
+    assert by_column["summary"]["text"] == by_text["summary"]["text"]
+
 
 @pytest.mark.slow
 def test_the_reference_sev1_playbook_classifies_routes_and_asks_when_unsure(

@@ -118,6 +118,7 @@ class Evaluation:
     accepted: bool
     explanation: list[dict[str, Any]]
     query_text: str
+    text_key: str | None = None  # the input a text model read its text from ("text" or its training column)
 
 
 class DecisionService:
@@ -387,6 +388,7 @@ class DecisionService:
                 hint="publish a table with `opsrail decisions publish` or train a model with `opsrail models train`",
             )
         model, _, found = self._model(name, version or model_version)
+        text_key = next((key for key in _text_keys(model) if isinstance(inputs.get(key), str)), None)
         try:
             prediction = model.predict(inputs)
         except (KeyError, ValueError, TypeError) as exc:
@@ -403,7 +405,8 @@ class DecisionService:
             confidence=float(prediction.confidence),
             accepted=bool(prediction.accepted),
             explanation=[dict(item) for item in prediction.explanation],
-            query_text=str(inputs.get("text") or _as_text(inputs)),
+            query_text=str(inputs[text_key]) if text_key else _as_text(inputs),
+            text_key=text_key,
         )
 
     def decide(
@@ -567,9 +570,14 @@ class DecisionService:
             "decision": name,
             "recommendation": _headline(evaluation),
             "confidence": round(evaluation.confidence, 3),
-            **{k: v for k, v in inputs.items() if isinstance(v, (str, int, float, bool)) and k != "text"},
+            **{
+                k: v
+                for k, v in inputs.items()
+                if isinstance(v, (str, int, float, bool)) and k not in ("text", evaluation.text_key)
+            },
         }
-        texts = [str(inputs["text"])] if isinstance(inputs.get("text"), str) else []
+        text_key = evaluation.text_key or "text"
+        texts = [str(inputs[text_key])] if isinstance(inputs.get(text_key), str) else []
         texts.extend(h.snippet for h in similar)
         request = SummaryRequest(
             title=f"{name}: {_headline(evaluation)}", facts=facts, texts=texts, citations=list(similar)
@@ -741,6 +749,13 @@ def _hit_dict(hit: Hit) -> dict[str, Any]:
         "snippet": hit.snippet,
         "metadata": _jsonable(dict(hit.metadata)),
     }
+
+
+def _text_keys(model: Any) -> tuple[str, ...]:
+    """The inputs a text model reads its text from, in its order: ``text``, then the column it was trained on."""
+    if getattr(model, "task", None) != "text-classifier":
+        return ()
+    return ("text", str(model.columns.get("text", "text")))
 
 
 def _as_text(inputs: Mapping[str, Any]) -> str:
