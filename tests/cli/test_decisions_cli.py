@@ -148,3 +148,22 @@ def test_a_semicolon_windows_export_with_a_one_off_label_trains_and_finds_simila
     assert decided.exit_code == 0, decided.output
     similar = json.loads(decided.stdout)["similar"]
     assert similar and similar[0]["source"] == "export.csv#line-2"  # the accented text read back intact
+
+
+def test_knowledge_search_cites_runbooks(run: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    found = run.invoke(app, ["decisions", "knowledge", "SAML assertion failed during SSO setup", "-k", "2", "--json"])
+    assert found.exit_code == 0, found.output
+    hits = json.loads(found.stdout)["items"]
+    assert len(hits) == 2 and hits[0]["kind"] == "runbook" and "sso" in hits[0]["source"]
+    assert hits[0]["score"] >= hits[1]["score"] > 0
+    assert "SSO onboarding" in run.invoke(app, ["decisions", "knowledge", "SAML assertion"]).stdout
+
+    own = tmp_path / "knowledge"
+    own.mkdir()
+    (own / "refunds.md").write_text("# Refund policy\n\nRefunds above 500 EUR need a finance controller.\n")
+    monkeypatch.setenv("OPSRAIL_KNOWLEDGE_DIR", str(own))
+    [hit] = json.loads(run.invoke(app, ["decisions", "knowledge", "refund finance", "--json"]).stdout)["items"]
+    assert hit["title"] == "Refund policy" and hit["source"].startswith("refunds.md")
+
+    empty = run.invoke(app, ["decisions", "knowledge", "  "])
+    assert empty.exit_code == 2 and "give some words" in empty.stderr

@@ -170,6 +170,28 @@ def decisions_evaluate(
         )
 
 
+@decisions_app.command("knowledge")
+@handled
+def decisions_knowledge(
+    query: Annotated[str, typer.Argument(help="words to look for, e.g. a ticket's text")],
+    k: Annotated[int, typer.Option("-k", min=1, max=50, help="how many passages")] = 5,
+    json: JsonFlag = False,
+) -> None:
+    """Search the approved runbooks and policies (OPSRAIL_KNOWLEDGE_DIR) as reviews and summaries cite them."""
+    if not query.strip():
+        raise InvalidInput("give some words to search for", hint='e.g. opsrail decisions knowledge "SAML SSO fails"')
+    with opened(action="knowledge.read") as container:
+        hits = container.decisions.search_knowledge(query, k)
+    if json:
+        emit_json({"items": plain(hits)})
+        return
+    table(
+        "Knowledge",
+        ["score", "title", "source", "snippet"],
+        [(f"{h['score']:.2f}", h["title"], h["source"], h["snippet"][:80]) for h in hits],
+    )
+
+
 # -- policies ----------------------------------------------------------------------------------------------
 
 
