@@ -120,6 +120,17 @@ def test_models_train_and_evaluate_a_text_classifier_with_json(run: CliRunner, t
     listed = json.loads(run.invoke(app, ["models", "list", "--json"]).stdout)
     assert [(m["name"], m["latest"]) for m in listed] == [("text-classifier", 1)]
 
+    train = ["models", "train", "text-classifier", "--data", str(data), "--text", "body", "--label", "queue"]
+    assert run.invoke(app, train).exit_code == 0
+    dry = run.invoke(app, ["models", "prune", "--keep", "1", "--dry-run"])
+    assert dry.exit_code == 0 and "would prune text-classifier version 1" in dry.stdout
+    pruned = json.loads(run.invoke(app, ["models", "prune", "--keep", "1", "--as", "olive", "--json"]).stdout)
+    assert [(p["name"], p["version"]) for p in pruned["pruned"]] == [("text-classifier", 1)] and pruned["bytes"] > 0
+    assert "pruned" in run.invoke(app, ["models", "show", "text-classifier", "--version", "1"]).stdout
+    gone = run.invoke(app, ["models", "evaluate", "text-classifier", "--version", "1", "--data", str(data)])
+    assert gone.exit_code == 5 and "was pruned" in gone.stderr
+    assert run.invoke(app, ["models", "prune", "--keep", "0"]).exit_code == 2
+
 
 def test_a_semicolon_windows_export_with_a_one_off_label_trains_and_finds_similar_cases(
     run: CliRunner, tmp_path: Path

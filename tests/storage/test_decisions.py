@@ -402,3 +402,37 @@ def test_an_autonomous_decision_overridden_too_often_is_demoted_until_a_person_p
     container.decisions.apply_policies(policy, "ops")  # promotion back is a person's act
     assert container.decisions.policy("credit-tier").tier == "autonomous"
     assert container.decisions.evaluate_and_record("credit-tier", {"amount": 10.0})["route"] == "acted"
+
+
+def test_pruning_keeps_the_newest_versions_and_every_registration(container: Container, tmp_path: Path) -> None:
+    data = ticket_sample(tmp_path, rows=300)
+    columns = {"text": "Document", "label": "Topic_group"}
+    for _ in range(3):
+        container.decisions.train_model("text-classifier", data, columns, name="topic")
+    container.decisions.train_model("text-classifier", data, columns, name="other")
+    ticket = {"text": "my laptop screen is broken"}
+    old = container.decisions.evaluate_and_record("topic", ticket, version=1)  # loaded before it is pruned
+
+    with pytest.raises(InvalidInput, match="at least 1"):
+        container.decisions.prune_models(keep=0)
+    with pytest.raises(NotFound, match="no model 'nope'"):
+        container.decisions.prune_models(keep=1, name="nope")
+    planned = container.decisions.prune_models(keep=1, dry_run=True)
+    assert [(p["name"], p["version"]) for p in planned["pruned"]] == [("topic", 2), ("topic", 1)]
+    assert planned["bytes"] > 100_000 and planned["dry_run"]
+    assert container.decisions.evaluate_and_record("topic", ticket, version=1)["outputs"] == old["outputs"]
+
+    pruned = container.decisions.prune_models(keep=1, by="olive")
+    assert pruned["pruned"] == planned["pruned"] and pruned["bytes"] == planned["bytes"]
+    assert container.decisions.prune_models(keep=1)["pruned"] == []  # nothing left to prune
+    sizes = {(v["name"], v["version"]): v["bytes"] for v in container.decisions.store.model_versions()}
+    assert sizes[("topic", 1)] == sizes[("topic", 2)] == 0 and sizes[("topic", 3)] > 100_000
+
+    with pytest.raises(Conflict, match="topic version 1 was pruned"):
+        container.decisions.evaluate_and_record("topic", ticket, version=1)
+    assert container.decisions.evaluate_and_record("topic", ticket)["version"] == 3
+    info = container.decisions.model_info("topic", 1)
+    assert info["pruned_by"] == "olive" and info["pruned_at"] is not None and info["metrics"]["accuracy"] > 0
+    assert container.decisions.record(old["id"])["version"] == 1  # the record still names the version
+    audited = [e for e in container.audit.export() if e["action"] == "model.pruned"]
+    assert sorted(e["subject"] for e in audited) == ["topic@1", "topic@2"] and container.audit.verify().ok

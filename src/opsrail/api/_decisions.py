@@ -116,6 +116,22 @@ async def show_model(
     return _json(await run_in_threadpool(container_of(request).decisions.model_info, name, version))
 
 
+@router.post(
+    "/v1/models:prune",
+    summary="Drop the artifacts of all but the newest versions of each model (registrations stay)",
+)
+async def prune_models(
+    request: Request,
+    token: Annotated[Principal, Depends(requires("decision.publish"))],
+    keep: Annotated[int, Body(embed=True, ge=1, le=10_000)] = 3,
+    name: Annotated[str | None, Body(embed=True, pattern=r"^[a-z][a-z0-9_-]{0,63}$")] = None,
+    dry_run: Annotated[bool, Body(embed=True)] = False,
+) -> Response:
+    service = container_of(request).decisions
+    result = await run_in_threadpool(lambda: service.prune_models(keep=keep, name=name, by=token.name, dry_run=dry_run))
+    return _json(result)
+
+
 @router.get("/v1/knowledge", summary="Search approved runbooks and policies")
 async def search_knowledge(
     request: Request,

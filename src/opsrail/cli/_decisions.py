@@ -452,6 +452,30 @@ def models_list(json: JsonFlag = False) -> None:
     )
 
 
+@models_app.command("prune")
+@handled
+def models_prune(
+    keep: Annotated[int, typer.Option(min=1, help="versions to keep of each model, newest first")] = 3,
+    name: Annotated[str | None, typer.Option(help="only this model")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be pruned; change nothing")] = False,
+    actor: Actor = None,
+    json: JsonFlag = False,
+) -> None:
+    """Drop the artifacts of old model versions (the registrations stay, for the records that name them)."""
+    with opened(action="decision.publish", actor=actor) as container:
+        result = container.decisions.prune_models(keep=keep, name=name, by=actor or getpass.getuser(), dry_run=dry_run)
+    if json:
+        emit_json(plain(result))
+        return
+    verb = "would prune" if dry_run else "pruned"
+    for item in result["pruned"]:
+        typer.echo(f"{verb} {item['name']} version {item['version']} ({item['bytes'] / 1e6:.1f} MB)")
+    typer.echo(
+        f"{verb} {len(result['pruned'])} version(s), {result['bytes'] / 1e6:.1f} MB; "
+        f"the {keep} newest of each model are kept"
+    )
+
+
 @models_app.command("show")
 @handled
 def models_show(name: str, version: Annotated[int | None, typer.Option()] = None, json: JsonFlag = False) -> None:
@@ -466,6 +490,12 @@ def models_show(name: str, version: Annotated[int | None, typer.Option()] = None
 
 def _print_model(info: dict[str, Any]) -> None:
     typer.echo(f"{info['name']} version {info['version']} ({info['task']})")
+    if info.get("pruned_at"):
+        typer.secho(
+            f"  pruned {short_time(info['pruned_at'])} by {info.get('pruned_by') or '?'}: registration only, it no "
+            "longer answers",
+            fg=typer.colors.YELLOW,
+        )
     typer.echo(f"  data {info['data_source']} sha256 {info['data_sha256'][:16]}…")
     typer.echo(f"  columns {orjson.dumps(info['columns']).decode()}")
     for key, value in (info.get("metrics") or {}).items():

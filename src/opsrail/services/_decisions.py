@@ -68,6 +68,10 @@ class DecisionStore(Protocol):
 
     def latest_model_version(self, name: str) -> int | None: ...
 
+    def model_versions(self, name: str | None = None) -> list[dict[str, Any]]: ...
+
+    def prune_model_versions(self, versions: Sequence[tuple[str, int]], at: Any, by: str | None) -> None: ...
+
     def list_models(self) -> list[dict[str, Any]]: ...
 
     def set_policy(self, name: str, policy: dict[str, Any], by: str | None, now: Any) -> None: ...
@@ -292,6 +296,37 @@ class DecisionService:
             raise NotFound(f"no model {name!r}" + (f" version {version}" if version else ""))
         return row
 
+    def prune_models(
+        self, *, keep: int, name: str | None = None, by: str | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Drop the artifact and similar-case index of every version but the ``keep`` newest of each model (or of
+        ``name``); the registrations stay for the decision records that name them. Returns what was (or, with
+        ``dry_run``, would be) pruned and the bytes it held."""
+        if keep < 1:
+            raise InvalidInput(f"keep must be at least 1, not {keep}", hint="the latest version always answers")
+        versions = self.store.model_versions(name)
+        if name is not None and not versions:
+            raise NotFound(f"no model {name!r}", hint="`opsrail models list` shows the registered models")
+        rank: dict[str, int] = {}
+        doomed = []
+        for row in versions:  # newest first within each name
+            rank[row["name"]] = rank.get(row["name"], 0) + 1
+            if rank[row["name"]] > keep and row["pruned_at"] is None:
+                doomed.append(row)
+        if doomed and not dry_run:
+            self.store.prune_model_versions([(r["name"], r["version"]) for r in doomed], self.clock.now(), by)
+            with self._lock:
+                for r in doomed:
+                    self._models.pop((r["name"], r["version"]), None)
+            for r in doomed:
+                self.audit(by, "model.pruned", f"{r['name']}@{r['version']}", {"bytes": r["bytes"], "keep": keep})
+        return {
+            "keep": keep,
+            "dry_run": dry_run,
+            "pruned": [{k: r[k] for k in ("name", "version", "task", "created_at", "bytes")} for r in doomed],
+            "bytes": sum(r["bytes"] for r in doomed),
+        }
+
     def evaluate_model(
         self, name: str, data: Path, *, version: int | None = None, progress: Progress = no_progress
     ) -> dict[str, Any]:
@@ -315,6 +350,12 @@ class DecisionService:
             row = self.store.model_row(name, found)
             if row is None:
                 raise NotFound(f"no model {name!r} version {found}")
+            if row.get("pruned_at") is not None:
+                raise Conflict(
+                    f"model {name} version {found} was pruned on {row['pruned_at']:%Y-%m-%d}: only its registration "
+                    "is kept",
+                    hint=f"`opsrail models show {name} --version {found}` shows it; use a version that is kept",
+                )
             artifact = bytes(row["artifact"])
             if hashlib.sha256(artifact).hexdigest() != row["artifact_sha256"]:
                 # Only artifacts whose hash matches what was registered are unpickled.
@@ -488,7 +529,7 @@ class DecisionService:
                 step_id=call.step_id,
                 idempotency_key=f"{call.idempotency_key}:{call.attempt}",
             )
-        except NotFound as exc:
+        except (NotFound, Conflict) as exc:
             raise OperationFailed(exc.detail, retryable=False) from None
         except InvalidInput as exc:
             raise OperationFailed(exc.detail, retryable=False) from None

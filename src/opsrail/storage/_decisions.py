@@ -106,6 +106,37 @@ class SqlDecisionStore:
         found["created_at"] = as_utc(found["created_at"])
         return found
 
+    def model_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every registered version without its artifact, newest first within each name: ``name``, ``version``,
+        ``task``, ``created_at``, ``pruned_at`` and ``bytes`` (what its artifact and similar-case index take)."""
+        size = sa.func.length(models.c.artifact) + sa.func.coalesce(sa.func.length(models.c.cases), 0)
+        query = sa.select(
+            models.c.name, models.c.version, models.c.task, models.c.created_at, models.c.pruned_at, size.label("bytes")
+        )
+        if name is not None:
+            query = query.where(models.c.name == name)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(models.c.name, models.c.version.desc())).mappings().all()
+        return [
+            {
+                **dict(r),
+                "created_at": as_utc(r["created_at"]),
+                "pruned_at": as_utc(r["pruned_at"]) if r["pruned_at"] is not None else None,
+                "bytes": int(r["bytes"] or 0),
+            }
+            for r in rows
+        ]
+
+    def prune_model_versions(self, versions: Sequence[tuple[str, int]], at: datetime, by: str | None) -> None:
+        """Empty the artifact and similar-case index of these versions; their registrations stay."""
+        with write_transaction(self.engine) as conn:
+            for name, version in versions:
+                conn.execute(
+                    models.update()
+                    .where(models.c.name == name, models.c.version == version, models.c.pruned_at.is_(None))
+                    .values(artifact=b"", cases=None, pruned_at=at, pruned_by=by)
+                )
+
     def latest_model_version(self, name: str) -> int | None:
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(sa.func.max(models.c.version)).where(models.c.name == name)).scalar()

@@ -325,6 +325,9 @@ models = sa.Table(
     sa.Column("thresholds", Json, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("created_by", sa.String(128)),
+    # A pruned version keeps this row; its artifact and cases are emptied (migration 0012).
+    sa.Column("pruned_at", Timestamp),
+    sa.Column("pruned_by", sa.String(128)),
 )
 
 decision_policies = sa.Table(
