@@ -393,20 +393,12 @@ def test_next_activity_that_learns_nothing_beyond_the_follower_table_is_that_tab
 
 def test_kfold_figures_are_fold_means_and_held_out_counts_add_up(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    path = tmp_path / "log.csv"
-    with path.open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["case", "act", "ts"])
-        for number in range(120):
-            at = 1_600_000_000.0 + number * 3_600
-            for _ in range(int(rng.integers(2, 6))):
-                at += float(rng.integers(60, 86_400))
-                writer.writerow([number, "abcd"[int(rng.integers(4))], int(at)])
-    model = train_sla_breach(path, case="case", activity="act", timestamp="ts", target_seconds=DAY, split="kfold")
+    path = _synthetic_log(tmp_path / "log.csv", rng, 120, 4, lambda _c, _s: "abcd"[int(rng.integers(4))])
+    model = train_sla_breach(path, target_seconds=4 * 3600, split="kfold")
     metrics, folds = model.metrics, model.metrics["folds"]
     assert len(folds) == 5 and metrics["split"].startswith("5-fold cross-validation")
     for key in ("n", "test_cases", "cases_with_target", "excluded_already_breached"):
         assert metrics[key] == sum(fold[key] for fold in folds), key
-    assert metrics["test_cases"] == 120
+    assert metrics["test_cases"] == 120 and metrics["excluded_already_breached"] > 0
     assert metrics["train_cases"] == pytest.approx(np.mean([fold["train_cases"] for fold in folds]))
     assert metrics["auc"] == pytest.approx(np.mean([fold["auc"] for fold in folds]), abs=1e-6)
