@@ -285,6 +285,21 @@ def test_unreachable_rules_under_first() -> None:
     assert "comes after 'all', whose condition is always true" in messages["$.rules[7].when"]
 
 
+@pytest.mark.parametrize("policy", ["unique", "collect"])
+def test_a_condition_that_is_never_true_is_reported_under_every_policy(policy: str) -> None:
+    rules = """
+    - id: low
+      when: "severity >= 3"
+      then: {team: a}
+    - id: impossible
+      when: "severity > 5 && severity < 3"
+      then: {team: b}
+    """
+    found = problems(table(policy, rules))
+    assert [(code, path) for code, path, _ in found] == [("never_matches", "$.rules[1].when")]
+    assert "rule 'impossible' can never match" in found[0][2] and "t.yaml:" in found[0][2]
+
+
 def test_unreachable_under_priority_and_a_rule_covered_by_a_union() -> None:
     rules = """
     - id: one

@@ -175,8 +175,10 @@ class _Checker:
         self.check_rules()
         if self.parts.hit_policy in ("first", "priority"):
             self.check_reachable()
-        elif self.parts.hit_policy == "unique":
-            self.check_overlaps()
+        else:
+            self.check_never_true()
+            if self.parts.hit_policy == "unique":
+                self.check_overlaps()
         self.check_tests()
 
     # declarations
@@ -387,7 +389,7 @@ class _Checker:
             text = unparse(node) if node is not None else " ".join(rule.when.split())
             loc: Loc = ("rules", index, "when")
             if rule_boxes == []:
-                self.report.add(loc, f"rule {rule.id!r} can never match: {rule.when!r} is never true", "never_matches")
+                self.report_never_true(index, rule)
                 continue
             blockers: list[int] | None = None
             if text in texts:
@@ -407,6 +409,17 @@ class _Checker:
             texts.setdefault(text, index)
             if rule_boxes is not None:
                 earlier.append((index, rule_boxes))
+
+    def check_never_true(self) -> None:
+        """Rules whose condition no input satisfies (whatever the hit policy, they never match)."""
+        for index, rule in self.parts.rules:
+            if index in self.conditions and boxes(self.conditions[index], self.types) == []:
+                self.report_never_true(index, rule)
+
+    def report_never_true(self, index: int, rule: Rule) -> None:
+        self.report.add(
+            ("rules", index, "when"), f"rule {rule.id!r} can never match: {rule.when!r} is never true", "never_matches"
+        )
 
     def check_overlaps(self) -> None:
         rules = [(index, rule) for index, rule in self.parts.rules if index in self.cel_ready()]
