@@ -176,7 +176,7 @@ def test_inputs_are_coerced_and_defaulted() -> None:
 @pytest.mark.parametrize(
     ("inputs", "fragment"),
     [
-        ({"severity": "1", "topic": "x"}, "input 'severity': expected an int, got str '1'"),
+        ({"severity": "1", "topic": "x"}, "input 'severity': expected an int, got string '1'"),
         ({"severity": True, "topic": "x"}, "input 'severity': expected an int"),
         ({"topic": "x"}, "input 'severity' is required"),
         ({"severity": 1, "topic": "x", "arr": float("nan")}, "input 'arr': NaN"),
@@ -242,7 +242,7 @@ def test_type_errors_in_conditions_and_output_values() -> None:
     assert "is an int" in found[("type", "$.rules[0].when")]
     assert found[("type", "$.rules[0].when")].startswith("t.yaml:16:")
     assert "does not compare a string with an int" in found[("type", "$.rules[1].when")]
-    assert "expected a string, got int 7" in found[("type", "$.rules[1].then.team")]
+    assert "expected a string, got integer 7" in found[("type", "$.rules[1].then.team")]
     assert "must be a double" in found[("type", "$.rules[2].then.exposure")]
     assert "+ is not defined for a double and an int" in found[("type", "$.rules[3].when")]
 

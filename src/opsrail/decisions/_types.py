@@ -24,12 +24,18 @@ class CoercionError(ValueError):
     """A value that is not of, and cannot be read as, the declared type; the message says what was given."""
 
 
+_JSON_NAMES = {bool: "boolean", str: "string", int: "integer", float: "number", dict: "object", list: "array"}
+
+
 def shown(value: Any) -> str:
-    """A value as a message quotes it: its type name and a short repr."""
-    text = repr(value)
+    """A value as a message quotes it: its type, named as JSON and YAML name it where they have it, and a short
+    repr (``string 'high'``, ``number 1.5``, ``null``)."""
+    if value is None:
+        return "null"
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
     if len(text) > 60:
         text = text[:59] + "…"
-    return f"{type(value).__name__} {text}"
+    return f"{_JSON_NAMES.get(type(value), type(value).__name__)} {text}"
 
 
 def _string(value: Any) -> str:
