@@ -76,6 +76,10 @@ def test_validate_test_publish_list_show_evaluate_and_records(run: CliRunner, tm
     policy.write_text("decisions:\n  cli-example: {tier: sometimes}\n")
     refused = run.invoke(app, ["decisions", "policies", "apply", str(policy)])
     assert refused.exit_code == 2 and "tier" in refused.stderr
+    policy.write_text("decisions:\n  cli-example: {tier: autonomous, review: {roles: [reviewers]}}\n")
+    unknown_role = run.invoke(app, ["decisions", "policies", "apply", str(policy)])
+    assert unknown_role.exit_code == 2 and "$.decisions.cli-example.review.roles.0" in unknown_role.stderr
+    assert "unknown role 'reviewers'; the roles are admin" in unknown_role.stderr
 
 
 def test_models_train_needs_its_columns_and_says_which_exist(run: CliRunner, tmp_path: Path) -> None:

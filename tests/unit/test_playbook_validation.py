@@ -10,6 +10,7 @@ import pytest
 import opsrail.playbooks
 from opsrail.model import InvalidInput
 from opsrail.playbooks import Playbook, PlaybookInvalid, dependency_order, load_playbook, validate_file
+from opsrail.services._decision_policies import parse_policy
 
 REFERENCE = Path(opsrail.playbooks.__file__).parent / "reference" / "sev1-escalation.yaml"
 
@@ -461,11 +462,11 @@ def test_handlers_must_exist() -> None:
             action: core.set
             on_failure: {fallback: page}
           - id: b
-            approval: {roles: [r], timeout: P1D, on_timeout: escalate}
+            approval: {roles: [legal], timeout: P1D, on_timeout: escalate}
         """
     ) == [
         ("$.steps[0].on_failure.fallback", "pb.yaml:6:28: no step 'page' in this playbook"),
-        ("$.steps[1].approval.on_timeout", "pb.yaml:8:54: no step 'escalate' in this playbook"),
+        ("$.steps[1].approval.on_timeout", "pb.yaml:8:58: no step 'escalate' in this playbook"),
     ]
 
 
@@ -630,3 +631,29 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
 def test_playbook_invalid_is_invalid_input() -> None:
     assert issubclass(PlaybookInvalid, InvalidInput)
     assert PlaybookInvalid.exit_code == 2
+
+
+def test_an_approval_for_a_role_nobody_can_hold_is_refused() -> None:
+    found = problems(
+        """\
+        id: x
+        version: 1
+        steps:
+          - id: a
+            approval:
+              roles: [finance_controler]
+              escalate_after: PT1H
+              escalate_to: [legal, cfo]
+        """
+    )
+    assert [path for path, _ in found] == ["$.steps[0].approval.roles[0]", "$.steps[0].approval.escalate_to[1]"]
+    assert "pb.yaml:6:" in found[0][1] and "unknown role 'finance_controler'" in found[0][1]
+    assert "the roles are admin, operator, approver, finance_controller" in found[0][1]
+
+
+def test_a_version_published_before_the_role_check_still_loads_from_the_store() -> None:
+    text = "id: x\nversion: 1\nsteps:\n  - id: a\n    approval: {roles: [sre]}\n"
+    with pytest.raises(PlaybookInvalid):
+        load_playbook(text, "pb.yaml")
+    assert load_playbook(text, "pb.yaml", published=True).steps[0].approval.roles == ["sre"]  # type: ignore[union-attr]
+    assert parse_policy({"tier": "autonomous", "review": {"roles": ["sre"]}}).review.roles == ["sre"]

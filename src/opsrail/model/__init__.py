@@ -43,10 +43,11 @@ from opsrail.model._errors import (
     json_path,
 )
 from opsrail.model._operations import Approval, Escalation, ImplementationTask, Incident
-from opsrail.model._roles import ROLES
+from opsrail.model._roles import ALREADY_PUBLISHED, ROLES, KnownRole
 from opsrail.model._time import Clock, IdFactory, UtcMoment
 
 __all__ = [
+    "ALREADY_PUBLISHED",
     "EVENT_TYPE_PREFIX",
     "KINDS",
     "ROLES",
@@ -70,6 +71,7 @@ __all__ = [
     "Incident",
     "InvalidInput",
     "Invoice",
+    "KnownRole",
     "LegalEntity",
     "MappingFailed",
     "NotFound",

@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from opsrail.model import KnownRole
+
 StepId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$", description="lowercase letters, digits, - and _")]
 PlaybookId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 Cel = Annotated[str, Field(min_length=1, max_length=4000, description="a CEL expression")]
@@ -72,15 +74,15 @@ class ApprovalRule(Strict):
     tier: Literal["approval", "autonomous"] = Field(
         default="approval", description="autonomous: no person needs to approve (the step succeeds at once)"
     )
-    roles: list[str] = Field(default_factory=list, description="roles that may approve (default: the step's)")
+    roles: list[KnownRole] = Field(default_factory=list, description="roles that may approve (default: the step's)")
     count: int | None = Field(default=None, ge=1, le=10, description="distinct approvers needed")
-    require: list[str] = Field(default_factory=list, description="roles at least one approver must hold, each")
+    require: list[KnownRole] = Field(default_factory=list, description="roles at least one approver must hold, each")
 
 
 class Approval(Strict):
-    roles: list[str] = Field(min_length=1)
+    roles: list[KnownRole] = Field(min_length=1)
     count: int = Field(default=1, ge=1, le=10, description="distinct approvers needed")
-    require: list[str] = Field(
+    require: list[KnownRole] = Field(
         default_factory=list, description="roles that must each be held by at least one of the approvers"
     )
     rules: list[ApprovalRule] = Field(
@@ -89,7 +91,7 @@ class Approval(Strict):
     escalate_after: timedelta | None = Field(
         default=None, description="when nobody has answered by then, the task is escalated to `escalate_to`"
     )
-    escalate_to: list[str] = Field(default_factory=list, description="roles added to the task on escalation")
+    escalate_to: list[KnownRole] = Field(default_factory=list, description="roles added to the task on escalation")
 
     @model_validator(mode="after")
     def _coherent(self) -> Approval:

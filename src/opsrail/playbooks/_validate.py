@@ -28,7 +28,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from opsrail.model import FieldError, InvalidInput, json_path
+from opsrail.model import ALREADY_PUBLISHED, FieldError, InvalidInput, json_path
 from opsrail.playbooks._expressions import Expression, ExpressionError, template_expressions
 from opsrail.playbooks._schema import Playbook, Step, Trigger
 
@@ -508,8 +508,10 @@ def _cycles(needs: dict[str, list[str]]) -> Iterator[list[str]]:
 # -- public face ----------------------------------------------------------------------------------------------------
 
 
-def load_playbook(text: str, filename: str = "<playbook>") -> Playbook:
-    """Parse and validate playbook YAML; raise :class:`PlaybookInvalid` listing every problem found."""
+def load_playbook(text: str, filename: str = "<playbook>", *, published: bool = False) -> Playbook:
+    """Parse and validate playbook YAML; raise :class:`PlaybookInvalid` listing every problem found. ``published``:
+    the text is a version read back from a store, accepted when it was published (its roles are not checked again,
+    so a version published before that check still runs)."""
     report = _Report(filename)
     value = _read_yaml(text, report)
     if not isinstance(value, dict):
@@ -518,7 +520,7 @@ def load_playbook(text: str, filename: str = "<playbook>") -> Playbook:
         raise report.failure()
     playbook: Playbook | None = None
     try:
-        playbook = Playbook.model_validate(value)
+        playbook = Playbook.model_validate(value, context={ALREADY_PUBLISHED: True} if published else None)
     except ValidationError as exc:
         _schema_errors(exc, report)
         steps, trigger = _validate_alone(value, exc)

@@ -34,11 +34,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from opsrail.model import FieldError, InvalidInput
+from opsrail.model import ALREADY_PUBLISHED, FieldError, InvalidInput, KnownRole
 from opsrail.playbooks import Expression, ExpressionError
 
 Tier = Literal["autonomous", "approval", "advisory"]
-Role = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 
 
 class _Strict(BaseModel):
@@ -46,14 +45,14 @@ class _Strict(BaseModel):
 
 
 class Review(_Strict):
-    roles: list[Role] = Field(default_factory=lambda: ["operator"], min_length=1)
+    roles: list[KnownRole] = Field(default_factory=lambda: ["operator"], min_length=1)
     due: timedelta | None = Field(default=timedelta(hours=4), description="when the review task is due")
 
 
 class ApprovalRule(_Strict):
     when: str | None = Field(default=None, description="CEL over output, inputs, confidence; absent: always")
     tier: Literal["autonomous", "approval"] = "approval"
-    roles: list[Role] = Field(default_factory=lambda: ["approver"], min_length=1)
+    roles: list[KnownRole] = Field(default_factory=lambda: ["approver"], min_length=1)
     count: int = Field(default=1, ge=1, le=10, description="distinct approvers needed")
 
 
@@ -105,7 +104,8 @@ def load_policies(text: str, source: str) -> dict[str, DecisionPolicy]:
 
 
 def parse_policy(value: dict[str, Any]) -> DecisionPolicy:
-    return DecisionPolicy.model_validate(value)
+    """A stored policy (checked when it was applied; its roles are not checked again)."""
+    return DecisionPolicy.model_validate(value, context={ALREADY_PUBLISHED: True})
 
 
 def route(

@@ -52,7 +52,7 @@ from opsrail.storage._tables import (
 @lru_cache(maxsize=512)
 def _parse(document: str, filename: str) -> Playbook:
     # Published versions never change, so a parsed version can be kept for the life of the process.
-    return load_playbook(document, filename)
+    return load_playbook(document, filename, published=True)
 
 
 class SqlRunStore:
