@@ -186,9 +186,20 @@ def test_overriding_an_acted_decision_keeps_the_reason(container: Container, tmp
     assert record["route"] == "acted" and record["outputs"]["band"] == "small"
     with pytest.raises(InvalidInput):
         container.decisions.override(record["id"], {"band": "premium"}, " ", "dana")
+    with pytest.raises(InvalidInput) as wrong:
+        container.decisions.override(record["id"], {"band": 7, "tier": "gold"}, "premium customer", "dana")
+    assert [(e.path, e.message) for e in wrong.value.errors] == [
+        ("$.value.band", "output 'band': expected a string, got integer 7"),
+        ("$.value.tier", "'tier' is not an output of credit-tier (band, credit)"),
+    ]
+    with pytest.raises(InvalidInput, match="at least one output"):
+        container.decisions.override(record["id"], {}, "premium customer", "dana")
     overridden = container.decisions.override(record["id"], {"band": "premium"}, "premium customer", "dana")
     assert overridden["status"] == "overridden" and overridden["final_outputs"] == {"band": "premium"}
     assert overridden["reason"] == "premium customer" and overridden["reviewed_by"] == "dana"
+    with pytest.raises(Conflict) as again:
+        container.decisions.override(record["id"], {"band": "small"}, "no, small", "dana")
+    assert "is overridden by dana" in again.value.detail and "override it instead" not in (again.value.hint or "")
     assert [r["id"] for r in container.decisions.records(status="overridden")] == [record["id"]]
 
 
@@ -224,6 +235,9 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     assert [t["id"] for t in container.automation.tasks(mine="oscar")] == [task["id"]]
     assert container.automation.tasks(mine="olive", my_roles=("operator",)) == []
 
+    with pytest.raises(InvalidInput, match="not an answer ticket-topic could give"):
+        container.automation.decide(task["id"], approve=False, by="oscar", comment="it is storage", value={"topic": 1})
+    assert container.automation.tasks(mine="oscar")[0]["status"] == "open"
     container.automation.decide(
         task["id"], approve=False, by="oscar", comment="it is storage", value={"label": "Storage"}
     )
@@ -251,6 +265,13 @@ def test_a_low_confidence_ticket_becomes_a_review_task_with_similar_cases(contai
     assert by_column["outputs"] == by_text["outputs"]
     assert [hit["id"] for hit in by_column["similar"]] == [hit["id"] for hit in by_text["similar"]]
     assert by_column["summary"]["text"] == by_text["summary"]["text"]
+
+    # An override may send the whole recommendation back with the answer changed (the console's form does).
+    echoed = {**by_text["outputs"], "label": "Storage", "decision_record": by_text["id"]}
+    assert container.decisions.override(by_text["id"], echoed, "storage", "oscar")["final_outputs"] == echoed
+    with pytest.raises(InvalidInput) as no_answer:
+        container.decisions.override(by_column["id"], {"confidence": 0.3}, "unsure", "oscar")
+    assert [e.message for e in no_answer.value.errors] == ["give the answer as 'label'"]
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from opsrail.decisions import (
     compile_table,
     load_table,
     load_table_file,
+    override_problems,
     run_table_tests,
     validate_table_file,
 )
@@ -526,3 +527,13 @@ def test_the_package_never_calls_eval_exec_or_compile() -> None:
             node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         }
         assert not called & {"eval", "exec", "compile", "__import__"}, module.name
+
+
+def test_an_override_must_name_the_tables_outputs_with_their_types() -> None:
+    router = load_table_file(PACKAGE / "reference" / "incident-router.yaml")
+    assert override_problems(router, {"team": "sre", "credit_exposure": 10, "page_oncall": True}) == []
+    found = [(e.path, e.code) for e in override_problems(router, {"team": 1, "page_oncall": "yes", "queue": "x"})]
+    assert found == [("$.value.team", "type"), ("$.value.page_oncall", "type"), ("$.value.queue", "invalid")]
+    collected = load_table(table("collect", RULES, "collect: {aggregate: list}\n"))
+    assert override_problems(collected, {"team": ["a", "b"]}) == []  # an aggregate's shape is not the output's type
+    assert [e.path for e in override_problems(collected, {"queue": []})] == ["$.value.queue"]

@@ -80,6 +80,7 @@ SURFACE = {
         "compile_table",
         "load_table",
         "load_table_file",
+        "override_problems",
         "run_table_tests",
         "validate_table_file",
     },

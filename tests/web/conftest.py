@@ -111,8 +111,10 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    # Package scope: Playwright's sync API keeps an event loop running in this thread while it is open, and tests
+    # run after the console's (asyncio.run in tests/simulate, say) need the thread free, whatever the order.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

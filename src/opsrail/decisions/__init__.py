@@ -8,6 +8,7 @@ from opsrail.decisions._evaluate import (
     TableResult,
     compile_table,
 )
+from opsrail.decisions._overrides import override_problems
 from opsrail.decisions._schema import Collect, DecisionTable, InputSpec, OutputSpec, Rule, TableTest
 from opsrail.decisions._testing import TableTestOutcome, run_table_tests
 from opsrail.decisions._types import VALUE_TYPES
@@ -31,6 +32,7 @@ __all__ = [
     "compile_table",
     "load_table",
     "load_table_file",
+    "override_problems",
     "run_table_tests",
     "validate_table_file",
 ]

@@ -52,6 +52,7 @@ class AutomationStore(RunStore, Protocol):
 
 
 ReviewObserver = Callable[[dict[str, Any], bool, str, "str | None", "dict[str, Any] | None"], None]
+ValueCheck = Callable[[dict[str, Any], dict[str, Any]], None]
 """``observer(task, approved, by, comment, value)``: told when a review or decision-approval task is settled."""
 
 
@@ -61,6 +62,8 @@ class AutomationService:
         self.engine = engine
         self.clock = clock
         self.review_observers: list[ReviewObserver] = []
+        self.value_checks: list[ValueCheck] = []
+        """Called with a review task and a reviewer's own answer before it is taken; they raise to refuse it."""
         self.audit: Auditor = not_audited
         self.authorization: AuthorizationService | None = None
         self.directory: DirectoryService | None = None
@@ -265,6 +268,9 @@ class AutomationService:
                 _check_composition(task, principal, holds)
 
         task = self.store.task(task_id)
+        if value is not None and task["kind"] == "review":
+            for check_value in self.value_checks:
+                check_value(task, value)
         decisions = self.store.record_decision(
             task_id,
             {

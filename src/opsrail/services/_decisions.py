@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from opsrail.decisions import CompiledTable, DecisionTable, compile_table, load_table, run_table_tests
+import orjson
+
+from opsrail.decisions import (
+    CompiledTable,
+    DecisionTable,
+    compile_table,
+    load_table,
+    override_problems,
+    run_table_tests,
+)
 from opsrail.engine import CallContext, OperationFailed, ReviewNeeded
 from opsrail.governance import redact
 from opsrail.knowledge import (
@@ -33,7 +42,7 @@ from opsrail.knowledge import (
     load_markdown_folder,
 )
 from opsrail.ml import Prediction, Progress, TrainedModel, no_progress
-from opsrail.model import Clock, Conflict, IdFactory, InvalidInput, NotFound, OpsrailError
+from opsrail.model import Clock, Conflict, FieldError, IdFactory, InvalidInput, NotFound, OpsrailError
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._automation import AutomationService
 from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
@@ -160,6 +169,7 @@ class DecisionService:
         # Told when governance needs people's attention (a demotion): ``alert(kind, subject, details)``.
         self.alerts: list[Callable[[str, str, dict[str, Any]], None]] = []
         automation.review_observers.append(self._task_settled)
+        automation.value_checks.append(self._check_review_value)
 
     # -- tables ----------------------------------------------------------------------------------------
 
@@ -657,6 +667,7 @@ class DecisionService:
         if not reason.strip():
             raise InvalidInput("an override needs a reason", hint="add --reason '…'")
         record = self.store.record(record_id)
+        self.check_override(record, value)
         if record["status"] == "pending" and record["run_id"]:
             task = self._open_task_for(record)
             if task is not None:
@@ -675,6 +686,30 @@ class DecisionService:
         self.audit(by, "decision.overridden", record_id, {"value": value, "reason": reason})
         self._demote_if_overridden_too_often(settled["decision"])
         return settled
+
+    def check_override(self, record: Mapping[str, Any], value: Mapping[str, Any], *, at: str = "$.value") -> None:
+        """Refuse a person's answer that the decision could not have given: no output at all, an output it does not
+        have, or a value of the wrong type (a table's declared types; a model's label or value)."""
+        # A form or a review task shows the whole recommendation; what it carries besides the answer comes back.
+        echoed = set(record.get("outputs") or {}) if record["source"] == "model" else set()
+        given = {k: v for k, v in value.items() if k != "decision_record"}
+        if not given:
+            raise InvalidInput("an override gives at least one output", errors=[FieldError(at, "empty")])
+        if record["source"] == "table":
+            found = self.store.table_document(record["decision"], record["version"])
+            problems = override_problems(load_table(found[1]), given, at=at) if found is not None else []
+        else:
+            info = self.store.model_row(record["decision"], record["version"], with_artifact=False)
+            problems = _model_override_problems(info["task"] if info else None, given, at, echoed)
+        if problems:
+            raise InvalidInput(
+                f"not an answer {record['decision']} could give", errors=problems, hint=_override_hint(record)
+            )
+
+    def _check_review_value(self, task: Mapping[str, Any], value: Mapping[str, Any]) -> None:
+        record_id = task["context"].get("decision_record")
+        if record_id:
+            self.check_override(self.store.record(record_id), value)
 
     def override_rate(self, name: str, window: int) -> tuple[float, int]:
         """The share of the last ``window`` settled decisions of ``name`` that a person overrode, and how many."""
@@ -759,6 +794,39 @@ def _past_case(record: dict[str, Any]) -> Document:
             "reason": record["reason"],
         },
     )
+
+
+_MODEL_ANSWERS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "text-classifier": {"label": str},
+    "next-activity": {"label": str},
+    "sla-breach": {"label": str},
+    "remaining-time": {"value": (int, float)},
+}
+"""What a person gives in place of a model's answer, per task: a classifier's label, a regressor's value."""
+
+
+def _model_override_problems(task: str | None, value: Mapping[str, Any], at: str, echoed: set[str]) -> list[FieldError]:
+    wanted = _MODEL_ANSWERS.get(task or "", {})
+    problems = []
+    for name, given in value.items():
+        kind = wanted.get(name)
+        if kind is None and name in echoed:
+            continue  # the model's own confidence or probabilities, sent back with the answer
+        if kind is None:
+            problems.append(FieldError(f"{at}.{name}", f"{name!r} is not what a {task} model answers"))
+        elif isinstance(given, bool) or not isinstance(given, kind) or given == "":
+            problems.append(FieldError(f"{at}.{name}", f"{name!r} must be {_KIND_NAMES[name]}", "type"))
+    if wanted and not set(wanted) & set(value):
+        problems.append(FieldError(at, f"give the answer as {' or '.join(repr(k) for k in wanted)}", "missing"))
+    return problems
+
+
+_KIND_NAMES = {"label": "a non-empty string", "value": "a number"}
+
+
+def _override_hint(record: Mapping[str, Any]) -> str:
+    outputs = {k: v for k, v in (record.get("outputs") or {}).items() if k not in ("confidence", "probabilities")}
+    return f"give outputs of the same names and types as the decision's, e.g. {orjson.dumps(outputs).decode()}"
 
 
 def _prediction_outputs(prediction: Prediction) -> dict[str, Any]:

@@ -287,9 +287,11 @@ class SqlDecisionStore:
             )
         if result.rowcount == 0:
             current = self.record(record_id)
+            settled = f" by {current['reviewed_by']}" if current.get("reviewed_by") else ""
+            may_override = current["status"] in ("decided", "accepted") and status != "overridden"
             raise Conflict(
-                f"decision record {record_id} is {current['status']}",
-                hint="a settled decision is not settled again; override it instead",
+                f"decision record {record_id} is {current['status']}{settled}",
+                hint="a settled decision is not settled again" + ("; override it instead" if may_override else ""),
             )
         return self.record(record_id)
 
