@@ -58,6 +58,7 @@ ROUTES = [
     ("POST", "/v1/decision-records/{record_id}:override"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{name}"),
+    ("GET", "/v1/models/{name}/versions"),
     ("POST", "/v1/models:prune"),
     ("GET", "/v1/knowledge"),
     ("GET", "/v1/audit"),

@@ -134,6 +134,10 @@ def test_models_train_and_evaluate_a_text_classifier_with_json(run: CliRunner, t
     gone = run.invoke(app, ["models", "evaluate", "text-classifier", "--version", "1", "--data", str(data)])
     assert gone.exit_code == 5 and "was pruned" in gone.stderr
     assert run.invoke(app, ["models", "prune", "--keep", "0"]).exit_code == 2
+    history = json.loads(run.invoke(app, ["models", "versions", "text-classifier", "--json"]).stdout)
+    assert [(v["version"], bool(v["pruned_at"])) for v in history] == [(2, False), (1, True)]
+    assert history[0]["figures"]["n"] == 900 and history[1]["bytes"] == 0
+    assert "Versions of text-classifier" in run.invoke(app, ["models", "versions", "text-classifier"]).stdout
 
 
 def test_a_semicolon_windows_export_with_a_one_off_label_trains_and_finds_similar_cases(

@@ -455,5 +455,11 @@ def test_pruning_keeps_the_newest_versions_and_every_registration(container: Con
     info = container.decisions.model_info("topic", 1)
     assert info["pruned_by"] == "olive" and info["pruned_at"] is not None and info["metrics"]["accuracy"] > 0
     assert container.decisions.record(old["id"])["version"] == 1  # the record still names the version
+    history = container.decisions.model_versions("topic")
+    assert [(v["version"], v["pruned_at"] is not None) for v in history] == [(3, False), (2, True), (1, True)]
+    assert history[0]["figures"]["accuracy"] == info["metrics"]["accuracy"] and history[0]["figures"]["n"] == 300
+    assert history[0]["data_source"] == str(data) and len(history[0]["data_sha256"]) == 64
+    with pytest.raises(NotFound):
+        container.decisions.model_versions("nope")
     audited = [e for e in container.audit.export() if e["action"] == "model.pruned"]
     assert sorted(e["subject"] for e in audited) == ["topic@1", "topic@2"] and container.audit.verify().ok

@@ -116,6 +116,13 @@ async def show_model(
     return _json(await run_in_threadpool(container_of(request).decisions.model_info, name, version))
 
 
+@router.get("/v1/models/{name}/versions", summary="Every version of a model, newest first, with its figures")
+async def model_versions(
+    request: Request, name: Name, _who: Annotated[Principal, Depends(requires("decision.read"))]
+) -> Response:
+    return _json({"items": await run_in_threadpool(container_of(request).decisions.model_versions, name)})
+
+
 @router.post(
     "/v1/models:prune",
     summary="Drop the artifacts of all but the newest versions of each model (registrations stay)",

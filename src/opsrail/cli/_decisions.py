@@ -452,6 +452,36 @@ def models_list(json: JsonFlag = False) -> None:
     )
 
 
+_SHORT = {"accuracy": "acc", "macro_f1": "F1", "mae_days": "MAE d", "auc": "AUC"}
+
+
+@models_app.command("versions")
+@handled
+def models_versions(name: str, json: JsonFlag = False) -> None:
+    """Every version of a model, newest first: when, from which data, its figures, and whether it was pruned."""
+    with opened(action="decision.read") as container:
+        versions = container.decisions.model_versions(name)
+    if json:
+        emit_json(plain(versions))
+        return
+    table(
+        f"Versions of {name}",
+        ["version", "trained", "by", "data", "figures", "size", "pruned"],
+        [
+            (
+                v["version"],
+                short_time(v["created_at"]),
+                v["created_by"] or "",
+                f"{v['data_source']} ({v['data_sha256'][:8]})",
+                " ".join(f"{_SHORT.get(k, k)} {val:.4g}" for k, val in v["figures"].items()),
+                f"{v['bytes'] / 1e6:.1f} MB",
+                short_time(v["pruned_at"]) if v["pruned_at"] else "",
+            )
+            for v in versions
+        ],
+    )
+
+
 @models_app.command("prune")
 @handled
 def models_prune(

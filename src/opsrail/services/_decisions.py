@@ -306,6 +306,17 @@ class DecisionService:
             raise NotFound(f"no model {name!r}" + (f" version {version}" if version else ""))
         return row
 
+    def model_versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of a model, newest first, with its headline figures (held-out or inner-validation
+        accuracy, MAE or AUC), whether it was pruned and the bytes it holds."""
+        versions = self.store.model_versions(name)
+        if not versions:
+            raise NotFound(f"no model {name!r}", hint="`opsrail models list` shows the registered models")
+        for row in versions:
+            metrics = row.pop("metrics") or {}
+            row["figures"] = {k: metrics[k] for k in _HEADLINE_FIGURES if isinstance(metrics.get(k), int | float)}
+        return versions
+
     def prune_models(
         self, *, keep: int, name: str | None = None, by: str | None = None, dry_run: bool = False
     ) -> dict[str, Any]:
@@ -795,6 +806,9 @@ def _past_case(record: dict[str, Any]) -> Document:
         },
     )
 
+
+_HEADLINE_FIGURES = ("accuracy", "macro_f1", "mae_days", "auc", "n")
+"""The figures ``model_versions`` shows of each version, where its metrics have them."""
 
 _MODEL_ANSWERS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "text-classifier": {"label": str},

@@ -108,10 +108,20 @@ class SqlDecisionStore:
 
     def model_versions(self, name: str | None = None) -> list[dict[str, Any]]:
         """Every registered version without its artifact, newest first within each name: ``name``, ``version``,
-        ``task``, ``created_at``, ``pruned_at`` and ``bytes`` (what its artifact and similar-case index take)."""
+        ``task``, ``created_at``, ``created_by``, the training data's hash and source, ``metrics``, ``pruned_at`` and
+        ``bytes`` (what its artifact and similar-case index take)."""
         size = sa.func.length(models.c.artifact) + sa.func.coalesce(sa.func.length(models.c.cases), 0)
         query = sa.select(
-            models.c.name, models.c.version, models.c.task, models.c.created_at, models.c.pruned_at, size.label("bytes")
+            models.c.name,
+            models.c.version,
+            models.c.task,
+            models.c.created_at,
+            models.c.created_by,
+            models.c.data_sha256,
+            models.c.data_source,
+            models.c.metrics,
+            models.c.pruned_at,
+            size.label("bytes"),
         )
         if name is not None:
             query = query.where(models.c.name == name)
@@ -119,7 +129,7 @@ class SqlDecisionStore:
             rows = conn.execute(query.order_by(models.c.name, models.c.version.desc())).mappings().all()
         return [
             {
-                **dict(r),
+                **_plain_keys(r),
                 "created_at": as_utc(r["created_at"]),
                 "pruned_at": as_utc(r["pruned_at"]) if r["pruned_at"] is not None else None,
                 "bytes": int(r["bytes"] or 0),
