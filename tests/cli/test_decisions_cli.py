@@ -138,6 +138,8 @@ def test_models_train_and_evaluate_a_text_classifier_with_json(run: CliRunner, t
     assert [(v["version"], bool(v["pruned_at"])) for v in history] == [(2, False), (1, True)]
     assert history[0]["figures"]["n"] == 900 and history[1]["bytes"] == 0
     assert "Versions of text-classifier" in run.invoke(app, ["models", "versions", "text-classifier"]).stdout
+    listed = json.loads(run.invoke(app, ["models", "list", "--json"]).stdout)
+    assert [(m["name"], m["latest"], m["versions"]) for m in listed] == [("text-classifier", 2, 2)]
 
 
 def test_a_semicolon_windows_export_with_a_one_off_label_trains_and_finds_similar_cases(

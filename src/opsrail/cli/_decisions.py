@@ -447,8 +447,11 @@ def models_list(json: JsonFlag = False) -> None:
         return
     table(
         "Models",
-        ["name", "task", "latest", "trained", "data"],
-        [(m["name"], m["task"], m["latest"], short_time(m["created_at"]), m["data_source"]) for m in items],
+        ["name", "task", "latest", "versions", "trained", "data"],
+        [
+            (m["name"], m["task"], m["latest"], m["versions"], short_time(m["created_at"]), m["data_source"])
+            for m in items
+        ],
     )
 
 

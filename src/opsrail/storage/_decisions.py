@@ -153,33 +153,40 @@ class SqlDecisionStore:
         return int(value) if value is not None else None
 
     def list_models(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(
-                        models.c.name,
-                        models.c.version,
-                        models.c.task,
-                        models.c.metrics,
-                        models.c.created_at,
-                        models.c.data_source,
-                    ).order_by(models.c.name, models.c.version)
-                )
-                .mappings()
-                .all()
+        """The latest version of each model (its metrics included) and how many versions it has."""
+        latest = (
+            sa.select(models.c.name, sa.func.max(models.c.version).label("latest"), sa.func.count().label("versions"))
+            .group_by(models.c.name)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                models.c.name,
+                models.c.version,
+                models.c.task,
+                models.c.metrics,
+                models.c.created_at,
+                models.c.data_source,
+                latest.c.versions,
             )
-        latest: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            latest[r["name"]] = {
+            .join(latest, sa.and_(models.c.name == latest.c.name, models.c.version == latest.c.latest))
+            .order_by(models.c.name)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            {
                 "name": r["name"],
                 "kind": "model",
                 "task": r["task"],
                 "latest": r["version"],
+                "versions": int(r["versions"]),
                 "metrics": r["metrics"],
                 "created_at": as_utc(r["created_at"]),
                 "data_source": r["data_source"],
             }
-        return list(latest.values())
+            for r in rows
+        ]
 
     # -- policies --------------------------------------------------------------------------------------
 
