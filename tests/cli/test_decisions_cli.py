@@ -67,6 +67,8 @@ def test_validate_test_publish_list_show_evaluate_and_records(run: CliRunner, tm
     shown_record = run.invoke(app, ["decisions", "records", "show", record["id"]])
     assert shown_record.exit_code == 0 and "outage" in shown_record.stdout
     assert run.invoke(app, ["decisions", "records", "show", "dec_missing"]).exit_code == 4
+    bogus = run.invoke(app, ["decisions", "records", "list", "--status", "done"])
+    assert bogus.exit_code == 2 and "not one of decided, pending" in bogus.stderr
 
     policy = tmp_path / "policy.yaml"
     policy.write_text("decisions:\n  cli-example: {tier: advisory}\n")

@@ -236,6 +236,10 @@ def policies_list(json: JsonFlag = False) -> None:
 # -- records -----------------------------------------------------------------------------------------------
 
 
+_STATUSES = ("decided", "pending", "accepted", "overridden", "rejected")
+_TIERS = ("autonomous", "approval", "advisory")
+
+
 @records_app.command("list")
 @handled
 def records_list(
@@ -248,6 +252,9 @@ def records_list(
     json: JsonFlag = False,
 ) -> None:
     """Decision records, newest first."""
+    for option, given, allowed in (("--status", status, _STATUSES), ("--tier", tier, _TIERS)):
+        if given is not None and given not in allowed:
+            raise InvalidInput(f"{option} {given!r} is not one of {', '.join(allowed)}")
     with opened(action="decision_record.read") as container:
         items = container.decisions.records(
             decision=decision, status=status, run_id=run, tier=tier, version=version, limit=limit

@@ -39,9 +39,10 @@ def emit_json(value: Any) -> None:
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     out = Table(title=title, show_lines=False)
     for column in columns:
-        # Identifiers and times read badly when folded; free text may wrap.
-        fixed = column in ("seq", "id", "received", "created", "type", "status", "role")
-        out.add_column(column, overflow="fold", no_wrap=fixed)
+        # Times read badly when folded; free text may wrap. Every other column keeps a floor, or a narrow terminal
+        # squeezes it to nothing beside the fixed ones (identifiers fold when the terminal is too narrow for them).
+        fixed = column in ("seq", "received", "created", "type", "status", "role")
+        out.add_column(column, overflow="fold", no_wrap=fixed, min_width=None if fixed else min(len(column), 6))
     for row in rows:
         out.add_row(*["" if v is None else str(v) for v in row])
     Console().print(out)
