@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,16 @@ class Settings(BaseSettings):
     def _supported(cls, value: str | None) -> str | None:
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("OPSRAIL_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
+        return value or None
+
+    @field_validator("summary_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Caught here, a typo is one clear line at start; caught at the first summary, three retries and a fallback.
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:11434/v1")
         return value or None
 
     def resolved_database_url(self) -> str:

@@ -107,8 +107,17 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
     monkeypatch.setenv("OPSRAIL_DATABASE_URL", "mysql://nobody@localhost/db")
     result = runner.invoke(app, ["events", "list"])
-    assert result.exit_code == 2 and "invalid settings" in result.stderr
+    assert result.exit_code == 2 and "invalid settings: OPSRAIL_DATABASE_URL" in result.stderr
     monkeypatch.delenv("OPSRAIL_DATABASE_URL")
+    for variable, value, said in [
+        ("OPSRAIL_RETENTION", "events=P1D", "OPSRAIL_RETENTION is not valid JSON"),
+        ("OPSRAIL_RETENTION", '{"events": "soon"}', "OPSRAIL_RETENTION (events): Input should be a valid timedelta"),
+        ("OPSRAIL_SUMMARY_URL", "api.example.invalid/v1", "OPSRAIL_SUMMARY_URL: must be an http:// or https:// URL"),
+    ]:
+        monkeypatch.setenv(variable, value)
+        refused = runner.invoke(app, ["up"])
+        assert refused.exit_code == 2 and said in refused.stderr, refused.output
+        monkeypatch.delenv(variable)
     unmigrated = runner.invoke(app, ["events", "list"])
     assert unmigrated.exit_code == 6 and "opsrail db upgrade" in unmigrated.stderr
     assert "Traceback" not in unmigrated.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from opsrail.cli._output import fail
 from opsrail.model import OpsrailError
@@ -43,7 +45,19 @@ def handled(fn: Callable[P, R]) -> Callable[P, R]:
                 fail(f"kept as dead letter {exc.extra['dead_letter_id']}")
             raise typer.Exit(exc.exit_code) from None
         except ValidationError as exc:
-            fail(f"invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}", "check OPSRAIL_* variables")
+            first = exc.errors()[0]
+            name, *inside = [str(part) for part in first["loc"]] or ["?"]
+            where = f"OPSRAIL_{name.upper()}" + (f" ({'.'.join(inside)})" if inside else "")
+            message = str(first["msg"]).removeprefix("Value error, ")
+            fail(f"invalid settings: {where}: {message}", "check OPSRAIL_* variables")
+            raise typer.Exit(2) from None
+        except SettingsError as exc:  # a list or map variable that is not JSON
+            found = re.search(r'field "([^"]+)"', str(exc))
+            where = f"OPSRAIL_{found.group(1).upper()}" if found else "an OPSRAIL_* variable"
+            fail(
+                f"invalid settings: {where} is not valid JSON",
+                """lists and maps are written as JSON, e.g. OPSRAIL_RETENTION='{"events": "P365D"}'""",
+            )
             raise typer.Exit(2) from None
         except Exception as exc:
             unavailable = database_unavailable(exc)
