@@ -85,6 +85,14 @@ class Settings(BaseSettings):
             raise ValueError("OPSRAIL_DATABASE_URL must be a sqlite:// or postgresql+psycopg:// URL")
         return value or None
 
+    @field_validator("knowledge_dir")
+    @classmethod
+    def _a_folder(cls, value: Path | None) -> Path | None:
+        # A mistyped folder would otherwise leave every review without runbooks, silently.
+        if value is not None and not value.is_dir():
+            raise ValueError(f"no folder {value} (a folder of Markdown runbooks and policies)")
+        return value
+
     @field_validator("summary_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -113,6 +113,7 @@ def test_errors_are_one_line_with_an_exit_code(tmp_path: Path, monkeypatch: pyte
         ("OPSRAIL_RETENTION", "events=P1D", "OPSRAIL_RETENTION is not valid JSON"),
         ("OPSRAIL_RETENTION", '{"events": "soon"}', "OPSRAIL_RETENTION (events): Input should be a valid timedelta"),
         ("OPSRAIL_SUMMARY_URL", "api.example.invalid/v1", "OPSRAIL_SUMMARY_URL: must be an http:// or https:// URL"),
+        ("OPSRAIL_KNOWLEDGE_DIR", str(tmp_path / "runbooks"), "OPSRAIL_KNOWLEDGE_DIR: no folder"),
     ]:
         monkeypatch.setenv(variable, value)
         refused = runner.invoke(app, ["up"])
