@@ -98,6 +98,11 @@ def test_models_train_needs_its_columns_and_says_which_exist(run: CliRunner, tmp
     assert nothing.exit_code == 4
     unknown = run.invoke(app, ["models", "train", "forecast", "--data", str(data)])
     assert unknown.exit_code == 2 and "text-classifier" in unknown.stderr
+    log = ["models", "train", "sla-breach", "--log", str(data)]
+    split = run.invoke(app, [*log, "--split", "random"])
+    assert split.exit_code == 2 and "--split 'random' is not one of tax2017" in split.stderr
+    negative = run.invoke(app, [*log, "--target", "P-1D"])
+    assert negative.exit_code == 2 and "is not an ISO 8601 duration" in negative.stderr
 
 
 def test_models_train_and_evaluate_a_text_classifier_with_json(run: CliRunner, tmp_path: Path) -> None:

@@ -365,7 +365,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
 def _target(value: str | None) -> dict[str, Any]:
     if value is None:
         return {}
-    if re.fullmatch(r"-?P[0-9WDTHMS.]+", value.strip(), flags=re.IGNORECASE):
+    if re.fullmatch(r"[-+]?P[-+0-9WDTHMS.,]+", value.strip(), flags=re.IGNORECASE):
         try:
             seconds = _DURATION.validate_python(value.strip()).total_seconds()
         except ValidationError:
@@ -374,6 +374,9 @@ def _target(value: str | None) -> dict[str, Any]:
             raise InvalidInput("--target must be a positive duration")
         return {"target_seconds": seconds}
     return {"target_column": value}
+
+
+_SPLITS = ("tax2017", "temporal", "kfold")
 
 
 @models_app.command("train")
@@ -401,6 +404,8 @@ def models_train(
     source = data or log
     if source is None or (data is not None and log is not None):
         raise InvalidInput("give the training file with --data (texts) or --log (event logs)")
+    if split not in _SPLITS:
+        raise InvalidInput(f"--split {split!r} is not one of {', '.join(_SPLITS)}")
     if name is not None and not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", name):
         raise InvalidInput(f"--name {name!r}: use lowercase letters, digits, - and _ (starting with a letter)")
     options: dict[str, Any] = {
