@@ -534,6 +534,13 @@ def test_an_override_must_name_the_tables_outputs_with_their_types() -> None:
     assert override_problems(router, {"team": "sre", "credit_exposure": 10, "page_oncall": True}) == []
     found = [(e.path, e.code) for e in override_problems(router, {"team": 1, "page_oncall": "yes", "queue": "x"})]
     assert found == [("$.value.team", "type"), ("$.value.page_oncall", "type"), ("$.value.queue", "invalid")]
-    collected = load_table(table("collect", RULES, "collect: {aggregate: list}\n"))
-    assert override_problems(collected, {"team": ["a", "b"]}) == []  # an aggregate's shape is not the output's type
-    assert [e.path for e in override_problems(collected, {"queue": []})] == ["$.value.queue"]
+    credit = load_table_file(PACKAGE / "reference" / "credit-tier.yaml")  # collect: lists, a count, a maximum
+    assert override_problems(credit, {"approver": ["cfo"], "approvals": 1, "hold_days": 3}) == []
+    found = [(e.path, e.message) for e in override_problems(credit, {"approver": "cfo", "approvals": "two"})]
+    assert found == [
+        (
+            "$.value.approver",
+            "output 'approver': expected a list (collected from every matching rule), got string 'cfo'",
+        ),
+        ("$.value.approvals", "output 'approvals': expected an int, got string 'two'"),
+    ]

@@ -194,6 +194,12 @@ def test_a_decision_is_overridden_with_a_reason_and_not_without(console: Console
         f"/decisions/{record['id']}/override", data={"csrf": _csrf(page.text), "value": "{oops", "reason": "x"}
     )
     assert not_json.status_code == 400 and "not JSON" in not_json.text
+    wrong = client.post(
+        f"/decisions/{record['id']}/override",
+        data={"csrf": _csrf(page.text), "value": '{"approvals": "two"}', "reason": "two people must sign"},
+    )
+    assert wrong.status_code == 400 and "$.value.approvals" in wrong.text
+    assert "two people must sign" in wrong.text and "&#34;approvals&#34;: &#34;two&#34;" in wrong.text  # kept
     done = client.post(
         f"/decisions/{record['id']}/override",
         data={"csrf": _csrf(page.text), "value": value, "reason": "the amount was misread"},

@@ -86,6 +86,7 @@ async def override(
 ) -> Response:
     form = await read_form(request, viewer.csrf)
     service = viewer.container.decisions
+    reason, raw = "", ""
     try:
         reason = text_field(form, "reason") or ""
         raw = text_field(form, "value", limit=20_000) or ""
@@ -107,6 +108,7 @@ async def override(
                 "record": record,
                 "error": error,
                 "notice": None,
+                "draft": {"value": raw, "reason": reason},  # what the person typed comes back with the error
             },
             status=error.http_status,
         )
