@@ -94,13 +94,18 @@ def test_every_route_of_the_schema_is_fuzzed(server: Server) -> None:
     assert routes - NOT_FUZZED == set(ROUTES)
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
-@pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
+CASES = [
+    pytest.param(method, path, mode, id=f"{method} {path}-{name}")
+    for method, path in ROUTES
+    for mode, name in ((GenerationMode.POSITIVE, "valid"), (GenerationMode.NEGATIVE, "invalid"))
+    if not (mode is GenerationMode.NEGATIVE and (method, path) in NOTHING_TO_BREAK)
+]
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), CASES)
 def test_generated_requests_never_get_a_server_error(
     server: Server, method: str, path: str, mode: GenerationMode
 ) -> None:
-    if mode is GenerationMode.NEGATIVE and (method, path) in NOTHING_TO_BREAK:
-        pytest.skip("no parameter or schema'd body to make invalid")
     schema = schemathesis.openapi.from_dict(httpx.get(f"{server.url}/openapi.json").json())
     operation = schema[path][method]
     headers = {"Authorization": f"Bearer {server.role_tokens['admin']}"}
