@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import orjson
-
 from opsrail.decisions import (
     CompiledTable,
     DecisionTable,
@@ -47,6 +45,7 @@ from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._automation import AutomationService
 from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
 from opsrail.services._model_training import TASKS, case_documents, file_error, train
+from opsrail.services._override_checks import model_override_problems, override_hint
 
 log = logging.getLogger("opsrail.decisions")
 
@@ -707,14 +706,14 @@ class DecisionService:
         if not given:
             raise InvalidInput("an override gives at least one output", errors=[FieldError(at, "empty")])
         if record["source"] == "table":
-            found = self.store.table_document(record["decision"], record["version"])
-            problems = override_problems(load_table(found[1]), given, at=at) if found is not None else []
+            compiled = self._compiled(record["decision"], record["version"])
+            problems = override_problems(compiled.table, given, at=at) if compiled is not None else []
         else:
             info = self.store.model_row(record["decision"], record["version"], with_artifact=False)
-            problems = _model_override_problems(info["task"] if info else None, given, at, echoed)
+            problems = model_override_problems(info["task"] if info else "", given, at, echoed)
         if problems:
             raise InvalidInput(
-                f"not an answer {record['decision']} could give", errors=problems, hint=_override_hint(record)
+                f"not an answer {record['decision']} could give", errors=problems, hint=override_hint(record)
             )
 
     def _check_review_value(self, task: Mapping[str, Any], value: Mapping[str, Any]) -> None:
@@ -809,38 +808,6 @@ def _past_case(record: dict[str, Any]) -> Document:
 
 _HEADLINE_FIGURES = ("accuracy", "macro_f1", "mae_days", "auc", "n")
 """The figures ``model_versions`` shows of each version, where its metrics have them."""
-
-_MODEL_ANSWERS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "text-classifier": {"label": str},
-    "next-activity": {"label": str},
-    "sla-breach": {"label": str},
-    "remaining-time": {"value": (int, float)},
-}
-"""What a person gives in place of a model's answer, per task: a classifier's label, a regressor's value."""
-
-
-def _model_override_problems(task: str | None, value: Mapping[str, Any], at: str, echoed: set[str]) -> list[FieldError]:
-    wanted = _MODEL_ANSWERS.get(task or "", {})
-    problems = []
-    for name, given in value.items():
-        kind = wanted.get(name)
-        if kind is None and name in echoed:
-            continue  # the model's own confidence or probabilities, sent back with the answer
-        if kind is None:
-            problems.append(FieldError(f"{at}.{name}", f"{name!r} is not what a {task} model answers"))
-        elif isinstance(given, bool) or not isinstance(given, kind) or given == "":
-            problems.append(FieldError(f"{at}.{name}", f"{name!r} must be {_KIND_NAMES[name]}", "type"))
-    if wanted and not set(wanted) & set(value):
-        problems.append(FieldError(at, f"give the answer as {' or '.join(repr(k) for k in wanted)}", "missing"))
-    return problems
-
-
-_KIND_NAMES = {"label": "a non-empty string", "value": "a number"}
-
-
-def _override_hint(record: Mapping[str, Any]) -> str:
-    outputs = {k: v for k, v in (record.get("outputs") or {}).items() if k not in ("confidence", "probabilities")}
-    return f"give outputs of the same names and types as the decision's, e.g. {orjson.dumps(outputs).decode()}"
 
 
 def _prediction_outputs(prediction: Prediction) -> dict[str, Any]:
