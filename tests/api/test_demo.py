@@ -81,7 +81,12 @@ def _console_tour(url: str, first_screen: str, runs: list[dict[str, Any]]) -> No
         assert csrf is not None
         signed = browser.post("/login", data={"csrf": csrf.group(1), "name": "fiona", "password": password.group(1)})
         assert signed.status_code == 303 and signed.headers["location"] == "/inbox"
+        # Simulated finance controllers answer within seconds, so the inbox can be empty for a moment: wait for a task.
+        deadline = time.monotonic() + 45
         inbox = browser.get("/inbox")
+        while "/tasks/task_" not in inbox.text and time.monotonic() < deadline:
+            time.sleep(1)
+            inbox = browser.get("/inbox")
         assert inbox.status_code == 200 and "/tasks/task_" in inbox.text
         sev1 = next(r for r in runs if r["playbook"] == "sev1-escalation")
         run_page = browser.get(f"/runs/{sev1['id']}")
