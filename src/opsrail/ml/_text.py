@@ -139,12 +139,21 @@ class TextClassifier:
         nb = _nb_scores(self.nb_weights, features)
         return _softmax(self._combine(svm, nb))
 
+    def text_key(self, inputs: Mapping[str, Any]) -> str | None:
+        """The input holding the text: ``text``, else the column the model was trained on; None when neither holds
+        a string."""
+        for key in ("text", self._columns.get("text", "text")):
+            if isinstance(inputs.get(key), str):
+                return key
+        return None
+
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
-        column = self._columns.get("text", "text")
-        text = inputs.get("text", inputs.get(column))
-        if not isinstance(text, str):
+        key = self.text_key(inputs)
+        if key is None:
+            column = self._columns.get("text", "text")
             also = f' (or {{"{column}": str}}, the training column)' if column != "text" else ""
             raise TypeError(f'predict expects {{"text": str}}{also}')
+        text = inputs[key]
         cols, values = self.features.vector(text)
         # Feature-major copies of the weights: a ticket's columns are then contiguous rows, not strided reads
         # across every class (made on first use, so pickled models stay as they are).

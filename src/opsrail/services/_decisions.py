@@ -449,7 +449,8 @@ class DecisionService:
                 hint="publish a table with `opsrail decisions publish` or train a model with `opsrail models train`",
             )
         model, _, found = self._model(name, version or model_version)
-        text_key = next((key for key in _text_keys(model) if isinstance(inputs.get(key), str)), None)
+        reads_text = getattr(model, "text_key", None)  # text models say which input holds the text
+        text_key: str | None = reads_text(inputs) if reads_text is not None else None
         try:
             prediction = model.predict(inputs)
         except (KeyError, ValueError, TypeError) as exc:
@@ -839,13 +840,6 @@ def _hit_dict(hit: Hit) -> dict[str, Any]:
         "snippet": hit.snippet,
         "metadata": _jsonable(dict(hit.metadata)),
     }
-
-
-def _text_keys(model: Any) -> tuple[str, ...]:
-    """The inputs a text model reads its text from, in its order: ``text``, then the column it was trained on."""
-    if getattr(model, "task", None) != "text-classifier":
-        return ()
-    return ("text", str(model.columns.get("text", "text")))
 
 
 def _as_text(inputs: Mapping[str, Any]) -> str:
