@@ -53,3 +53,25 @@ def test_nested_values_and_named_fields() -> None:
         "missing": None,
     }
     assert value["Customer_Name"] == "Jane Doe"  # the input is not changed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "run_01a2511662430135fcf0e704",  # 13 digits that pass the Luhn check, inside an identifier
+        "run_01a2511662430135fcf0e704:defect",
+        "dec_01a2511662458748d9ea80ee",
+        "ref4111111111111111",
+    ],
+)
+def test_identifiers_are_kept(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_no_generated_identifier_is_masked() -> None:
+    """Ids are milliseconds then random bits in hexadecimal: thousands of them, as audit details carry them."""
+    from opsrail.wiring import RandomIds
+
+    ids = RandomIds()
+    changed = [i for i in (ids.new("run") for _ in range(20_000)) if redact_text(f"{i}:step") != f"{i}:step"]
+    assert changed == []

@@ -4,7 +4,8 @@ Found in any string, at any depth of a JSON-like value: e-mail addresses, phone 
 least nine digits), payment card numbers (13 to 19 digits passing the Luhn check) and IBANs (passing the ISO 7064
 mod-97 check). Fields named in ``fields`` (compared without case, at any depth) are masked whole. Each kind is
 replaced by a marker such as ``[email]``, so a reader still sees what was there; checksums keep order numbers and
-timestamps from being taken for cards or IBANs.
+timestamps from being taken for cards or IBANs, and digits joined to letters (identifiers such as run ids and
+idempotency keys, which are hexadecimal) are never taken for cards or phone numbers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# Digits joined to letters or underscores are part of an identifier (``run_01a2511662430135fcf0e704`` holds 13 digits
+# that pass the Luhn check), never a card number written out.
+_CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _PHONE = re.compile(r"(?<![\w+:-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){2,4}(?![\w:-])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[./-]\d{2}[./-]\d{4}")
 
