@@ -87,3 +87,18 @@ def drain(container: Any, ticks: int = 50) -> None:
                 return
 
     asyncio.run(go())
+
+
+def every_audit_entry(client: Any, page: int = 1000) -> list[dict[str, Any]]:
+    """The whole audit log over HTTP, oldest first, page after page (``GET /v1/audit?after=``): a server shared by
+    many tests holds more entries than one page."""
+    entries: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        answer = client.get("/v1/audit", params={"after": after, "limit": page})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        entries += body["items"]
+        if body["next_after"] is None:
+            return entries
+        after = body["next_after"]

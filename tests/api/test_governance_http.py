@@ -19,6 +19,7 @@ from jwt.algorithms import RSAAlgorithm
 from opsrail.settings import Settings
 from opsrail.wiring import build
 from tests.api.conftest import Server, start_server
+from tests.support import every_audit_entry
 
 CREDIT = """
 id: service-credit
@@ -126,7 +127,7 @@ def test_credits_are_approved_by_the_right_people_and_the_auditor_sees_it_all(se
         assert operator.get("/v1/audit:verify").status_code == 403
         verified = auditor.get("/v1/audit:verify").json()
         assert verified["ok"] is True and verified["checked"] > 0
-        trail = [e for e in auditor.get("/v1/audit").json()["items"] if e["subject"] == task["id"]]
+        trail = [e for e in every_audit_entry(auditor) if e["subject"] == task["id"]]
         assert [(e["actor"], e["action"]) for e in trail] == [
             ("approver-token", "task.approved"),
             ("finance_controller-token", "task.approved"),
@@ -196,3 +197,15 @@ def test_every_route_refuses_an_oversized_body(oidc_server: Server) -> None:
         streamed = client.post("/v1/runs", content=chunks(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413, streamed.text
         assert client.post("/v1/runs", json={"playbook": "nothing", "input": {}}).status_code == 404
+
+
+def test_the_audit_log_is_read_a_page_at_a_time(server: Server) -> None:
+    with server.client(server.role_tokens["auditor"]) as auditor:
+        whole = auditor.get("/v1/audit", params={"limit": 10_000}).json()
+        assert whole["next_after"] is None and len(whole["items"]) >= 3
+        first = auditor.get("/v1/audit", params={"limit": 2}).json()
+        assert [e["seq"] for e in first["items"]] == [e["seq"] for e in whole["items"][:2]]
+        assert first["next_after"] == first["items"][-1]["seq"]
+        paged = every_audit_entry(auditor, page=2)
+        assert [e["hash"] for e in paged[: len(whole["items"])]] == [e["hash"] for e in whole["items"]]
+        assert auditor.get("/v1/audit", params={"after": -1}).status_code == 400

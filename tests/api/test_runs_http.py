@@ -146,3 +146,16 @@ def test_tasks_can_be_shown_reassigned_and_listed_as_mine(server: Server, tmp_pa
             assert refused.status_code == 403 and "may not task.reassign" in refused.json()["detail"]
         run = client.get(f"/v1/runs/{run_id}").json()
         assert any(e["activity"] == "task.reassigned" for e in run["timeline"])
+
+
+def test_a_filter_outside_its_vocabulary_is_a_problem(server: Server) -> None:
+    with server.client() as client:
+        for path, params, named in (
+            ("/v1/tasks", {"role": "finance"}, "role 'finance'"),
+            ("/v1/events", {"kind": "incidents"}, "kind 'incidents'"),
+        ):
+            answer = client.get(path, params=params)
+            assert answer.status_code == 400, answer.text
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert named in answer.json()["detail"]
+        assert client.get("/v1/tasks", params={"role": "finance_controller"}).status_code == 200

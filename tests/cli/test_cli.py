@@ -152,3 +152,21 @@ def test_tokens_expire_rotate_and_carry_a_rate_limit(run: CliRunner) -> None:
     assert new["replaces"] == token["id"] and new["token"] != token["token"] and new["name"] == "ci"
     listed = {t["id"]: t for t in json.loads(run.invoke(app, ["tokens", "list", "--json"]).stdout)}
     assert listed[token["id"]]["expires_at"] < listed[new["id"]]["expires_at"]
+
+
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [
+        (["runs", "list", "--status", "done"], "--status 'done' is not one of running, paused"),
+        (["connectors", "dead-letters", "--status", "failed"], "--status 'failed' is not one of dead, replayed, all"),
+        (["tasks", "list", "--role", "finance"], "role 'finance' is not one of admin"),
+        (["tasks", "list", "--mine", "--role", "Operator"], "role 'Operator' is not one of admin"),
+        (["events", "list", "--kind", "incidents"], "kind 'incidents' is not one of account"),
+    ],
+)
+def test_a_filter_outside_its_vocabulary_is_refused_not_an_empty_list(
+    run: CliRunner, command: list[str], named: str
+) -> None:
+    refused = run.invoke(app, command)
+    assert refused.exit_code == 2 and named in refused.stderr
+    assert refused.stdout == ""

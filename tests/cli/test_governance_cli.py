@@ -249,6 +249,8 @@ def test_the_governed_credit_story_end_to_end(run: CliRunner, tmp_path: Path) ->
         ("task.approved", "ann", None, None),
         ("task.approved", "fiona", None, None),
     ]
+    latest = run.invoke(app, ["audit", "list", "--limit", "3", "--json", "--as", "aude"])
+    assert [e["seq"] for e in json.loads(latest.stdout)] == [e["seq"] for e in entries[-3:]]
 
     container = build(Settings())
     victim = next(e["seq"] for e in entries if e["action"] == "decision.made" and e["details"]["run"] == large)

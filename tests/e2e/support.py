@@ -29,6 +29,7 @@ from opsrail.fakes.chaos import Chaos
 from opsrail.settings import Settings
 from opsrail.wiring import build
 from tests.api.conftest import free_port, running_opsrail
+from tests.support import every_audit_entry
 
 PLAYBOOKS = Path(opsrail.playbooks.__file__).parent / "reference"
 TABLES = Path(opsrail.decisions.__file__).parent / "reference"
@@ -317,10 +318,7 @@ def decision_records(client: httpx.Client, run_id: str) -> dict[str, dict[str, A
 
 
 def audit_entries(auditor: httpx.Client) -> list[dict[str, Any]]:
-    answer = auditor.get("/v1/audit", params={"limit": 10_000})
-    assert answer.status_code == 200, answer.text
-    items: list[dict[str, Any]] = answer.json()["items"]
-    return items
+    return every_audit_entry(auditor)
 
 
 def task_trail(auditor: httpx.Client, task_id: str) -> list[tuple[str, str]]:

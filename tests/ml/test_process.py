@@ -19,7 +19,7 @@ from opsrail.ml._intercase import INTERCASE_NAMES, InterCaseFeatures, SystemStat
 from opsrail.ml._next_activity import NextActivityModel, train_next_activity
 from opsrail.ml._prefixes import PAD, UNSEEN, PrefixEncoder, prefix_lengths
 from opsrail.ml._remaining_time import RemainingTimeModel, train_remaining_time
-from opsrail.ml._sla_breach import SlaBreachModel, SlaTarget, train_sla_breach
+from opsrail.ml._sla_breach import SlaBreachModel, SlaTarget, target_warnings, train_sla_breach
 from opsrail.ml._types import TrainedModel
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"  # ../shared beside the repository
@@ -402,3 +402,25 @@ def test_kfold_figures_are_fold_means_and_held_out_counts_add_up(tmp_path: Path)
     assert metrics["test_cases"] == 120 and metrics["excluded_already_breached"] > 0
     assert metrics["train_cases"] == pytest.approx(np.mean([fold["train_cases"] for fold in folds]))
     assert metrics["auc"] == pytest.approx(np.mean([fold["auc"] for fold in folds]), abs=1e-6)
+
+
+def test_a_target_almost_every_case_breaches_is_warned_about(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    path = _synthetic_log(tmp_path / "log.csv", rng, 400, 4, lambda _c, _s: "abcd"[int(rng.integers(4))])
+    model = train_sla_breach(path, target_seconds=0.6 * 3600)
+    share = model.params["training_positive_share"]
+    assert share > 0.95
+    [warning] = [w for w in model.metrics["warnings"] if "training prefixes" in w]
+    assert f"{share:.1%} of the training prefixes breach the target" in warning
+    assert f"the median case lasts {model.params['median_case_days']:.2f} days" in warning
+
+
+def test_a_usable_target_has_no_warning(breach: SlaBreachModel) -> None:
+    assert "warnings" not in breach.metrics
+
+
+def test_held_out_figures_without_both_outcomes_are_called_undefined() -> None:
+    params = {"training_positive_share": 0.6, "target": "case duration above 259200 s (3.00 days)"}
+    [warning] = target_warnings(params, {"n": 976, "positive_share": 1.0, "auc": None})
+    assert warning.startswith("every held-out prefix would breach the target, so AUC and recall are undefined")
+    assert target_warnings(params, {"n": 976, "positive_share": 0.4, "auc": 0.71}) == []

@@ -22,16 +22,21 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body, default=str), status_code=status, media_type="application/json")
 
 
-@router.get("/v1/audit", summary="Audit entries, oldest first, with both hashes")
+@router.get("/v1/audit", summary="Audit entries, oldest first, with both hashes; a page at a time")
 async def list_audit(
     request: Request,
     _who: Annotated[Principal, Depends(requires("audit.read"))],
     since: Annotated[UtcMoment | None, Query(description="entries at or after this time (ISO 8601)")] = None,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="page cursor: entries after this sequence number (next_after)")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     audit = container_of(request).audit
-    items = await run_in_threadpool(lambda: list(islice(audit.export(since), limit)))
-    return _json({"items": items})
+    items = await run_in_threadpool(lambda: list(islice(audit.export(since, after), limit)))
+    # A full page may have more behind it: the next page starts after its last entry.
+    next_after = items[-1]["seq"] if len(items) == limit else None
+    return _json({"items": items, "next_after": next_after})
 
 
 @router.get("/v1/audit:verify", summary="Check the whole hash chain; names the first bad entry")

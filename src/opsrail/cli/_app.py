@@ -196,6 +196,7 @@ def tokens_list(json: JsonFlag = False) -> None:
             )
             for t in items
         ],
+        empty="Create one with `opsrail tokens create --name NAME --role ROLE`",
     )
 
 
@@ -303,6 +304,9 @@ def events_list(
         "Events (newest first)",
         ["seq", "received", "type", "source", "object", "summary"],
         [(e.seq, short_time(e.received_at), e.type, e.source, e.object_id, _summary(e.data)) for e in items],
+        empty="No event matches these filters"
+        if any((type, kind, source, object_id, since, before))
+        else "Send events with `opsrail events send FILE` or POST /v1/events",
     )
 
 
@@ -356,6 +360,7 @@ def events_dead_letters(
             )
             for d in items
         ],
+        empty="Every payload sent so far was accepted",
     )
 
 

@@ -84,7 +84,7 @@ def audit_list(
 ) -> None:
     """The latest entries (oldest first)."""
     with opened(action="audit.read", actor=actor) as container:
-        entries = list(container.audit.export(_since(since)))[-limit:]
+        entries = container.audit.latest(limit, _since(since))
     if json:
         emit_json(entries)
         return

@@ -7,14 +7,14 @@ import getpass
 import signal
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import orjson
 import typer
 
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, json_object, plain, short_time, table
-from opsrail.model import InvalidInput
+from opsrail.model import InvalidInput, require_one_of
 from opsrail.settings import Settings
 
 playbooks_app = typer.Typer(help="Versioned playbooks.", no_args_is_help=True)
@@ -75,6 +75,7 @@ def playbooks_list(json: JsonFlag = False) -> None:
             )
             for p in items
         ],
+        empty="Publish one with `opsrail playbooks publish FILE`",
     )
 
 
@@ -143,12 +144,15 @@ def runs_start(
 @runs_app.command("list")
 @handled
 def runs_list(
-    status: Annotated[str | None, typer.Option()] = None,
-    playbook: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str | None, typer.Option(help="running, paused, succeeded, failed or cancelled")] = None,
+    playbook: Annotated[str | None, typer.Option(help="only runs of this playbook")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
     json: JsonFlag = False,
 ) -> None:
     """List runs, newest first."""
+    from opsrail.engine import RunStatus  # here: the engine package loads the playbook parser
+
+    require_one_of("--status", status, get_args(RunStatus))
     with opened(action="run.read") as container:
         items = container.automation.runs(status, playbook, limit)
     if json:
@@ -158,6 +162,9 @@ def runs_list(
         "Runs (newest first)",
         ["id", "playbook", "version", "status", "created", "error"],
         [(r["id"], r["playbook"], r["version"], r["status"], _when(r["created_at"]), r["error"] or "") for r in items],
+        empty="No run matches these filters"
+        if status or playbook
+        else "Start one with `opsrail runs start PLAYBOOK`, or send an event that triggers a playbook",
     )
 
 
@@ -292,6 +299,7 @@ def tasks_list(
             )
             for t in items
         ],
+        empty="Nothing is waiting for a person",
     )
 
 

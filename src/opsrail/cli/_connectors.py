@@ -13,6 +13,7 @@ import typer
 
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, fail, plain, short_time, table
+from opsrail.model import require_one_of
 
 connectors_app = typer.Typer(help="The systems Opsrail acts on.", no_args_is_help=True)
 dev_app = typer.Typer(help="Tools for local development.", no_args_is_help=True)
@@ -103,6 +104,7 @@ def connectors_dead_letters(
     json: JsonFlag = False,
 ) -> None:
     """Connector calls that failed for good (a permanent error, or the last attempt of their step)."""
+    require_one_of("--status", status, ("dead", "replayed", "all"))
     with opened(action="connector.read") as container:
         items = container.connectors.failures(None if status == "all" else status, limit)
     if json:
@@ -115,6 +117,7 @@ def connectors_dead_letters(
             [i["id"], i["operation"], i["run_id"] or "", i["status"], short_time(i["created_at"]), i["error"][:80]]
             for i in items
         ],
+        empty="No connector call has failed for good",
     )
 
 

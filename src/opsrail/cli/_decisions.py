@@ -122,6 +122,7 @@ def decisions_list(json: JsonFlag = False) -> None:
             )
             for i in items
         ],
+        empty="Publish a decision table with `opsrail decisions publish FILE`",
     )
 
 
@@ -230,6 +231,7 @@ def policies_list(json: JsonFlag = False) -> None:
             )
             for n, p in sorted(items.items())
         ],
+        empty="Set them with `opsrail decisions policies apply FILE`",
     )
 
 
@@ -279,6 +281,9 @@ def records_list(
             )
             for r in items
         ],
+        empty="No record matches these filters"
+        if any((decision, status, run, tier, version))
+        else "Records appear when a table or model decides",
     )
 
 
@@ -464,6 +469,7 @@ def models_list(json: JsonFlag = False) -> None:
             (m["name"], m["task"], m["latest"], m["versions"], short_time(m["created_at"]), m["data_source"])
             for m in items
         ],
+        empty="Train one with `opsrail models train TASK …`",
     )
 
 

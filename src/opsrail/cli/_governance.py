@@ -228,6 +228,7 @@ def users_list(json: JsonFlag = False) -> None:
             ]
             for u in items
         ],
+        empty="Add people with `opsrail users create NAME --role ROLE`",
     )
 
 

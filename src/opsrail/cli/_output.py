@@ -36,7 +36,11 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str | None = None) -> None:
+    """Print rows under their title; with no rows, one line saying so (and ``empty``: what to do about it)."""
+    if not rows:
+        Console().print(f"{title}: none" + (f". {empty}" if empty else ""), highlight=False, markup=False)
+        return
     out = Table(title=title, show_lines=False)
     for column in columns:
         # Times read badly when folded; free text may wrap. Every other column keeps a floor, or a narrow terminal

@@ -308,6 +308,8 @@ def _fit(cases: list[Case], method: str, seed: int, given: SlaTarget, progress: 
             "calibration": {"slope": round(slope, 6), "intercept": round(intercept, 6)},
             "target_precision": TARGET_PRECISION,
             "training_prefixes": len(final_target),
+            "training_positive_share": round(float(final_target.mean()), 6),
+            "median_case_days": round(float(np.median([c.end - c.start for c in cases if c.events])) / 86_400, 4),
             "training_excluded_already_breached": excluded,
             "window": final_encoder.window,
             "activities": len(final_encoder.activities),
@@ -348,4 +350,33 @@ def train_sla_breach(
 
     model, held_out = run_protocol(log, split, seed, progress, fit, lambda trained, cases: trained.score(cases))
     model.record_protocol(held_out, log.columns, split, "lengths 1 … n-1, not already past the target")
+    warnings = target_warnings(model.params, held_out)
+    if warnings:
+        model._metrics["warnings"] = warnings
     return model
+
+
+def target_warnings(params: Mapping[str, Any], held_out: Mapping[str, Any]) -> list[str]:
+    """What to tell whoever trained the model when the target leaves it (or its figures) little to go on."""
+    warnings = []
+    share = float(params.get("training_positive_share") or 0.0)
+    median = params.get("median_case_days")
+    suggestion = (
+        f"; the median case lasts {median:.2f} days (--target PT{max(1, round(median * 24))}H)"
+        if params.get("target_seconds") is not None and median
+        else ""
+    )
+    if not 0.05 <= share <= 0.95:
+        outcome = "breach" if share > 0.5 else "meet"
+        warnings.append(
+            f"{max(share, 1 - share):.1%} of the training prefixes {outcome} the target ({params.get('target')}): "
+            f"the model has little of the other outcome to learn from{suggestion}"
+        )
+    if held_out.get("n") and held_out.get("auc") is None:
+        positive = held_out.get("positive_share")
+        outcome = "breach" if positive else "meet"
+        warnings.append(
+            f"every held-out prefix would {outcome} the target, so AUC and recall are undefined: the held-out "
+            "figures say nothing about this model; try another target or --split"
+        )
+    return warnings

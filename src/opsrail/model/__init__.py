@@ -41,6 +41,7 @@ from opsrail.model._errors import (
     Unavailable,
     UnsupportedMediaType,
     json_path,
+    require_one_of,
 )
 from opsrail.model._operations import Approval, Escalation, ImplementationTask, Incident
 from opsrail.model._roles import ALREADY_PUBLISHED, ROLES, KnownRole
@@ -92,4 +93,5 @@ __all__ = [
     "json_path",
     "json_schema",
     "kind_of",
+    "require_one_of",
 ]

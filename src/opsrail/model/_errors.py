@@ -17,6 +17,7 @@ problem+json by the API) and to a CLI exit code, and says what to do next::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -139,3 +140,10 @@ def json_path(loc: tuple[int | str, ...] | list[int | str], root: str = "$") -> 
         else:
             path += f"[{part!r}]"
     return path
+
+
+def require_one_of(what: str, given: str | None, allowed: Iterable[str]) -> None:
+    """Refuse a filter or option value outside its vocabulary: a typo would otherwise match nothing, silently."""
+    choices = tuple(allowed)
+    if given is not None and given not in choices:
+        raise InvalidInput(f"{what} {given!r} is not one of {', '.join(choices)}", hint="values are case-sensitive")

@@ -26,6 +26,10 @@ class AuditStore(Protocol):
 
     def entries(self, *, since: datetime | None = None, after_seq: int = 0) -> Iterator[AuditEntry]: ...
 
+    def latest(self, limit: int, *, since: datetime | None = None) -> list[AuditEntry]:
+        """The last ``limit`` entries (at or after ``since``), oldest first."""
+        ...
+
 
 class Auditor(Protocol):
     """What the other services call: ``audit(actor, action, subject, details)``."""
@@ -66,6 +70,11 @@ class AuditService:
     def verify(self) -> ChainReport:
         return verify_chain(self.store.entries())
 
-    def export(self, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-        for entry in self.store.entries(since=since):
+    def export(self, since: datetime | None = None, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Entries in sequence order: at or after ``since``, and after entry number ``after`` (a page cursor)."""
+        for entry in self.store.entries(since=since, after_seq=after):
             yield entry.as_dict()
+
+    def latest(self, limit: int, since: datetime | None = None) -> list[dict[str, Any]]:
+        """The last ``limit`` entries, oldest first, read without going through the rest of the log."""
+        return [entry.as_dict() for entry in self.store.latest(limit, since=since)]

@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
-from opsrail.engine import Command, Control, Engine, Migrated, RunState, RunStore, TaskDecided, advance, migrate_state
+from opsrail.engine import (
+    Command,
+    Control,
+    Engine,
+    Migrated,
+    RunState,
+    RunStatus,
+    RunStore,
+    TaskDecided,
+    advance,
+    migrate_state,
+)
 from opsrail.governance import Principal, Resource
 from opsrail.ingest import nul_errors
-from opsrail.model import Clock, Conflict, FieldError, InvalidInput, NotFound
+from opsrail.model import ROLES, Clock, Conflict, FieldError, InvalidInput, NotFound, require_one_of
 from opsrail.playbooks import Playbook, load_playbook
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._authorization import AuthorizationService
@@ -127,6 +138,7 @@ class AutomationService:
         return run_id
 
     def runs(self, status: str | None = None, playbook_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        require_one_of("status", status, get_args(RunStatus))
         return self.store.list_runs(status, playbook_id, limit)
 
     def show(self, run_id: str) -> dict[str, Any]:
@@ -216,6 +228,8 @@ class AutomationService:
     ) -> list[dict[str, Any]]:
         """Open tasks, earliest due first. ``mine``: those assigned to that person, or unassigned and asking for
         one of ``my_roles``."""
+        for name in (role, *my_roles):
+            require_one_of("role", name, ROLES)
         return self.store.open_tasks(role, limit, assignee=mine, roles=tuple(my_roles))
 
     def task(self, task_id: str) -> dict[str, Any]:

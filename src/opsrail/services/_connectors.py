@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from opsrail.connectors import Connector, bind, describe
 from opsrail.engine import CallContext, OperationFailed, Operations
-from opsrail.model import Clock, Conflict, IdFactory, NotFound
+from opsrail.model import Clock, Conflict, IdFactory, NotFound, require_one_of
 from opsrail.services._audit import Auditor, not_audited
 
 
@@ -90,6 +90,8 @@ class ConnectorService:
         )
 
     def failures(self, status: str | None = "dead", limit: int = 100) -> list[dict[str, Any]]:
+        """Calls that failed for good: ``status`` dead (waiting for a replay), replayed, or None for both."""
+        require_one_of("status", status, ("dead", "replayed"))
         return self.dead_letters.find(status, limit) if self.dead_letters is not None else []
 
     async def replay(self, letter_id: str, by: str | None = None) -> dict[str, Any]:

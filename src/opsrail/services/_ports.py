@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsrail.ingest import Arrival, DeadLetter, Receipt, StoredEvent, rfc3339
+from opsrail.model import KINDS, require_one_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,9 @@ class EventQuery:
     since: datetime | None = None
     before_seq: int | None = None
     limit: int = 50
+
+    def __post_init__(self) -> None:
+        require_one_of("kind", self.kind, KINDS)
 
 
 class EventStore(Protocol):

@@ -87,6 +87,14 @@ class SqlAuditStore:
         """Hold the entry for the commit of the step in progress; False when no step is in progress here."""
         return hold(HeldAuditEntry(at, actor, action, subject, details))
 
+    def latest(self, limit: int, *, since: datetime | None = None) -> list[AuditEntry]:
+        query = sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit)
+        if since is not None:
+            query = query.where(audit_log.c.at >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_entry(row) for row in reversed(rows)]
+
     def entries(self, *, since: datetime | None = None, after_seq: int = 0) -> Iterator[AuditEntry]:
         """Every entry in sequence order, read a page at a time."""
         position = after_seq
@@ -97,16 +105,20 @@ class SqlAuditStore:
             with self.engine.connect() as conn:
                 rows = conn.execute(query).mappings().all()
             for row in rows:
-                yield AuditEntry(
-                    seq=int(row["seq"]),
-                    at=as_utc(row["at"]) or row["at"],
-                    actor=row["actor"],
-                    action=row["action"],
-                    subject=row["subject"],
-                    details=row["details"],
-                    prev_hash=row["prev_hash"],
-                    hash=row["hash"],
-                )
+                yield _entry(row)
             if len(rows) < _PAGE:
                 return
             position = int(rows[-1]["seq"])
+
+
+def _entry(row: sa.RowMapping) -> AuditEntry:
+    return AuditEntry(
+        seq=int(row["seq"]),
+        at=as_utc(row["at"]) or row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        subject=row["subject"],
+        details=row["details"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
