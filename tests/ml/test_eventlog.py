@@ -229,6 +229,18 @@ def test_parse_timestamp_rejects_other_values() -> None:
             parse_timestamp(bad)
 
 
+def test_epoch_numbers_outside_real_years_are_refused(tmp_path: Path) -> None:
+    assert parse_timestamp(1333472138000) == parse_timestamp(1333472138) == epoch(2012, 4, 3, 16, 55, 38)
+    for bad in (1e30, float("nan"), float("inf"), -5e9, "99999999999999999"):
+        with pytest.raises(ValueError, match="outside the years 1900-2286"):
+            parse_timestamp(bad)
+    path = write(tmp_path / "log.csv", "case,activity,timestamp\n1,a,1333472138\n1,b,1e30\n")
+    with pytest.raises(EventLogError, match=r"row 3, column 'timestamp'"):
+        read_event_log(path)
+    with pytest.raises(EventLogError, match="event 1: cannot read timestamp 1e"):
+        events_from_records([{"activity": "a", "timestamp": 1e30}], {})
+
+
 def test_one_layout_per_column_settles_day_and_month() -> None:
     us = parse_timestamps(["03/05/2016 10:00", "12/31/2016 10:00"])
     assert us[0] == epoch(2016, 3, 5, 10)

@@ -169,9 +169,20 @@ def _iso(text: str) -> float | None:
     except ValueError:
         pass
     if _NUMBER.match(text):
-        number = float(text)
-        return number / 1000.0 if abs(number) > 1e11 else number
+        return _epoch(float(text))
     return None
+
+
+# Epoch numbers outside 1900-2286 are not times a log or a case holds (1e30 would pass as a float and poison every
+# gap the features compute); milliseconds are told from seconds by size, as below.
+_EPOCH_RANGE = (-2_208_988_800.0, 1e10)
+
+
+def _epoch(number: float) -> float:
+    seconds = number / 1000.0 if abs(number) > 1e11 else number
+    if not _EPOCH_RANGE[0] <= seconds <= _EPOCH_RANGE[1]:  # also refuses NaN
+        raise ValueError(f"epoch time {number!r} is outside the years 1900-2286")
+    return seconds
 
 
 def _with_format(text: str, layout: str) -> float | None:
@@ -191,8 +202,7 @@ def parse_timestamp(value: object) -> float:
     if isinstance(value, datetime):
         return _seconds(value)
     if isinstance(value, int | float):
-        number = float(value)
-        return number / 1000.0 if abs(number) > 1e11 else number
+        return _epoch(float(value))
     if not isinstance(value, str):
         raise ValueError(f"not a timestamp: {value!r}")
     text = value.strip()
@@ -215,7 +225,10 @@ def parse_timestamps(values: Sequence[str], *, row: Callable[[int], str] = str) 
     out: list[float] = [0.0] * len(values)
     pending: list[int] = []
     for index, raw in enumerate(values):
-        seconds = _iso(raw.strip())
+        try:
+            seconds = _iso(raw.strip())
+        except ValueError as exc:
+            raise EventLogError(f"{row(index)}: {exc}") from None
         if seconds is None:
             pending.append(index)
         else:
