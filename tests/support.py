@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import gzip
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,3 +104,19 @@ def every_audit_entry(client: Any, page: int = 1000) -> list[dict[str, Any]]:
         if body["next_after"] is None:
             return entries
         after = body["next_after"]
+
+
+TICKETS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
+
+
+def ticket_sample(tmp_path: Path, rows: int = 1200) -> Path:
+    """The first ``rows`` tickets of the shared ticket file, as a plain CSV (Document, Topic_group)."""
+    with gzip.open(TICKETS, "rt", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        sample = [row for _, row in zip(range(rows), reader, strict=False)]
+    path = tmp_path / "tickets.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["Document", "Topic_group"])
+        writer.writeheader()
+        writer.writerows(sample)
+    return path

@@ -179,6 +179,7 @@ def build(
     audit = AuditService(SqlAuditStore(engine), clock, settings.redact_fields)
     tokens = TokenService(SqlTokenStore(engine), clock, ids)
     retention = RetentionService(SqlRetentionStore(engine), clock, settings.retention)
+    retention.prune_models = decisions.prune_models
     authorization = AuthorizationService(SqlGovernanceStore(engine), clock)
     directory = DirectoryService(SqlGovernanceStore(engine), clock, ids)
     automation.authorization = authorization

@@ -3,8 +3,6 @@ act, unsure ones become review tasks with similar cases, and every decision is a
 
 from __future__ import annotations
 
-import csv
-import gzip
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,7 @@ from opsrail.services import EventQuery
 from opsrail.settings import Settings
 from opsrail.wiring import Container, build
 from tests.knowledge.conftest import serve_in_thread
-from tests.support import FakeClock, SequentialIds, drain
-
-TICKETS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
+from tests.support import FakeClock, SequentialIds, drain, ticket_sample
 
 TABLE = """
 name: credit-tier
@@ -75,18 +71,6 @@ steps:
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text)
-    return path
-
-
-def ticket_sample(tmp_path: Path, rows: int = 1200) -> Path:
-    with gzip.open(TICKETS, "rt", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        sample = [row for _, row in zip(range(rows), reader, strict=False)]
-    path = tmp_path / "tickets.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["Document", "Topic_group"])
-        writer.writeheader()
-        writer.writerows(sample)
     return path
 
 

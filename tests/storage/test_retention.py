@@ -15,7 +15,7 @@ from opsrail.model import InvalidInput
 from opsrail.services import RetentionService
 from opsrail.storage import SqlRetentionStore
 from opsrail.wiring import Container
-from tests.support import FakeClock, incident_event
+from tests.support import FakeClock, incident_event, ticket_sample
 
 TABLE = """
 name: echo
@@ -87,3 +87,30 @@ def test_unknown_kinds_are_refused_and_the_cli_needs_policies(
     ran = runner.invoke(app, ["retention", "run", "--dry-run", "--json"])
     assert ran.exit_code == 0, ran.output
     assert orjson.loads(ran.stdout)["kinds"]["events"]["rows"] == 0
+
+
+def test_old_model_versions_lose_their_artifact_and_training_texts_but_the_newest_answers(
+    container: Container, clock: FakeClock, tmp_path: Path
+) -> None:
+    data = ticket_sample(tmp_path, rows=300)
+    columns = {"text": "Document", "label": "Topic_group"}
+    for name in ("topic", "topic", "solo"):
+        container.decisions.train_model("text-classifier", data, columns, name=name)
+    clock.advance(days=40)
+    container.decisions.train_model("text-classifier", data, columns, name="topic")
+    retention = RetentionService(SqlRetentionStore(container.engine), clock, {"model_versions": timedelta(days=30)})
+    retention.audit = container.audit
+    with pytest.raises(InvalidInput, match="cannot be pruned here"):
+        retention.run(dry_run=True)  # nobody told it how
+    retention.prune_models = container.decisions.prune_models
+
+    assert retention.run(dry_run=True)["kinds"]["model_versions"]["rows"] == 2
+    done = retention.run(actor="ops")
+    assert done["kinds"]["model_versions"]["rows"] == 2
+    history = {(v["name"], v["version"]): v for v in container.decisions.store.model_versions()}
+    assert [key for key, v in sorted(history.items()) if v["pruned_at"] is not None] == [("topic", 1), ("topic", 2)]
+    assert history[("solo", 1)]["bytes"] > 100_000  # old, but the only version: it still answers
+    assert container.decisions.evaluate_and_record("topic", {"text": "laptop screen broken"})["version"] == 3
+    assert retention.run()["kinds"]["model_versions"]["rows"] == 0
+    pruned = [e for e in container.audit.export() if e["action"] == "model.pruned"]
+    assert {e["actor"] for e in pruned} == {"ops"} and all("before" in e["details"] for e in pruned)

@@ -109,7 +109,8 @@ def retention_run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would change, change nothing")] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Apply the retention policies once (events lose their payload, dead letters go, decision inputs are dropped)."""
+    """Apply the retention policies once (events lose their payload, dead letters go, decision inputs are dropped,
+    old model versions are pruned)."""
     with opened(action="retention.run") as container:
         if not container.retention.policies:
             raise InvalidInput(
@@ -123,4 +124,5 @@ def retention_run(
         return
     verb = "would change" if dry_run else "changed"
     for kind, item in done["kinds"].items():
-        typer.echo(f"{kind}: {verb} {item['rows']} rows older than {item['before']}")
+        what = "versions" if kind == "model_versions" else "rows"
+        typer.echo(f"{kind}: {verb} {item['rows']} {what} older than {item['before']}")

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -317,12 +318,23 @@ class DecisionService:
         return versions
 
     def prune_models(
-        self, *, keep: int, name: str | None = None, by: str | None = None, dry_run: bool = False
+        self,
+        *,
+        keep: int | None = None,
+        before: datetime | None = None,
+        name: str | None = None,
+        by: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Drop the artifact and similar-case index of every version but the ``keep`` newest of each model (or of
-        ``name``); the registrations stay for the decision records that name them. Returns what was (or, with
-        ``dry_run``, would be) pruned and the bytes it held."""
-        if keep < 1:
+        """Drop the artifact and similar-case index (which holds the training texts) of every version but the
+        ``keep`` newest of each model (or of ``name``), and of every version registered ``before`` a time but the
+        newest (the retention policy ``model_versions``). The registrations stay for the decision records that name
+        them. Returns what was (or, with ``dry_run``, would be) pruned and the bytes it held."""
+        if keep is None and before is None:
+            raise InvalidInput(
+                "say which versions to prune", hint="keep the N newest, or prune those older than a time"
+            )
+        if keep is not None and keep < 1:
             raise InvalidInput(f"keep must be at least 1, not {keep}", hint="the latest version always answers")
         versions = self.store.model_versions(name)
         if name is not None and not versions:
@@ -331,7 +343,9 @@ class DecisionService:
         doomed = []
         for row in versions:  # newest first within each name
             rank[row["name"]] = rank.get(row["name"], 0) + 1
-            if rank[row["name"]] > keep and row["pruned_at"] is None:
+            surplus = keep is not None and rank[row["name"]] > keep
+            old = before is not None and rank[row["name"]] > 1 and row["created_at"] < before
+            if (surplus or old) and row["pruned_at"] is None:
                 doomed.append(row)
         if doomed and not dry_run:
             self.store.prune_model_versions([(r["name"], r["version"]) for r in doomed], self.clock.now(), by)
@@ -339,9 +353,13 @@ class DecisionService:
                 for r in doomed:
                     self._models.pop((r["name"], r["version"]), None)
             for r in doomed:
-                self.audit(by, "model.pruned", f"{r['name']}@{r['version']}", {"bytes": r["bytes"], "keep": keep})
+                rule: dict[str, Any] = {"keep": keep} if keep is not None else {}
+                if before is not None:
+                    rule["before"] = before.isoformat()
+                self.audit(by, "model.pruned", f"{r['name']}@{r['version']}", {"bytes": r["bytes"], **rule})
         return {
             "keep": keep,
+            **({"before": before.isoformat()} if before is not None else {}),
             "dry_run": dry_run,
             "pruned": [{k: r[k] for k in ("name", "version", "task", "created_at", "bytes")} for r in doomed],
             "bytes": sum(r["bytes"] for r in doomed),

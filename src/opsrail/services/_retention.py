@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from opsrail.model import Clock, InvalidInput
 from opsrail.services._audit import Auditor, not_audited
 
-RETAINED_KINDS = ("events", "dead_letters", "decision_records")
+RETAINED_KINDS = ("events", "dead_letters", "decision_records", "model_versions")
+
+PruneModels = Callable[..., dict[str, Any]]
+"""``prune_models(before=…, by=…, dry_run=…)``: the decision service's pruning of old model versions."""
 
 
 class RetentionStore(Protocol):
@@ -27,6 +30,7 @@ class RetentionService:
         self.clock = clock
         self.policies = dict(policies)
         self.audit: Auditor = not_audited
+        self.prune_models: PruneModels | None = None
 
     def run(self, *, dry_run: bool = False, actor: str | None = None) -> dict[str, Any]:
         """Apply every policy once; returns, per kind, the cut-off time and how many rows were touched."""
@@ -37,8 +41,17 @@ class RetentionService:
             done[kind] = {
                 "keep": keep.total_seconds(),
                 "before": before.isoformat(),
-                "rows": self.store.apply(kind, before, dry_run=dry_run),
+                "rows": self._apply(kind, before, dry_run, actor),
             }
         if not dry_run:
             self.audit(actor, "retention.applied", None, done)
         return {"dry_run": dry_run, "kinds": done}
+
+    def _apply(self, kind: str, before: datetime, dry_run: bool, actor: str | None) -> int:
+        if kind != "model_versions":
+            return self.store.apply(kind, before, dry_run=dry_run)
+        # Old model versions go through the decision service: it knows which version answers and audits each one.
+        if self.prune_models is None:
+            raise InvalidInput("model versions cannot be pruned here", hint="run `opsrail retention run` with the CLI")
+        pruned = self.prune_models(before=before, by=actor or "retention", dry_run=dry_run)
+        return len(pruned["pruned"])
