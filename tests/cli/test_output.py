@@ -16,3 +16,29 @@ def test_columns_beside_a_long_identifier_stay_readable_at_80_columns(
     table("Decision records", columns, [row])
     out = capsys.readouterr().out
     assert "tiny" in out and "overridden" in out and "dana" in out
+
+
+def test_at_80_columns_ids_stay_whole_dates_unbroken_and_nothing_is_cut(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    rows = [
+        ("run_01a251400808283d5ad92210", "quote-discount", 2, "cancelled", "2026-12-07 16:04:40Z", "cancelled by root"),
+        ("run_01a25140026ab6640c49d5ca", "enterprise-onboarding", 12, "failed", "2026-12-07 16:04:39Z", "x" * 90),
+    ]
+    table("Runs (newest first)", ["id", "playbook", "version", "status", "created", "error"], rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for run_id, *_ in rows:
+        assert any(run_id in line for line in lines)  # on one line: it can be copied
+    assert sum("2026-12-07" in line for line in lines) == 2 and any("version" in line for line in lines)
+
+
+def test_a_wide_terminal_shows_every_value_on_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    row = ("dl_01a2512d3e29596a771f4164", "2026-12-07 15:44:09Z", "ingest:nope", "pending", "no mapper named 'x'")
+    table("Dead letters", ["id", "received", "channel", "status", "reason"], [row])
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "dl_01a" in line]
+    assert all(value in line for value in row)

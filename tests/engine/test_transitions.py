@@ -302,8 +302,14 @@ def test_cancel_pause_resume_and_retry_a_failed_step() -> None:
     attempt = claim(run, "b")
     advance(pb, run, Completed("b", attempt, ok=False, error="down", retryable=False), T0)
     assert run.status == "failed"
+    with pytest.raises(TransitionError, match="has no step 'nope'; its failed steps: b"):
+        advance(pb, run, Control("retry_step", "nope"), T0)
+    with pytest.raises(TransitionError, match="step 'a' is succeeded, not failed"):
+        advance(pb, run, Control("retry_step", "a"), T0)
     advance(pb, run, Control("retry_step", "b"), T0)
     assert status(run)["b"] == "ready"
+    with pytest.raises(TransitionError, match="none of its steps has failed"):
+        advance(pb, run, Control("retry_step", "nope"), T0)
     assert run.terminal is False
     advance(pb, run, Control("cancel", actor="ops"), T0)
     assert outcome(run) == "cancelled" and status(run)["b"] == "cancelled"

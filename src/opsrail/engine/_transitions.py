@@ -330,8 +330,16 @@ class _Machine:
             self.log(None, "run.resumed", actor=signal.actor)
         elif signal.action == "retry_step":
             failed = run.steps.get(signal.step_id or "")
-            if failed is None or failed.status != "failed":
-                raise TransitionError(f"step {signal.step_id!r} has not failed; only a failed step can be retried")
+            if failed is None:
+                failures = sorted(s.id for s in run.steps.values() if s.status == "failed")
+                raise TransitionError(
+                    f"run {run.id} has no step {signal.step_id!r}; "
+                    + (f"its failed steps: {', '.join(failures)}" if failures else "none of its steps has failed")
+                )
+            if failed.status != "failed":
+                raise TransitionError(
+                    f"step {signal.step_id!r} is {failed.status}, not failed; only a failed step can be retried"
+                )
             state = failed
             if run.status == "failed":
                 run.status = "running"
