@@ -47,38 +47,47 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, 
     # A rule under the header and two spaces between columns: eight characters more for the cells than boxed
     # cells at six columns, enough for an id and five more columns on an 80-column terminal.
     out = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-    for column, (floor, whole) in zip(columns, _floors(columns, cells, console.width), strict=True):
-        # A column given its whole width is left out of Rich's shrinking, which starts with the widest column.
-        out.add_column(column, overflow="fold", min_width=floor, no_wrap=whole)
+    for column, width in zip(columns, _widths(columns, cells, console.width), strict=True):
+        out.add_column(column, overflow="fold", width=width)
     for row in cells:
         out.add_row(*row)
     console.print(out)
 
 
-def _floors(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[tuple[int, bool]]:
-    """The narrowest each column may become, and whether that is its whole width.
+def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[int]:
+    """Each column's width on a terminal ``width`` characters wide (values longer than it fold).
 
-    Free text (errors, reasons, paths, titles) folds to make room. The other columns keep the width of their longest
-    value (up to 30 characters) while the terminal has room: identifiers first, so an id reads and copies whole on
-    an 80-column terminal, then times (or at least their date, the time wrapping under it), then the rest from the
-    left. No header of up to eight letters is broken.
+    Every column starts four characters wide; then, while the terminal has room, in this order: the first column's
+    identifier whole (it reads and copies on one line), headers of up to eight letters whole, short
+    values (states, kinds, numbers) whole, dates whole (the time wraps under them), free text (titles, errors,
+    reasons) up to 12 characters, other identifiers whole, times whole, and free text whole. Set here rather than
+    left to Rich, whose shrinking starts with the widest column: the identifier.
     """
-    small = [min(len(column), 8) for column in columns]
-    room = width - (2 * len(columns) - 1) - sum(small)  # the space between columns, and every column's least width
-    floors = [(least, False) for least in small]
-    ranked = sorted(
-        (index for index, column in enumerate(columns) if column not in _FREE_TEXT),
-        key=lambda index: (columns[index] not in _IDENTIFIERS, columns[index] not in _TIMES, index),
-    )
-    for index in ranked:
-        longest = max([len(columns[index])] + [len(row[index]) for row in cells])
-        wanted = [min(longest, 30)] + ([len("2026-12-07")] if columns[index] in _TIMES else [])
-        for natural in wanted:
-            if small[index] < natural and natural - small[index] <= room:
-                room -= natural - small[index]
-                floors[index] = (natural, natural == longest)
-                break
-    return floors
+    longest = [max([len(column)] + [len(row[index]) for row in cells]) for index, column in enumerate(columns)]
+    widths = [min(len(column), 4) for column in columns]
+    room = width - 2 * len(columns) - sum(widths)  # a space each side of every column, and their least widths
+    kind = [
+        "free" if c in _FREE_TEXT else "id" if c in _IDENTIFIERS else "time" if c in _TIMES else "short"
+        for c in columns
+    ]
+    requests: list[tuple[int, int, bool]] = []  # column, width wanted, whether part of it will do
+    if kind[0] == "id":
+        requests.append((0, longest[0], True))
+    requests += [(i, min(len(c), 8), False) for i, c in enumerate(columns)]
+    requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "short"]
+    requests += [(i, min(longest[i], len("2026-12-07")), False) for i, k in enumerate(kind) if k == "time"]
+    requests += [(i, min(longest[i], 12), True) for i, k in enumerate(kind) if k == "free"]
+    requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "id"]
+    requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "time"]
+    requests += [(i, longest[i], True) for i, k in enumerate(kind) if k == "free"]
+    requests += [(i, longest[i], True) for i in range(len(columns))]
+    for index, wanted, partly in requests:
+        grow = wanted - widths[index]
+        if grow > 0 and (grow <= room or (partly and room > 0)):
+            grow = min(grow, room)
+            widths[index] += grow
+            room -= grow
+    return widths
 
 
 _IDENTIFIERS = frozenset({"id", "run", "name", "seq"})
