@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import orjson
@@ -170,3 +171,16 @@ def test_a_filter_outside_its_vocabulary_is_refused_not_an_empty_list(
     refused = run.invoke(app, command)
     assert refused.exit_code == 2 and named in refused.stderr
     assert refused.stdout == ""
+
+
+def test_up_says_in_one_line_when_it_cannot_listen(run: CliRunner, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        taken = run.invoke(app, ["up", "--port", str(port)])
+    assert taken.exit_code == 6 and f"port {port} on 127.0.0.1 is already in use" in taken.stderr
+    unknown = run.invoke(app, ["up", "--host", "256.1.1.1"])
+    assert unknown.exit_code == 2 and "cannot listen on '256.1.1.1'" in unknown.stderr
+    assert run.invoke(app, ["up", "--port", "99999"]).exit_code == 2
+    assert "Traceback" not in taken.output + unknown.output

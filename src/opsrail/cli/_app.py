@@ -72,7 +72,7 @@ class LetterStatus(StrEnum):
 @handled
 def up(
     host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [default: 8080]")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port [default: 8080]")] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, max=64, help="server processes sharing the port [default: 1]")
     ] = None,
@@ -81,7 +81,10 @@ def up(
     ] = False,
 ) -> None:
     """Start the API server (migrating the database first)."""
+    from opsrail.cli._listen import check_listen_address
+
     settings = Settings()
+    check_listen_address(host or settings.host, port or settings.port)
     if demo:
         from opsrail.cli._demo import run
 
