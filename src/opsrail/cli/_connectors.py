@@ -12,7 +12,7 @@ import orjson
 import typer
 
 from opsrail.cli._common import JsonFlag, handled, opened
-from opsrail.cli._output import emit_json, fail, plain, short_time, table
+from opsrail.cli._output import emit_json, plain, short_time, table
 from opsrail.model import require_one_of
 
 connectors_app = typer.Typer(help="The systems Opsrail acts on.", no_args_is_help=True)
@@ -76,7 +76,7 @@ def fakes_app() -> Any:
 @dev_app.command("fakes")
 @handled
 def dev_fakes(
-    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8099,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port on 127.0.0.1")] = 8099,
     print_settings: Annotated[bool, typer.Option("--print-settings", help="print OPSRAIL_CONNECTORS and exit")] = False,
 ) -> None:
     """Serve local fakes of Jira, Slack, Stripe, ServiceNow and ERPNext that follow their published APIs."""
@@ -91,8 +91,11 @@ def dev_fakes(
         return
     import uvicorn
 
-    fail(f"fakes on {base}; point Opsrail at them with:", None)
-    fail(f"export OPSRAIL_CONNECTORS='{line}'", None)
+    from opsrail.cli._listen import check_listen_address
+
+    check_listen_address("127.0.0.1", port)
+    typer.echo(f"fakes on {base}; point Opsrail at them with:", err=True)
+    typer.echo(f"export OPSRAIL_CONNECTORS='{line}'", err=True)
     uvicorn.run(fakes_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -71,7 +71,8 @@ def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) 
         for c in columns
     ]
     requests: list[tuple[int, int, bool]] = []  # column, width wanted, whether part of it will do
-    if kind[0] == "id":
+    if kind[0] != "free":  # the first column names the row: an id, a name, an operation
+        kind[0] = "id"
         requests.append((0, longest[0], True))
     requests += [(i, min(len(c), 8), False) for i, c in enumerate(columns)]
     requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "short"]
@@ -94,7 +95,7 @@ _IDENTIFIERS = frozenset({"id", "run", "name", "seq"})
 _TIMES = frozenset({"created", "received", "trained", "when", "due", "published", "at", "until", "started", "finished"})
 _FREE_TEXT = frozenset(
     {"error", "first error", "reason", "data", "summary", "title", "outputs", "details", "message", "roles", "needs"}
-    | {"subject", "operation", "source", "object", "text", "comment", "rules", "when", "then"}
+    | {"subject", "source", "object", "text", "comment", "rules", "when", "then"}
 )
 
 
