@@ -132,6 +132,9 @@ def test_a_disabled_person_is_signed_out_at_once(console: Console) -> None:
         ("olive", "/runs?status=exploded", 400),
         ("olive", "/runs/run_does_not_exist", 404),
         ("olive", "/tasks/task_does_not_exist", 404),
+        ("aude", "/kpis?by=country", 400),  # hand-edited addresses are refused on a page, not a 500
+        ("olive", "/runs?playbook=%00", 400),
+        ("aude", "/kpis?period=1y", 400),
     ],
 )
 def test_each_page_answers_as_the_policies_and_the_input_say(
@@ -142,6 +145,8 @@ def test_each_page_answers_as_the_policies_and_the_input_say(
     client.close()
     assert response.status_code == status
     assert response.headers["content-type"].startswith("text/html")
+    if status == 400:
+        assert "Invalid input" in response.text and "Something went wrong" not in response.text
 
 
 def test_a_wrong_password_is_throttled_after_five_tries(console: Console) -> None:

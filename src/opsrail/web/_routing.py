@@ -7,11 +7,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.responses import RedirectResponse, Response
 
-from opsrail.model import OpsrailError
+from opsrail.model import FieldError, InvalidInput, OpsrailError, json_path
 from opsrail.web._render import render
 from opsrail.web._security import SignInNeeded, current_viewer, sign_in_url
 from opsrail.wiring import DatabaseError
@@ -43,6 +44,8 @@ class ConsoleRoute(APIRoute):
                 response = RedirectResponse(sign_in_url(needed.next_path), status_code=303)
             except OpsrailError as error:
                 response = error_page(request, error)
+            except RequestValidationError as invalid:  # a hand-edited address: ?by=country, a control character
+                response = error_page(request, _invalid_address(invalid))
             except (DatabaseError, ClientDisconnect):
                 raise  # the application's handlers answer these
             except Exception:
@@ -53,6 +56,19 @@ class ConsoleRoute(APIRoute):
             return response
 
         return handle
+
+
+def _invalid_address(invalid: RequestValidationError) -> InvalidInput:
+    errors = [
+        FieldError(json_path(tuple(e.get("loc", ()))), str(e.get("msg", "invalid")), str(e.get("type", "invalid")))
+        for e in invalid.errors()
+    ]
+    named = ", ".join(str(e.get("loc", ("", "?"))[-1]) for e in invalid.errors())
+    return InvalidInput(
+        f"this address asks for something the page does not offer ({named})",
+        hint="use the page's links and filters instead of editing the address",
+        errors=errors,
+    )
 
 
 class Internal(OpsrailError):
