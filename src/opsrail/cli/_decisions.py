@@ -266,17 +266,16 @@ def records_list(
         return
     table(
         "Decision records",
-        ["id", "decision", "version", "outputs", "confidence", "route", "status", "by", "created"],
+        # The version goes with the decision's name and the reviewer with the status: seven columns fit better.
+        ["id", "decision", "outputs", "confidence", "route", "status", "created"],
         [
             (
                 r["id"],
-                r["decision"],
-                r["version"],
+                f"{r['decision']}@{r['version']}",
                 orjson.dumps({k: v for k, v in r["outputs"].items() if k != "probabilities"}).decode()[:60],
                 f"{r['confidence']:.2f}" if r["confidence"] is not None else "",
                 r["route"],
-                r["status"],
-                r["reviewed_by"] or "",
+                r["status"] + (f" by {r['reviewed_by']}" if r["reviewed_by"] else ""),
                 short_time(r["created_at"]),
             )
             for r in items

@@ -58,9 +58,9 @@ def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) 
     """Each column's width on a terminal ``width`` characters wide (values longer than it fold).
 
     Every column starts four characters wide; then, while the terminal has room, in this order: the first column's
-    identifier whole (it reads and copies on one line), headers of up to eight letters whole, short
-    values (states, kinds, numbers) whole, dates whole (the time wraps under them), free text (titles, errors,
-    reasons) up to 12 characters, other identifiers whole, times whole, and free text whole. Set here rather than
+    identifier whole (it reads and copies on one line), headers of up to eight letters whole, dates whole (the time
+    wraps under them), short values (states, kinds, numbers) whole, free text (titles, errors, reasons) up to 12
+    characters, other identifiers whole, times whole, and free text whole. Set here rather than
     left to Rich, whose shrinking starts with the widest column: the identifier.
     """
     longest = [max([len(column)] + [len(row[index]) for row in cells]) for index, column in enumerate(columns)]
@@ -75,8 +75,8 @@ def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) 
         kind[0] = "id"
         requests.append((0, longest[0], True))
     requests += [(i, min(len(c), 8), False) for i, c in enumerate(columns)]
-    requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "short"]
     requests += [(i, min(longest[i], len("2026-12-07")), False) for i, k in enumerate(kind) if k == "time"]
+    requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "short"]
     requests += [(i, min(longest[i], 12), True) for i, k in enumerate(kind) if k == "free"]
     requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "id"]
     requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "time"]
