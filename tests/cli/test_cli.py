@@ -184,3 +184,13 @@ def test_up_says_in_one_line_when_it_cannot_listen(run: CliRunner, tmp_path: Pat
     assert unknown.exit_code == 2 and "cannot listen on '256.1.1.1'" in unknown.stderr
     assert run.invoke(app, ["up", "--port", "99999"]).exit_code == 2
     assert "Traceback" not in taken.output + unknown.output
+
+
+def test_an_empty_list_says_so_and_what_to_do(run: CliRunner) -> None:
+    empty = run.invoke(app, ["runs", "list"])
+    assert empty.exit_code == 0
+    assert empty.stdout.startswith("Runs (newest first): none. Start one with `opsrail runs start PLAYBOOK`")
+    filtered = run.invoke(app, ["runs", "list", "--status", "failed"])
+    assert "none. No run matches these filters" in filtered.stdout
+    assert "none. Nothing is waiting for a person" in run.invoke(app, ["tasks", "list"]).stdout
+    assert run.invoke(app, ["runs", "list", "--json"]).stdout.strip() == "[]"  # scripts still get JSON
