@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -48,13 +48,24 @@ def _truncate(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def empty_postgres(postgres_url: str) -> Callable[[], str]:
+    """The session's PostgreSQL database emptied, for each test or server that starts on it: one test's leftovers
+    (a run, a tampered audit entry) must not decide another's outcome, whatever order they run in."""
+
+    def emptied() -> str:
+        _truncate(postgres_url)
+        return postgres_url
+
+    return emptied
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'opsrail.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    _truncate(url)
-    return url
+    emptied: Callable[[], str] = request.getfixturevalue("empty_postgres")
+    return emptied()
 
 
 @pytest.fixture

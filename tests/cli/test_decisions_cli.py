@@ -64,6 +64,8 @@ def test_validate_test_publish_list_show_evaluate_and_records(run: CliRunner, tm
     assert overridden.exit_code == 0, overridden.output
     records = json.loads(run.invoke(app, ["decisions", "records", "list", "--json"]).stdout)
     assert [(r["id"], r["status"], r["reviewed_by"]) for r in records] == [(record["id"], "overridden", "dana")]
+    listed = run.invoke(app, ["decisions", "records", "list"]).stdout
+    assert f"incident-router@{record['version']}" in listed and "overridden by dana" in listed
     shown_record = run.invoke(app, ["decisions", "records", "show", record["id"]])
     assert shown_record.exit_code == 0 and "outage" in shown_record.stdout
     assert run.invoke(app, ["decisions", "records", "show", "dec_missing"]).exit_code == 4

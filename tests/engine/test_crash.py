@@ -9,6 +9,7 @@ import random
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_repeats_no_effect(tmp_path:
 
 
 @pytest.mark.slow
-def test_postgres_two_workers_one_killed_the_other_finishes(postgres_url: str, tmp_path: Path) -> None:
+def test_postgres_two_workers_one_killed_the_other_finishes(empty_postgres: Callable[[], str], tmp_path: Path) -> None:
+    postgres_url = empty_postgres()
     effects = tmp_path / "effects.db"
     env = worker_env(
         tmp_path,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Annotated, Any
 
 import orjson
@@ -33,7 +32,7 @@ async def list_audit(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     audit = container_of(request).audit
-    items = await run_in_threadpool(lambda: list(islice(audit.export(since, after), limit)))
+    items = await run_in_threadpool(lambda: list(audit.export(since, after, limit)))
     # A full page may have more behind it: the next page starts after its last entry.
     next_after = items[-1]["seq"] if len(items) == limit else None
     return _json({"items": items, "next_after": next_after})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
 from opsrail.model import InvalidInput, Unavailable
@@ -26,7 +27,7 @@ def check_listen_address(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+            if exc.errno == errno.EADDRINUSE:
                 raise Unavailable(
                     f"port {port} on {host} is already in use",
                     hint="stop the process that holds it (`ss -ltnp` names it), or choose another with --port",

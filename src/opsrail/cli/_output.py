@@ -92,7 +92,7 @@ def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) 
 
 
 _IDENTIFIERS = frozenset({"id", "run", "name", "seq"})
-_TIMES = frozenset({"created", "received", "trained", "when", "due", "published", "at", "until", "started", "finished"})
+_TIMES = frozenset({"created", "received", "trained", "due", "published", "at", "until", "started", "finished"})
 _FREE_TEXT = frozenset(
     {"error", "first error", "reason", "data", "summary", "title", "outputs", "details", "message", "roles", "needs"}
     | {"subject", "source", "object", "text", "comment", "rules", "when", "then"}

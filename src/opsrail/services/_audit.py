@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import islice
 from typing import Any, Protocol
 
 import orjson
@@ -24,7 +25,11 @@ class AuditStore(Protocol):
         and their audit entries then commit together); False when no step is in progress here."""
         ...
 
-    def entries(self, *, since: datetime | None = None, after_seq: int = 0) -> Iterator[AuditEntry]: ...
+    def entries(
+        self, *, since: datetime | None = None, after_seq: int = 0, page_size: int | None = None
+    ) -> Iterator[AuditEntry]:
+        """Every entry after ``after_seq`` in sequence order, read ``page_size`` rows at a time."""
+        ...
 
     def latest(self, limit: int, *, since: datetime | None = None) -> list[AuditEntry]:
         """The last ``limit`` entries (at or after ``since``), oldest first."""
@@ -70,9 +75,13 @@ class AuditService:
     def verify(self) -> ChainReport:
         return verify_chain(self.store.entries())
 
-    def export(self, since: datetime | None = None, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Entries in sequence order: at or after ``since``, and after entry number ``after`` (a page cursor)."""
-        for entry in self.store.entries(since=since, after_seq=after):
+    def export(
+        self, since: datetime | None = None, after: int = 0, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Entries in sequence order: at or after ``since``, after entry number ``after`` (a page cursor), at most
+        ``limit`` of them (all when None)."""
+        entries = self.store.entries(since=since, after_seq=after, page_size=limit)
+        for entry in entries if limit is None else islice(entries, limit):
             yield entry.as_dict()
 
     def latest(self, limit: int, since: datetime | None = None) -> list[dict[str, Any]]:

@@ -95,18 +95,22 @@ class SqlAuditStore:
             rows = conn.execute(query).mappings().all()
         return [_entry(row) for row in reversed(rows)]
 
-    def entries(self, *, since: datetime | None = None, after_seq: int = 0) -> Iterator[AuditEntry]:
-        """Every entry in sequence order, read a page at a time."""
+    def entries(
+        self, *, since: datetime | None = None, after_seq: int = 0, page_size: int | None = None
+    ) -> Iterator[AuditEntry]:
+        """Every entry after ``after_seq`` in sequence order, read a page at a time (``page_size`` rows, at most
+        5,000: a caller that wants only the first rows asks for no more)."""
+        page = min(page_size or _PAGE, _PAGE)
         position = after_seq
         while True:
-            query = sa.select(audit_log).where(audit_log.c.seq > position).order_by(audit_log.c.seq).limit(_PAGE)
+            query = sa.select(audit_log).where(audit_log.c.seq > position).order_by(audit_log.c.seq).limit(page)
             if since is not None:
                 query = query.where(audit_log.c.at >= since)
             with self.engine.connect() as conn:
                 rows = conn.execute(query).mappings().all()
             for row in rows:
                 yield _entry(row)
-            if len(rows) < _PAGE:
+            if len(rows) < page:
                 return
             position = int(rows[-1]["seq"])
 
