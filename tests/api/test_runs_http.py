@@ -159,3 +159,36 @@ def test_a_filter_outside_its_vocabulary_is_a_problem(server: Server) -> None:
             assert answer.headers["content-type"].startswith("application/problem+json")
             assert named in answer.json()["detail"]
         assert client.get("/v1/tasks", params={"role": "finance_controller"}).status_code == 200
+
+
+TRIGGERED = """
+id: http-incident
+version: 1
+trigger:
+  events: [com.opsrail.incident.opened]
+steps:
+  - id: note
+    action: core.set
+    with: {title: "${ run.input.title }"}
+"""
+
+
+def test_a_manual_input_unlike_the_trigger_s_is_refused_unless_asked(server: Server, tmp_path: Path) -> None:
+    settings = Settings(home=Path(server.env["OPSRAIL_HOME"]), database_url=server.env.get("OPSRAIL_DATABASE_URL"))
+    container = build(settings)
+    (tmp_path / "incident.yaml").write_text(TRIGGERED)
+    container.automation.publish(tmp_path / "incident.yaml")
+    container.close()
+    with server.client() as client:
+        refused = client.post("/v1/runs", json={"playbook": "http-incident", "input": {"title": 7}})
+        assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert "canonical incident" in problem["detail"] and '"check_input": false' in problem["hint"]
+        assert {e["path"] for e in problem["errors"]} >= {"$.input.id", "$.input.title"}
+        unchecked = {"playbook": "http-incident", "input": {"title": 7}, "check_input": False}
+        forced = client.post("/v1/runs", json=unchecked)
+        assert forced.status_code == 201, forced.text
+        fitting = client.post("/v1/runs", json={"playbook": "http-incident", "input": {"id": "i-1", "title": "Down"}})
+        assert fitting.status_code == 201, fitting.text
+        run = wait_for(client, fitting.json()["run_id"], lambda r: r["status"] != "running")
+        assert run["status"] == "succeeded"

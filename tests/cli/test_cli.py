@@ -194,3 +194,19 @@ def test_an_empty_list_says_so_and_what_to_do(run: CliRunner) -> None:
     assert "none. No run matches these filters" in filtered.stdout
     assert "none. Nothing is waiting for a person" in run.invoke(app, ["tasks", "list"]).stdout
     assert run.invoke(app, ["runs", "list", "--json"]).stdout.strip() == "[]"  # scripts still get JSON
+
+
+def test_runs_start_checks_the_input_against_the_trigger(run: CliRunner, tmp_path: Path) -> None:
+    playbook = tmp_path / "quote.yaml"
+    playbook.write_text(
+        "id: quote-check\nversion: 1\ntrigger: {events: [com.opsrail.quote.submitted]}\n"
+        "steps:\n  - id: note\n    action: core.set\n    with: {q: '${ run.input.id }'}\n"
+    )
+    assert run.invoke(app, ["playbooks", "publish", str(playbook)]).exit_code == 0
+    refused = run.invoke(app, ["runs", "start", "quote-check", "--input", '{"discount": "lots"}'])
+    assert refused.exit_code == 2
+    assert "quote-check is triggered by com.opsrail.quote.submitted" in refused.output
+    assert "$.input.discount" in refused.output and "--skip-input-check" in refused.output
+    forced = run.invoke(app, ["runs", "start", "quote-check", "--input", '{"discount": "lots"}', "--skip-input-check"])
+    assert forced.exit_code == 0, forced.output
+    assert forced.stdout.strip().startswith("run_")

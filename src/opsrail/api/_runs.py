@@ -32,8 +32,14 @@ async def start_run(
     playbook: Annotated[str, Body(pattern=PLAIN_TEXT, max_length=64)],
     input: Annotated[dict[str, Any], Body()] = {},  # noqa: B006 - FastAPI copies body defaults
     version: Annotated[int | None, Body(ge=1, le=2**31 - 1)] = None,
+    check_input: Annotated[
+        bool, Body(description="refuse an input unlike the one the playbook's trigger gives its runs")
+    ] = True,
 ) -> Response:
-    run_id = await run_in_threadpool(container_of(request).automation.start, playbook, input, version, token.name)
+    automation = container_of(request).automation
+    run_id = await run_in_threadpool(
+        lambda: automation.start(playbook, input, version, token.name, check_input=check_input)
+    )
     return _json({"run_id": run_id}, 201)
 
 

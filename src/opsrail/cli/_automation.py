@@ -123,10 +123,19 @@ def runs_start(
     playbook_id: str,
     input: Annotated[str, typer.Option("--input", help="the run's input as a JSON object")] = "{}",
     version: Annotated[int | None, typer.Option(help="default: the active version")] = None,
+    skip_input_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-input-check", help="start it even if the input is unlike the one the playbook's trigger gives"
+        ),
+    ] = False,
     actor: Actor = None,
     json: JsonFlag = False,
 ) -> None:
-    """Start a run; a worker (`opsrail up` or `opsrail worker`) carries it out."""
+    """Start a run; a worker (`opsrail up` or `opsrail worker`) carries it out.
+
+    The input must have the shape the playbook's trigger gives its runs: the triggering event's canonical object
+    (an incident for `com.opsrail.incident.opened`), or the keys of the trigger's `input`."""
     try:
         run_input = orjson.loads(input)
     except orjson.JSONDecodeError as exc:
@@ -134,7 +143,9 @@ def runs_start(
     if not isinstance(run_input, dict):
         raise InvalidInput("--input must be a JSON object")
     with opened(action="run.start", actor=actor) as container:
-        run_id = container.automation.start(playbook_id, run_input, version, actor or getpass.getuser())
+        run_id = container.automation.start(
+            playbook_id, run_input, version, actor or getpass.getuser(), check_input=not skip_input_check
+        )
     if json:
         emit_json({"run_id": run_id})
     else:

@@ -41,7 +41,7 @@ from opsrail.engine._transitions import (
     initial_state,
 )
 from opsrail.model import Clock, Conflict, IdFactory, NotFound
-from opsrail.playbooks import Expression, ExpressionError
+from opsrail.playbooks import Expression, ExpressionError, Trigger, context_for, render
 
 _T = TypeVar("_T")
 log = logging.getLogger("opsrail.engine")
@@ -410,7 +410,14 @@ class Engine:
                 except ExpressionError as exc:
                     log.warning("trigger could not be evaluated", extra={"playbook": playbook.id, "error": str(exc)})
                     continue
-                run_input = event.data if isinstance(event.data, dict) else {"data": event.data}
+                try:
+                    run_input = trigger_input(trigger, document)
+                except ExpressionError as exc:
+                    log.warning(
+                        "trigger input could not be rendered",
+                        extra={"playbook": playbook.id, "event": event.id, "error": str(exc)},
+                    )
+                    continue
                 run_id = self.ids.new("run")
                 if playbook.id not in rollouts:
                     rollouts[playbook.id] = self.store.rollout(playbook.id)
@@ -443,6 +450,16 @@ class Engine:
                 self.signal(run_id, EventArrived(step_id, document))
             except Conflict:
                 continue
+
+
+def trigger_input(trigger: Trigger, event: dict[str, Any]) -> dict[str, Any]:
+    """The input of a run ``trigger`` starts for ``event`` (a CloudEvent as a dict): the trigger's ``input``
+    templates rendered over the event, else the event's data."""
+    if trigger.input is not None:
+        rendered: dict[str, Any] = render(trigger.input, context_for(event=event))
+        return rendered
+    data = event["data"]
+    return data if isinstance(data, dict) else {"data": data}
 
 
 def _pick(rollout: tuple[int, int | None, int] | None, run_id: str) -> int:

@@ -26,6 +26,7 @@ from opsrail.playbooks import Playbook, load_playbook
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._authorization import AuthorizationService
 from opsrail.services._directory import DirectoryService
+from opsrail.services._run_input import run_input_problem
 
 
 class AutomationStore(RunStore, Protocol):
@@ -124,11 +125,30 @@ class AutomationService:
     # -- runs --------------------------------------------------------------------------------------------
 
     def start(
-        self, playbook_id: str, run_input: dict[str, Any], version: int | None = None, actor: str | None = None
+        self,
+        playbook_id: str,
+        run_input: dict[str, Any],
+        version: int | None = None,
+        actor: str | None = None,
+        *,
+        check_input: bool = True,
     ) -> str:
+        """Start a run by hand. With ``check_input``, an input that does not have the shape the playbook's trigger
+        gives its runs (the event's canonical object, or the trigger's ``input`` keys) is refused."""
         problems = nul_errors(run_input, "$.input")
         if problems:
             raise InvalidInput("the run's input holds the NUL character", errors=problems)
+        if check_input:
+            problem = run_input_problem(
+                self.store.playbook(playbook_id, version or self.store.active_version(playbook_id)), run_input
+            )
+            if problem is not None:
+                raise InvalidInput(
+                    problem[0],
+                    hint="give the input its trigger would; to start the run anyway, pass --skip-input-check "
+                    '(over the API, "check_input": false)',
+                    errors=problem[1],
+                )
         if actor and "requested_by" not in run_input:
             # Whoever starts a run requested what it asks approval for: separation of duties keys on this.
             run_input = {**run_input, "requested_by": actor}
