@@ -46,6 +46,17 @@ def test_validate_test_publish_list_show_evaluate_and_records(run: CliRunner, tm
     assert listed[0]["name"] == "incident-router" and listed[0]["latest"] == 2
     shown = run.invoke(app, ["decisions", "show", "incident-router"])
     assert shown.exit_code == 0 and "sev1-premium" in shown.stdout
+    assert "hit policy first, 6 rules, 6 test cases" in shown.stdout
+    assert "Inputs" in shown.stdout and "required" in shown.stdout and "Outputs" in shown.stdout
+    assert "page_oncall = true" in shown.stdout  # each output of a rule on a line of its own
+    described = json.loads(run.invoke(app, ["decisions", "show", "incident-router", "--json"]).stdout)
+    assert described["inputs"]["severity"] == {
+        "type": "int",
+        "required": True,
+        "default": None,
+        "description": "1 (critical) to 4 (low)",
+    }
+    assert described["inputs"]["arr"]["required"] is False and described["outputs"]["page_oncall"]["default"] is False
 
     evaluated = run.invoke(
         app, ["decisions", "evaluate", "incident-router", "--input", '{"severity": 3, "topic": "Access"}', "--json"]

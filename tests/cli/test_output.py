@@ -46,3 +46,25 @@ def test_a_wide_terminal_shows_every_value_on_one_line(
     table("Dead letters", ["id", "received", "channel", "status", "reason"], [row])
     [line] = [line for line in capsys.readouterr().out.splitlines() if "dl_01a" in line]
     assert all(value in line for value in row)
+
+
+def test_two_long_free_text_columns_share_the_line_and_lines_count_alone(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    rows = [
+        (
+            "sev1-premium",
+            "severity == 1 && premium_support && region in ['EMEA', 'APAC']",
+            "team = major-incident\ncredit_exposure = ${ arr * 0.05 }\npage_oncall = true",
+        ),
+        ("default", "true", "team = service-desk"),
+    ]
+    table("Rules", ["id", "when", "then"], rows)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    # Each output of a rule on a line of its own: the cell is as wide as its longest line, not all three together.
+    assert any("credit_exposure = ${ arr * 0.05 }" in line for line in lines)
+    assert any(line.rstrip().endswith("page_oncall = true") for line in lines)
+    # The condition folds beside it rather than taking the line.
+    assert not any("severity == 1 && premium_support && region in ['EMEA', 'APAC']" in line for line in lines)

@@ -118,7 +118,11 @@ def decisions_list(json: JsonFlag = False) -> None:
                 i["kind"] + (f" ({i['task']})" if i.get("task") else ""),
                 i["latest"],
                 i["policy"]["tier"],
-                i["policy"].get("min_confidence") if i["policy"].get("min_confidence") is not None else "model's",
+                i["policy"]["min_confidence"]
+                if i["policy"].get("min_confidence") is not None
+                else "model's"
+                if i["kind"] == "model"
+                else "-",  # a table's answer is the rule's, not a guess
             )
             for i in items
         ],
@@ -142,12 +146,47 @@ def decisions_show(
     if found["kind"] == "model":
         _print_model(found)
         return
-    typer.echo(f"{found['name']} version {found['version']} (hit policy {found['hit_policy']})")
+    typer.echo(
+        f"{found['name']} version {found['version']}: hit policy {found['hit_policy']}, "
+        f"{len(found['rules'])} rules, {found['tests']} test cases"
+    )
+    if found["description"]:
+        typer.echo(" ".join(found["description"].split()))
+    table(
+        "Inputs",
+        ["name", "type", "default", "description"],
+        [
+            (name, i["type"], "required" if i["required"] else _literal(i["default"]), i["description"])
+            for name, i in found["inputs"].items()
+        ],
+    )
+    table(
+        "Outputs",
+        ["name", "type", "default", "aggregate", "description"],
+        [
+            (name, o["type"], _literal(o["default"]), o["aggregate"], o["description"])
+            for name, o in found["outputs"].items()
+        ],
+    )
+    priority = found["hit_policy"] == "priority"
     table(
         "Rules",
-        ["id", "when", "then"],
-        [(r["id"], r["when"], orjson.dumps(r["then"]).decode()) for r in found["rules"]],
+        ["id", *(["priority"] if priority else []), "when", "then"],
+        [
+            (
+                r["id"],
+                *([r["priority"]] if priority else []),
+                r["when"],
+                "\n".join(f"{key} = {_literal(value)}" for key, value in r["then"].items()),
+            )
+            for r in found["rules"]
+        ],
     )
+
+
+def _literal(value: Any) -> str:
+    """A value as the table file would spell it: strings bare, the rest as JSON."""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 @decisions_app.command("evaluate")

@@ -60,10 +60,13 @@ def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) 
     Every column starts four characters wide; then, while the terminal has room, in this order: the first column's
     identifier whole (it reads and copies on one line), headers of up to eight letters whole, dates whole (the time
     wraps under them), short values (states, kinds, numbers) whole, free text (titles, errors, reasons) up to 12
-    characters, other identifiers whole, times whole, and free text whole. Set here rather than
-    left to Rich, whose shrinking starts with the widest column: the identifier.
+    characters, other identifiers whole, times whole, then free text in equal shares up to its longest line. Set
+    here rather than left to Rich, whose shrinking starts with the widest column: the identifier.
     """
-    longest = [max([len(column)] + [len(row[index]) for row in cells]) for index, column in enumerate(columns)]
+    longest = [
+        max([len(column)] + [max(map(len, row[index].split("\n"))) for row in cells])
+        for index, column in enumerate(columns)
+    ]
     widths = [min(len(column), 4) for column in columns]
     room = width - 2 * len(columns) - sum(widths)  # a space each side of every column, and their least widths
     kind = [
@@ -80,12 +83,18 @@ def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) 
     requests += [(i, min(longest[i], 12), True) for i, k in enumerate(kind) if k == "free"]
     requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "id"]
     requests += [(i, longest[i], False) for i, k in enumerate(kind) if k == "time"]
-    requests += [(i, longest[i], True) for i, k in enumerate(kind) if k == "free"]
-    requests += [(i, longest[i], True) for i in range(len(columns))]
     for index, wanted, partly in requests:
         grow = wanted - widths[index]
         if grow > 0 and (grow <= room or (partly and room > 0)):
             grow = min(grow, room)
+            widths[index] += grow
+            room -= grow
+    # What is left goes to the free text, in equal shares (a long condition beside a long result both fold, rather
+    # than the first taking the whole line), then to any column still short of its longest value.
+    for group in ([i for i, k in enumerate(kind) if k == "free"], list(range(len(columns)))):
+        short = sorted((i for i in group if longest[i] > widths[i]), key=lambda i: longest[i] - widths[i])
+        for place, index in enumerate(short):  # the least wanting first: what one leaves, the next may take
+            grow = min(longest[index] - widths[index], room // (len(short) - place))
             widths[index] += grow
             room -= grow
     return widths

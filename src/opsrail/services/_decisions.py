@@ -190,8 +190,31 @@ class DecisionService:
                 "kind": "table",
                 "name": table.name,
                 "version": table.version,
+                "description": table.description,
                 "hit_policy": table.hit_policy,
-                "rules": [{"id": r.id, "when": r.when, "then": dict(r.then)} for r in table.rules],
+                "inputs": {
+                    name: {
+                        "type": spec.type,
+                        "required": spec.required,
+                        "default": spec.default,
+                        "description": spec.description,
+                    }
+                    for name, spec in table.inputs.items()
+                },
+                "outputs": {
+                    name: {
+                        "type": spec.type,
+                        "default": spec.default if spec.has_default else None,
+                        "aggregate": spec.aggregate
+                        or (table.collect.aggregate if table.collect and table.hit_policy == "collect" else None),
+                        "description": spec.description,
+                    }
+                    for name, spec in table.outputs.items()
+                },
+                "rules": [
+                    {"id": r.id, "when": r.when, "then": dict(r.then), "priority": r.priority} for r in table.rules
+                ],
+                "tests": len(table.tests),
                 "document": document,
                 "policy": self.policy(name).model_dump(mode="json"),
             }
