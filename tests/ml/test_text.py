@@ -353,6 +353,15 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
         train_text_classifier(header_only, text="text", label="label")
 
 
+def test_a_text_column_with_nothing_to_learn_is_refused_in_words(tmp_path: Path) -> None:
+    blank = _write(tmp_path / "blank.csv", ["text", "label"], [["", "a"], ["", "b"]] * 3)
+    with pytest.raises(TrainingDataError, match=r"nothing to learn from \(6 of 6 rows have no text"):
+        train_text_classifier(blank, text="text", label="label")
+    distinct = _write(tmp_path / "distinct.csv", ["text", "label"], [["a", "x"], ["b", "y"], ["c", "x"], ["d", "y"]])
+    with pytest.raises(TrainingDataError, match="no word or character sequence found in two rows"):
+        train_text_classifier(distinct, text="text", label="label")
+
+
 def _three_topics() -> list[list[str]]:
     rows = [[f"printer jammed paper tray {i}", "hardware"] for i in range(20)]
     rows += [[f"grant access to shared folder {i}", "access"] for i in range(20)]

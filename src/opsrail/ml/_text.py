@@ -249,6 +249,12 @@ def fit_text_classifier(
     features = TextFeatures()
     matrix = features.fit_transform(list(texts))
     n_words = len(features.word_vocabulary)
+    if matrix.shape[1] == 0:
+        blank = sum(1 for text in texts if not text.strip())
+        raise TrainingDataError(
+            "the text holds no word or character sequence found in two rows or more: nothing to learn from"
+            + (f" ({blank} of {len(texts)} rows have no text; is it the right column?)" if blank else "")
+        )
     progress("vectorise", 1.0)
 
     # A class rarer than the folds is missing from some folds' training parts; those fits score it as a plain "no".
