@@ -154,7 +154,8 @@ def load_log(
 ) -> EventLog:
     log = read_event_log(path, case=case, activity=activity, timestamp=timestamp, progress=progress)
     if len(log.cases) < 10:
-        raise EventLogError(f"{path}: {len(log.cases)} cases are too few to train a model (at least 10)")
+        found = "1 case is" if len(log.cases) == 1 else f"{len(log.cases)} cases are"
+        raise EventLogError(f"{path}: {found} too few to train a model (at least 10)")
     return log
 
 

@@ -253,7 +253,11 @@ def fit_text_classifier(
         blank = sum(1 for text in texts if not text.strip())
         raise TrainingDataError(
             "the text holds no word or character sequence found in two rows or more: nothing to learn from"
-            + (f" ({blank} of {len(texts)} rows have no text; is it the right column?)" if blank else "")
+            + (
+                f" ({blank} of {len(texts)} rows {'has' if blank == 1 else 'have'} no text; is it the right column?)"
+                if blank
+                else ""
+            )
         )
     progress("vectorise", 1.0)
 
