@@ -149,6 +149,22 @@ def test_each_page_answers_as_the_policies_and_the_input_say(
         assert "Invalid input" in response.text and "Something went wrong" not in response.text
 
 
+def test_a_browser_at_an_address_that_is_no_page_gets_a_page_and_the_api_keeps_problems(console: Console) -> None:
+    client = signed_in(console, "olive")
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    missing = client.get("/runz", headers=html)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "the console has no page at this address" in missing.text
+    assert "default-src 'self'" in missing.headers["content-security-policy"]
+    wrong_method = client.delete("/inbox", headers=html)
+    assert wrong_method.status_code == 405 and wrong_method.headers["content-type"].startswith("text/html")
+    assert "GET" in wrong_method.headers["allow"] and "cannot take a DELETE request" in wrong_method.text
+    # Scripts, and the API's own addresses, keep their problem+json whatever they accept.
+    assert client.get("/runz").headers["content-type"] == "application/problem+json"
+    assert client.get("/v1/nope", headers=html).headers["content-type"] == "application/problem+json"
+    assert client.get("/static/nope.css", headers=html).headers["content-type"] == "application/problem+json"
+
+
 def test_a_wrong_password_is_throttled_after_five_tries(console: Console) -> None:
     with httpx.Client(base_url=console.url) as client:
         codes = []

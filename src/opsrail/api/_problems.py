@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from opsrail.ingest import field_errors
 from opsrail.model import FieldError, InvalidInput, OpsrailError, json_path
+from opsrail.web import http_error_page
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -94,6 +95,9 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        page = http_error_page(request, exc.status_code, getattr(exc, "headers", None))
+        if page is not None:  # a browser at a console address that is not a page
+            return page
         titles = {404: "Not found", 405: "Method not allowed"}
         return problem_response(
             exc.status_code,

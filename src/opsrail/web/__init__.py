@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from opsrail.web import _auth_pages, _inbox, _live, _records, _runs
+from opsrail.web._routing import http_error_page
 
 STATIC = Path(__file__).parent / "static"
 
@@ -22,4 +23,4 @@ def mount_console(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC, packages=None), name="static")
 
 
-__all__ = ["mount_console"]
+__all__ = ["http_error_page", "mount_console"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 from starlette.responses import RedirectResponse, Response
 
-from opsrail.model import FieldError, InvalidInput, OpsrailError, json_path
+from opsrail.model import FieldError, InvalidInput, NotFound, OpsrailError, json_path
 from opsrail.web._render import render
 from opsrail.web._security import SignInNeeded, current_viewer, sign_in_url
 from opsrail.wiring import DatabaseError
@@ -84,6 +84,33 @@ def error_page(request: Request, error: OpsrailError) -> Response:
         {"viewer": viewer, "error": error, "status": error.http_status, "title": error.title, "nav": None},
         status=error.http_status,
     )
+
+
+API_PATHS = ("/v1/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc", "/static/")
+"""Addresses that are not console pages: their errors stay problem+json whoever asks."""
+
+
+class MethodNotAllowed(OpsrailError):
+    code = "method-not-allowed"
+    title = "Not allowed here"
+    http_status = 405
+
+
+def http_error_page(request: Request, status: int, headers: Mapping[str, str] | None = None) -> Response | None:
+    """The console's page for a 404 or 405 at an address outside the API asked for by a browser (a mistyped or
+    stale console address); None for everything else, which keeps its problem+json answer."""
+    path = request.url.path
+    if status not in (404, 405) or path.startswith(API_PATHS) or "text/html" not in request.headers.get("accept", ""):
+        return None
+    error: OpsrailError = (
+        NotFound("the console has no page at this address", hint="use the links of the console, from its inbox")
+        if status == 404
+        else MethodNotAllowed(f"this page cannot take a {request.method} request", hint="use the page's own forms")
+    )
+    response = error_page(request, error)
+    for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():  # a 405's Allow
+        response.headers.setdefault(name, value)
+    return response
 
 
 def console_router() -> APIRouter:
