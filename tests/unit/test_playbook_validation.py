@@ -657,3 +657,22 @@ def test_a_version_published_before_the_role_check_still_loads_from_the_store() 
         load_playbook(text, "pb.yaml")
     assert load_playbook(text, "pb.yaml", published=True).steps[0].approval.roles == ["sre"]  # type: ignore[union-attr]
     assert parse_policy({"tier": "autonomous", "review": {"roles": ["sre"]}}).review.roles == ["sre"]
+
+
+def test_an_event_type_in_opsrail_s_namespace_must_name_a_canonical_kind() -> None:
+    text = """\
+        id: x
+        version: 1
+        trigger:
+          events: [com.opsrail.incidnet.opened, com.opsrail.incident.opened, com.opsrail.order, acme.thing.done]
+        steps:
+          - id: a
+            wait: {event: com.opsrail.paymnet.received, timeout: PT1H}
+        """
+    found = problems(text)
+    assert [path for path, _ in found] == ["$.trigger.events[0]", "$.trigger.events[2]", "$.steps[0].wait.event"]
+    assert "pb.yaml:4:12:" in found[0][1] and "did you mean com.opsrail.incident.opened?" in found[0][1]
+    assert "has no verb" in found[1][1]
+    assert "names no canonical kind" in found[2][1] and "kinds: account," in found[2][1]
+    # A version published before this check still loads from the store: its runs go on.
+    assert load_playbook(dedent(text), "pb.yaml", published=True).trigger is not None

@@ -28,7 +28,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from opsrail.model import ALREADY_PUBLISHED, FieldError, InvalidInput, json_path
+from opsrail.model import ALREADY_PUBLISHED, EVENT_TYPE_PREFIX, KINDS, FieldError, InvalidInput, json_path, kind_of
 from opsrail.playbooks._expressions import Expression, ExpressionError, template_expressions
 from opsrail.playbooks._schema import Playbook, Step, Trigger
 
@@ -58,6 +58,8 @@ class _Report:
         self.keys: dict[str, Position] = {}
         self.problems: list[tuple[Position, FieldError]] = []
         self.cycles: list[list[str]] = []
+        self.published = False
+        """A version read back from a store: checks added after it was published are not applied again."""
 
     def add(self, loc: Loc, message: str, code: str, *, at_key: bool = False) -> None:
         line, column = self.where(loc, at_key=at_key)
@@ -415,13 +417,33 @@ def _check_expressions(at: Loc, step: Step, report: _Report) -> None:
             if rule.when is not None:
                 _compile(rule.when, (*at, "approval", "rules", i, "when"), report)
     _check_templates(step.with_, (*at, "with"), report)
+    if step.wait is not None and step.wait.event is not None:
+        _check_event_type(step.wait.event, (*at, "wait", "event"), report)
     if step.call is not None:
         _check_templates(step.call.input, (*at, "call", "input"), report)
     if step.notify is not None:
         _check_templates(step.notify.message, (*at, "notify", "message"), report)
 
 
+def _check_event_type(event_type: str, loc: Loc, report: _Report) -> None:
+    """An event type in Opsrail's namespace must name a canonical kind: ingestion refuses any other, so a trigger or
+    wait on it would never fire."""
+    if report.published or not event_type.startswith(EVENT_TYPE_PREFIX) or kind_of(event_type) is not None:
+        return
+    kind, _, verb = event_type[len(EVENT_TYPE_PREFIX) :].partition(".")
+    if not verb:
+        message = f"{event_type!r} has no verb: write {EVENT_TYPE_PREFIX}<kind>.<verb>"
+    else:
+        close = difflib.get_close_matches(kind, list(KINDS), n=1)
+        message = f"{event_type!r} names no canonical kind, so no such event is ever accepted" + (
+            f" (did you mean {EVENT_TYPE_PREFIX}{close[0]}.{verb}?)" if close else f"; kinds: {', '.join(KINDS)}"
+        )
+    report.add(loc, message, "unknown_event_type")
+
+
 def _check_trigger(trigger: Trigger, report: _Report) -> None:
+    for i, event_type in enumerate(trigger.events):
+        _check_event_type(event_type, ("trigger", "events", i), report)
     if trigger.when is not None:
         _compile(trigger.when, ("trigger", "when"), report)
     if trigger.input is not None:
@@ -513,6 +535,7 @@ def load_playbook(text: str, filename: str = "<playbook>", *, published: bool = 
     the text is a version read back from a store, accepted when it was published (its roles are not checked again,
     so a version published before that check still runs)."""
     report = _Report(filename)
+    report.published = published
     value = _read_yaml(text, report)
     if not isinstance(value, dict):
         what = "an empty document" if value is None else f"a {type(value).__name__}"
