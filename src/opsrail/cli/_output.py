@@ -116,4 +116,4 @@ def fail(message: str, hint: str | None = None) -> None:
 
 
 def short_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return moment.astimezone(UTC).isoformat(sep=" ", timespec="seconds").replace("+00:00", "Z")  # year 1 as 0001

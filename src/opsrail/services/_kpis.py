@@ -346,7 +346,9 @@ def parse_moment(text: str, name: str, now: datetime, *, end: bool = False) -> d
         except ValueError:
             return _utc(datetime.fromisoformat(value))
         return datetime.combine(day, time(), UTC) + (timedelta(days=1) if end else timedelta(0))
-    except (ValueError, ValidationError, OverflowError):
+    except OverflowError:
+        raise InvalidInput(f"{name} {text!r} is beyond the dates this can count with", hint=hint) from None
+    except (ValueError, ValidationError):
         raise InvalidInput(f"{name} {text!r} is not an ISO 8601 date, time or positive duration", hint=hint) from None
 
 

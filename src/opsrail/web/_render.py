@@ -25,7 +25,7 @@ def _when(value: Any) -> str:
     moment = value if isinstance(value, datetime) else _parse(value)
     if moment is None:
         return str(value)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")  # year 1 as 0001
 
 
 def _ago(value: Any) -> str:
