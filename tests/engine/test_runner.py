@@ -279,6 +279,8 @@ def test_in_flight_runs_migrate_to_a_new_version_after_checking_the_mapping(
 
     with pytest.raises(InvalidInput, match="mapping"):
         container.automation.migrate("migrating", 1, 2, {"approve": "nothing"})
+    with pytest.raises(InvalidInput, match="both version 1: there is nothing to migrate"):
+        container.automation.migrate("migrating", 1, 1)
     refused = container.automation.migrate("migrating", 1, 3)
     assert refused["moved"] == [] and "approval" in refused["refused"][0]["reason"]
     dry = container.automation.migrate("migrating", 1, 2, {"approve": "sign-off"})

@@ -187,6 +187,11 @@ class AutomationService:
         actor: str | None = None,
     ) -> dict[str, Any]:
         """Move the in-flight runs of one version to another; without ``apply`` only reports what would happen."""
+        if from_version == to_version:
+            raise InvalidInput(
+                f"--from and --to are both version {from_version}: there is nothing to migrate",
+                hint=f"`opsrail playbooks list` shows {playbook_id}'s versions",
+            )
         source = self.store.playbook(playbook_id, from_version)
         target = self.store.playbook(playbook_id, to_version)
         mapping = dict(mapping or {})
