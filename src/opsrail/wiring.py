@@ -176,6 +176,7 @@ def build(
         redact_fields=settings.redact_fields,
     )
     runner.operations.set_decider(decisions.decide_step)
+    automation.decision_names = lambda: [item["name"] for item in decisions.catalog()]
     audit = AuditService(SqlAuditStore(engine), clock, settings.redact_fields)
     tokens = TokenService(SqlTokenStore(engine), clock, ids)
     retention = RetentionService(SqlRetentionStore(engine), clock, settings.retention)

@@ -210,3 +210,17 @@ def test_runs_start_checks_the_input_against_the_trigger(run: CliRunner, tmp_pat
     forced = run.invoke(app, ["runs", "start", "quote-check", "--input", '{"discount": "lots"}', "--skip-input-check"])
     assert forced.exit_code == 0, forced.output
     assert forced.stdout.strip().startswith("run_")
+
+
+def test_publish_warns_of_what_a_playbook_names_and_nobody_offers(run: CliRunner, tmp_path: Path) -> None:
+    playbook = tmp_path / "typo.yaml"
+    playbook.write_text(
+        "id: typo\nversion: 1\nsteps:\n  - id: note\n    notify: {channel: core.lgo, message: hi}\n"
+        "  - id: route\n    decide: nothing-like-it\n"
+    )
+    published = run.invoke(app, ["playbooks", "publish", str(playbook)])
+    assert published.exit_code == 0 and published.stdout.strip() == "published typo version 1 (active)"
+    assert "warning: $.steps[0].notify.channel: no configured connector offers 'core.lgo'" in published.stderr
+    assert "(did you mean 'core.log'?); a run fails at that step until it exists" in published.stderr
+    as_json = json.loads(run.invoke(app, ["playbooks", "publish", str(playbook), "--json"]).stdout)
+    assert [w["code"] for w in as_json["warnings"]] == ["unknown_operation", "unknown_decision"]

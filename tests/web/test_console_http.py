@@ -263,3 +263,18 @@ def test_four_eyes_refusals_are_shown_on_the_task_page(console: Console) -> None
     assert decide(fiona).status_code == 303
     with console.api("ada") as api:
         assert api.get(f"/v1/tasks/{task['id']}").json()["status"] == "closed"
+
+
+def test_a_playbook_page_warns_of_steps_naming_what_the_server_cannot_find(console: Console) -> None:
+    admin = signed_in(console, "ada")
+    listing = admin.get("/playbooks")
+    document = (
+        "id: console-typo\nversion: 1\nsteps:\n  - id: route\n    decide: credit-teir\n"
+        "  - id: book\n    needs: [route]\n    action: core.set\n"
+    )
+    published = admin.post("/playbooks", data={"csrf": _csrf(listing.text), "document": document, "activate": "yes"})
+    assert published.status_code == 303, published.text
+    page = admin.get(published.headers["location"])
+    assert 'role="alert"' in page.text and "A run would fail at these steps" in page.text
+    assert "no published table or model named &#39;credit-teir&#39; (did you mean &#39;credit-tier&#39;?)" in page.text
+    assert 'role="alert"' not in admin.get("/playbooks/console-credit").text

@@ -47,10 +47,14 @@ def playbooks_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -
     """Publish a playbook version and make it the active one (new runs take it; running ones keep theirs)."""
     with opened(action="playbook.publish", actor=actor) as container:
         playbook = container.automation.publish(file, actor or getpass.getuser())
+        unresolved = container.automation.unresolved(playbook)
     if json:
-        emit_json({"id": playbook.id, "version": playbook.version, "active": True})
-    else:
-        typer.echo(f"published {playbook.id} version {playbook.version} (active)")
+        warnings = [e.as_dict() for e in unresolved]
+        emit_json({"id": playbook.id, "version": playbook.version, "active": True, "warnings": warnings})
+        return
+    typer.echo(f"published {playbook.id} version {playbook.version} (active)")
+    for error in unresolved:
+        typer.echo(f"warning: {error.path}: {error.message}; a run fails at that step until it exists", err=True)
 
 
 @playbooks_app.command("list")

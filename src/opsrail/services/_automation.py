@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, get_args
@@ -79,6 +80,8 @@ class AutomationService:
         self.audit: Auditor = not_audited
         self.authorization: AuthorizationService | None = None
         self.directory: DirectoryService | None = None
+        self.decision_names: Callable[[], Iterable[str]] | None = None
+        """The published decision tables and registered models, for ``unresolved`` (set by the wiring)."""
 
     # -- playbooks -------------------------------------------------------------------------------------
 
@@ -109,6 +112,32 @@ class AutomationService:
             )
         self.audit(by, "playbook.published", f"{playbook.id}@{playbook.version}", {"file": filename})
         return playbook
+
+    def unresolved(self, playbook: Playbook) -> list[FieldError]:
+        """What the playbook names that this process cannot find: a decision that is neither a published table nor a
+        registered model, a playbook a ``call`` starts that is not published, an action or notify channel no
+        configured connector offers. Each would fail its step when a run reaches it. Warnings, not errors: a table,
+        a child playbook or a connector (in the worker's settings) may come after the playbook that uses it."""
+        operations = set(self.engine.operations.names())
+        decisions = set(self.decision_names()) if self.decision_names is not None else None
+        playbooks = {item["id"] for item in self.store.list_playbooks()} | {playbook.id}
+        connector = ("no configured connector offers", operations, "unknown_operation")
+        published = ("no published playbook", playbooks, "unknown_playbook")
+        found: list[FieldError] = []
+        for i, step in enumerate(playbook.steps):
+            named: list[tuple[str, str | None, tuple[str, set[str] | None, str]]] = [
+                ("action", step.action, connector),
+                ("notify.channel", step.notify.channel if step.notify else None, connector),
+                ("decide", step.decide, ("no published table or model named", decisions, "unknown_decision")),
+                ("call.playbook", step.call.playbook if step.call else None, published),
+            ]
+            for field, name, (what, known, code) in named:
+                if name is None or known is None or name in known:
+                    continue
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                message = f"{what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                found.append(FieldError(f"$.steps[{i}].{field}", message, code))
+        return found
 
     def activate(self, playbook_id: str, version: int, canary_percent: int | None = None) -> None:
         if canary_percent is not None and not 0 <= canary_percent <= 100:

@@ -210,7 +210,7 @@ async def playbook_page(
         graph = dag_svg(
             [Node(s.id, s.kind, tuple(s.needs)) for s in chosen.steps], {s.id: s.kind for s in chosen.steps}
         )
-        return {"listed": listed, "playbook": chosen, "graph": graph}
+        return {"listed": listed, "playbook": chosen, "graph": graph, "unresolved": automation.unresolved(chosen)}
 
     view = await run_in_threadpool(load)
     return render("playbook.html", {"viewer": viewer, "nav": "playbooks", "title": playbook_id, **view})
