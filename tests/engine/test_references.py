@@ -63,6 +63,6 @@ def test_what_a_playbook_names_and_nobody_offers_is_listed_until_it_exists(
     # Publishing what was missing resolves it; a near name is suggested once there is one.
     container.decisions.publish_table(REFERENCE_TABLES / "incident-router.yaml")
     publish(container, tmp_path, CHILD, name="child.yaml")
-    found = {e.path: e.message for e in container.automation.unresolved(playbook)}
-    assert found["$.steps[0].decide"].endswith("(did you mean 'incident-router'?)")
-    assert "$.steps[3].call.playbook" not in found
+    messages = {e.path: e.message for e in container.automation.unresolved(playbook)}
+    assert messages["$.steps[0].decide"].endswith("(did you mean 'incident-router'?)")
+    assert "$.steps[3].call.playbook" not in messages
