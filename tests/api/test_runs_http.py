@@ -192,3 +192,53 @@ def test_a_manual_input_unlike_the_trigger_s_is_refused_unless_asked(server: Ser
         assert fitting.status_code == 201, fitting.text
         run = wait_for(client, fitting.json()["run_id"], lambda r: r["status"] != "running")
         assert run["status"] == "succeeded"
+
+
+def test_playbooks_are_published_shown_and_activated_over_http(server: Server) -> None:
+    first = PLAYBOOK.replace("id: http-flow", "id: http-api").replace(
+        "action: core.set\n    with: {booked: true}", "action: core.sett\n    with: {booked: true}"
+    )
+    with server.client() as client:
+        published = client.post("/v1/playbooks", json={"document": first})
+        assert published.status_code == 201, published.text
+        body = published.json()
+        assert (body["id"], body["version"], body["active"]) == ("http-api", 1, True)
+        assert body["warnings"] == [
+            {
+                "path": "$.steps[2].action",
+                "message": "no configured connector offers 'core.sett' (did you mean 'core.set'?)",
+                "code": "unknown_operation",
+            }
+        ]
+        second = client.post("/v1/playbooks", json={"document": PLAYBOOK.replace("id: http-flow", "id: http-api")})
+        assert second.status_code == 409  # version 1 exists with other text
+        fixed = PLAYBOOK.replace("id: http-flow", "id: http-api").replace("version: 1", "version: 2")
+        assert client.post("/v1/playbooks", json={"document": fixed}).json()["warnings"] == []
+
+        shown = client.get("/v1/playbooks/http-api").json()
+        assert shown["version"] == 2 and [s["id"] for s in shown["steps"]] == ["prepare", "approve", "book"]
+        assert client.get("/v1/playbooks/http-api", params={"version": 1}).json()["warnings"][0]["code"] == (
+            "unknown_operation"
+        )
+        canary = client.post("/v1/playbooks/http-api:activate", json={"version": 1, "canary_percent": 10})
+        assert canary.status_code == 200, canary.text
+        listed = {p["version"]: p for p in client.get("/v1/playbooks").json()["items"] if p["id"] == "http-api"}
+        assert listed[1]["canary_percent"] == 10 and listed[2]["active"]
+        assert client.post("/v1/playbooks/http-api:activate", json={"version": 1}).status_code == 200
+        assert client.get("/v1/playbooks/http-api").json()["version"] == 1
+
+        invalid = client.post("/v1/playbooks", json={"document": "id: x\nversion: 1\nsteps: []\n"})
+        assert invalid.status_code == 400 and invalid.headers["content-type"] == "application/problem+json"
+        assert "request body:3:" in invalid.json()["errors"][0]["message"]
+        assert client.post("/v1/playbooks/http-api:activate", json={"version": 9}).status_code == 404
+        assert client.get("/v1/playbooks/nothing-here").status_code == 404
+    with server.client(server.reader_token) as auditor:
+        assert auditor.post("/v1/playbooks", json={"document": fixed}).status_code == 403
+        assert auditor.get("/v1/playbooks/http-api").status_code == 200
+    with server.client(server.role_tokens["admin"]) as admin:
+        activated = [
+            e
+            for e in admin.get("/v1/audit", params={"limit": 1000}).json()["items"]
+            if e["action"] == "playbook.activated" and e["subject"] == "http-api@1"
+        ]
+        assert activated and all(e["actor"] == "tests" for e in activated)  # the token's name

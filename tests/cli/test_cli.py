@@ -224,3 +224,20 @@ def test_publish_warns_of_what_a_playbook_names_and_nobody_offers(run: CliRunner
     assert "(did you mean 'core.log'?); a run fails at that step until it exists" in published.stderr
     as_json = json.loads(run.invoke(app, ["playbooks", "publish", str(playbook), "--json"]).stdout)
     assert [w["code"] for w in as_json["warnings"]] == ["unknown_operation", "unknown_decision"]
+
+
+def test_activate_records_who_activated(run: CliRunner, tmp_path: Path) -> None:
+    playbook = tmp_path / "flow.yaml"
+    text = "id: flow\nversion: {v}\nsteps:\n  - id: a\n    action: core.set\n    with: {{x: {v}}}\n"
+    for version in (1, 2):
+        playbook.write_text(text.format(v=version))
+        assert run.invoke(app, ["playbooks", "publish", str(playbook)]).exit_code == 0
+    activated = run.invoke(app, ["playbooks", "activate", "flow", "1", "--as", "olive"])
+    assert activated.exit_code == 0 and activated.stdout.strip() == "flow version 1 is active"
+    canary = run.invoke(app, ["playbooks", "activate", "flow", "2", "--canary", "20", "--as", "olive"])
+    assert canary.stdout.strip() == "flow version 2 takes 20% of new runs"
+    entries = json.loads(run.invoke(app, ["audit", "list", "--json"]).stdout)
+    assert [(e["actor"], e["subject"]) for e in entries if e["action"] == "playbook.activated"] == [
+        ("olive", "flow@1"),
+        ("olive", "flow@2"),
+    ]

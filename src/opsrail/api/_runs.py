@@ -25,6 +25,58 @@ async def list_playbooks(request: Request, _who: Annotated[Principal, Depends(re
     return _json({"items": await run_in_threadpool(container_of(request).automation.playbooks)})
 
 
+@router.post(
+    "/v1/playbooks",
+    summary="Publish a playbook version (YAML in the `document` field) and make it the active one",
+    status_code=201,
+)
+async def publish_playbook(
+    request: Request,
+    token: Annotated[Principal, Depends(requires("playbook.publish"))],
+    document: Annotated[str, Body(embed=True, min_length=1, max_length=1_000_000)],
+) -> Response:
+    automation = container_of(request).automation
+
+    def publish() -> dict[str, Any]:
+        playbook = automation.publish_text(document, "request body", token.name)
+        warnings = [e.as_dict() for e in automation.unresolved(playbook)]
+        return {"id": playbook.id, "version": playbook.version, "active": True, "warnings": warnings}
+
+    return _json(await run_in_threadpool(publish), 201)
+
+
+@router.get("/v1/playbooks/{playbook_id}", summary="A playbook version (the active one by default), as published")
+async def show_playbook(
+    request: Request,
+    playbook_id: Id,
+    _who: Annotated[Principal, Depends(requires("playbook.read"))],
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    automation = container_of(request).automation
+
+    def show() -> dict[str, Any]:
+        playbook = automation.playbook(playbook_id, version)
+        warnings = [e.as_dict() for e in automation.unresolved(playbook)]
+        return {**playbook.model_dump(mode="json", by_alias=True, exclude_none=True), "warnings": warnings}
+
+    return _json(await run_in_threadpool(show))
+
+
+@router.post("/v1/playbooks/{playbook_id}:activate", summary="Make a version the active one, or a canary for a share")
+async def activate_playbook(
+    request: Request,
+    playbook_id: Id,
+    token: Annotated[Principal, Depends(requires("playbook.activate"))],
+    version: Annotated[int, Body(embed=True, ge=1, le=2**31 - 1)],
+    canary_percent: Annotated[
+        int | None, Body(embed=True, ge=0, le=100, description="this share of new runs only; 0 ends a canary")
+    ] = None,
+) -> Response:
+    automation = container_of(request).automation
+    await run_in_threadpool(automation.activate, playbook_id, version, canary_percent, token.name)
+    return _json({"id": playbook_id, "version": version, "canary_percent": canary_percent})
+
+
 @router.post("/v1/runs", summary="Start a run of a playbook", status_code=201)
 async def start_run(
     request: Request,

@@ -111,10 +111,11 @@ def playbooks_activate(
     canary: Annotated[
         int | None, typer.Option(min=0, max=100, help="send only this percentage of new runs to VERSION (0 ends it)")
     ] = None,
+    actor: Actor = None,
 ) -> None:
     """Make a published version the one new runs take, or a canary for a share of them."""
-    with opened(action="playbook.activate") as container:
-        container.automation.activate(playbook_id, version, canary)
+    with opened(action="playbook.activate", actor=actor) as container:
+        container.automation.activate(playbook_id, version, canary, actor or getpass.getuser())
     if canary is None:
         typer.echo(f"{playbook_id} version {version} is active")
     else:

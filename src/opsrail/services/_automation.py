@@ -139,11 +139,13 @@ class AutomationService:
                 found.append(FieldError(f"$.steps[{i}].{field}", message, code))
         return found
 
-    def activate(self, playbook_id: str, version: int, canary_percent: int | None = None) -> None:
+    def activate(
+        self, playbook_id: str, version: int, canary_percent: int | None = None, actor: str | None = None
+    ) -> None:
         if canary_percent is not None and not 0 <= canary_percent <= 100:
             raise InvalidInput("--canary is a percentage from 0 to 100")
         self.store.activate(playbook_id, version, self.clock.now(), canary_percent)
-        self.audit(None, "playbook.activated", f"{playbook_id}@{version}", {"canary_percent": canary_percent})
+        self.audit(actor, "playbook.activated", f"{playbook_id}@{version}", {"canary_percent": canary_percent})
 
     def playbooks(self) -> list[dict[str, Any]]:
         return self.store.list_playbooks()

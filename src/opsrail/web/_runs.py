@@ -239,7 +239,7 @@ async def publish(request: Request, viewer: Annotated[Viewer, page("playbook.pub
         published = await run_in_threadpool(automation.publish_text, document, filename, viewer.principal.name)
         if activate:
             viewer.container.authorization.check(viewer.principal, "playbook.activate")
-            await run_in_threadpool(automation.activate, published.id, published.version)
+            await run_in_threadpool(automation.activate, published.id, published.version, None, viewer.principal.name)
     except OpsrailError as error:
         items = await run_in_threadpool(_playbooks, viewer)
         return render(
