@@ -54,3 +54,24 @@ def test_publish_evaluate_record_and_override_over_http(server: Server) -> None:
 
         hits = client.get("/v1/knowledge", params={"q": "SAML assertion failed during SSO setup"}).json()["items"]
         assert hits and "sso" in hits[0]["source"]
+
+
+def test_decision_policies_are_applied_and_listed_over_http(server: Server) -> None:
+    policy = (
+        "decisions:\n  incident-router:\n    tier: approval\n    min_confidence: 0.8\n"
+        '    approval:\n      - when: "output.credit_exposure <= 500.0"\n        tier: autonomous\n'
+        "      - roles: [finance_controller]\n"
+    )
+    with server.client() as client:
+        applied = client.post("/v1/decision-policies", json={"document": policy})
+        assert applied.status_code == 200, applied.text
+        assert applied.json()["applied"]["incident-router"]["tier"] == "approval"
+        listed = client.get("/v1/decision-policies").json()["items"]
+        assert listed["incident-router"]["min_confidence"] == 0.8
+        assert listed["incident-router"]["approval"][1]["roles"] == ["finance_controller"]
+        bad = client.post("/v1/decision-policies", json={"document": "decisions:\n  x: {tier: sometimes}\n"})
+        assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+        assert "request body" in bad.text
+    with server.client(server.reader_token) as auditor:
+        assert auditor.get("/v1/decision-policies").status_code == 200
+        assert auditor.post("/v1/decision-policies", json={"document": policy}).status_code == 403

@@ -242,3 +242,25 @@ def test_playbooks_are_published_shown_and_activated_over_http(server: Server) -
             if e["action"] == "playbook.activated" and e["subject"] == "http-api@1"
         ]
         assert activated and all(e["actor"] == "tests" for e in activated)  # the token's name
+
+
+def test_in_flight_runs_migrate_over_http(server: Server, tmp_path: Path) -> None:
+    publish(server, tmp_path)
+    with server.client() as client:
+        run_id = client.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "m"}}).json()["run_id"]
+        wait_for(client, run_id, lambda r: any(s["status"] == "waiting" for s in r["steps"]))
+        renamed = PLAYBOOK.replace("version: 1", "version: 2").replace("id: approve", "id: sign-off")
+        renamed = renamed.replace("needs: [approve]", "needs: [sign-off]")
+        assert client.post("/v1/playbooks", json={"document": renamed}).status_code == 201
+        body = {"from": 1, "to": 2, "map": {"approve": "sign-off"}}
+        dry = client.post("/v1/playbooks/http-flow:migrate", json=body)
+        assert dry.status_code == 200, dry.text
+        assert dry.json()["moved"] == [run_id] and dry.json()["applied"] is False
+        assert client.get(f"/v1/runs/{run_id}").json()["version"] == 1
+        done = client.post("/v1/playbooks/http-flow:migrate", json={**body, "apply": True}).json()
+        assert done["applied"] is True and done["moved"] == [run_id]
+        assert client.get(f"/v1/runs/{run_id}").json()["version"] == 2
+        unmapped = client.post("/v1/playbooks/http-flow:migrate", json={"from": 2, "to": 1, "map": {"x": "y"}})
+        assert unmapped.status_code == 400 and unmapped.json()["errors"][0]["path"] == "$.map.x"
+    with server.client(server.reader_token) as auditor:
+        assert auditor.post("/v1/playbooks/http-flow:migrate", json=body).status_code == 403

@@ -41,6 +41,27 @@ async def publish_table(
     return _json({"name": table.name, "version": table.version}, 201)
 
 
+@router.get("/v1/decision-policies", summary="Decision policies in force: tier, confidence floor, reviewers, approvals")
+async def list_decision_policies(
+    request: Request, _who: Annotated[Principal, Depends(requires("decision.read"))]
+) -> Response:
+    return _json({"items": await run_in_threadpool(container_of(request).decisions.store.policies)})
+
+
+@router.post(
+    "/v1/decision-policies",
+    summary="Set the policies of the decisions a policy document names (YAML in the `document` field)",
+)
+async def apply_decision_policies(
+    request: Request,
+    token: Annotated[Principal, Depends(requires("decision.publish"))],
+    document: Annotated[str, Body(embed=True, min_length=1, max_length=1_000_000)],
+) -> Response:
+    service = container_of(request).decisions
+    applied = await run_in_threadpool(service.apply_policies_text, document, "request body", token.name)
+    return _json({"applied": {name: policy.model_dump(mode="json") for name, policy in applied.items()}})
+
+
 @router.get("/v1/decisions/{name}", summary="A decision table's rules, or a model's registration")
 async def show_decision(
     request: Request,

@@ -77,6 +77,26 @@ async def activate_playbook(
     return _json({"id": playbook_id, "version": version, "canary_percent": canary_percent})
 
 
+@router.post(
+    "/v1/playbooks/{playbook_id}:migrate",
+    summary="Move in-flight runs from one version to another; without `apply`, only report what would happen",
+)
+async def migrate_runs(
+    request: Request,
+    playbook_id: Id,
+    token: Annotated[Principal, Depends(requires("run.migrate"))],
+    from_version: Annotated[int, Body(alias="from", ge=1, le=2**31 - 1, description="the version runs follow now")],
+    to_version: Annotated[int, Body(alias="to", ge=1, le=2**31 - 1, description="the version to move them to")],
+    map: Annotated[dict[str, str], Body(description="old step id to new, for renamed steps")] = {},  # noqa: B006
+    apply: Annotated[bool, Body()] = False,
+) -> Response:
+    automation = container_of(request).automation
+    report = await run_in_threadpool(
+        lambda: automation.migrate(playbook_id, from_version, to_version, map, apply=apply, actor=token.name)
+    )
+    return _json(report)
+
+
 @router.post("/v1/runs", summary="Start a run of a playbook", status_code=201)
 async def start_run(
     request: Request,

@@ -431,7 +431,11 @@ class DecisionService:
     # -- policies --------------------------------------------------------------------------------------
 
     def apply_policies(self, path: Path, by: str | None = None) -> dict[str, DecisionPolicy]:
-        policies = load_policies(_read(path), str(path))
+        return self.apply_policies_text(_read(path), str(path), by)
+
+    def apply_policies_text(self, text: str, source: str, by: str | None = None) -> dict[str, DecisionPolicy]:
+        """Set the policies of the decisions a policy document names (the others keep theirs)."""
+        policies = load_policies(text, source)
         for name, policy in policies.items():
             self.store.set_policy(name, policy.model_dump(mode="json"), by, self.clock.now())
             self._forget_catalog()
