@@ -224,6 +224,9 @@ def test_publish_warns_of_what_a_playbook_names_and_nobody_offers(run: CliRunner
     assert "(did you mean 'core.log'?); a run fails at that step until it exists" in published.stderr
     as_json = json.loads(run.invoke(app, ["playbooks", "publish", str(playbook), "--json"]).stdout)
     assert [w["code"] for w in as_json["warnings"]] == ["unknown_operation", "unknown_decision"]
+    shown = run.invoke(app, ["playbooks", "show", "typo"])
+    assert shown.exit_code == 0 and "warning: $.steps[1].decide: no published table or model" in shown.stderr
+    assert len(json.loads(run.invoke(app, ["playbooks", "show", "typo", "--json"]).stdout)["warnings"]) == 2
 
 
 def test_activate_records_who_activated(run: CliRunner, tmp_path: Path) -> None:

@@ -90,17 +90,21 @@ def playbooks_show(
     version: Annotated[int | None, typer.Option(help="default: the active one")] = None,
     json: JsonFlag = False,
 ) -> None:
-    """Show a playbook version's steps."""
+    """Show a playbook version's steps, and what they name that cannot be found (as `publish` warns)."""
     with opened(action="playbook.read") as container:
         playbook = container.automation.playbook(playbook_id, version)
+        unresolved = container.automation.unresolved(playbook)
     if json:
-        emit_json(playbook.model_dump(mode="json", by_alias=True, exclude_none=True))
+        shown = playbook.model_dump(mode="json", by_alias=True, exclude_none=True)
+        emit_json({**shown, "warnings": [e.as_dict() for e in unresolved]})
         return
     table(
         f"{playbook.id} version {playbook.version}",
         ["id", "kind", "needs", "when"],
         [(s.id, s.kind, ", ".join(s.needs), s.when or "") for s in playbook.steps],
     )
+    for error in unresolved:
+        typer.echo(f"warning: {error.path}: {error.message}; a run fails at that step until it exists", err=True)
 
 
 @playbooks_app.command("activate")
