@@ -187,6 +187,7 @@ def build(
     automation.directory = directory
     runner.periodic.append(lambda: len(automation.escalate()))
     decisions.alerts.append(escalation_alert(ingestion, clock))
+    runner.alerts.append(escalation_alert(ingestion, clock))
     ledger = LedgerService(SqlLedgerStore(engine), clock, ids)
     http = LoopLocalClient(timeout=10.0)
     connectors = ConnectorService(

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from opsrail.model import InvalidInput
+from opsrail.services import EventQuery
 from opsrail.wiring import Container
 from tests.support import drain, incident_event, publish
 
@@ -58,12 +59,47 @@ def test_the_trigger_input_templates_make_the_run_input(container: Container, tm
     assert {s["id"]: s["output"] for s in detail["steps"]}["note"] == {"headline": "Sev2: Checkout slow"}
 
 
-def test_an_event_the_templates_cannot_render_starts_nothing(container: Container, tmp_path: Path) -> None:
+def test_an_event_the_templates_cannot_render_starts_nothing_and_raises_one_alert(
+    container: Container, tmp_path: Path
+) -> None:
     publish(container, tmp_path, TEMPLATED)
-    event = incident_event("e-2", severity=1)
+    for event_id in ("e-2", "e-3"):
+        event = incident_event(event_id, severity=1)
+        del event["data"]["severity"]
+        container.ingestion.ingest_single(orjson.dumps(event))
+        drain(container)
+    assert container.automation.runs() == []
+    # People hear of it once per playbook version (an escalation event, visible in `opsrail events list`).
+    [alert] = container.ingestion.events.find(EventQuery(kind="escalation"))
+    assert alert.source == "opsrail/governance" and alert.data["attributes"]["alert"] == "playbook.trigger_failed"
+    assert alert.data["attributes"]["subject"] == "templated@1" and alert.data["attributes"]["event"] == "e-2"
+    assert "the trigger's input of templated version 1 could not be evaluated" in alert.data["reason"]
+
+
+def test_a_failing_trigger_on_alerts_does_not_feed_itself(container: Container, tmp_path: Path) -> None:
+    publish(
+        container,
+        tmp_path,
+        """
+id: on-alerts
+version: 1
+trigger:
+  events: [com.opsrail.escalation.opened]
+  input: {missing: "${ event.data.nothing.here }"}
+steps:
+  - id: note
+    action: core.set
+    with: {x: 1}
+""",
+    )
+    publish(container, tmp_path, TEMPLATED, name="templated.yaml")
+    event = incident_event("e-4", severity=1)
     del event["data"]["severity"]
     container.ingestion.ingest_single(orjson.dumps(event))
     drain(container)
+    drain(container)
+    # templated's failure raised one alert; on-alerts cannot render it, and that is logged, not alerted again.
+    assert len(container.ingestion.events.find(EventQuery(kind="escalation"))) == 1
     assert container.automation.runs() == []
 
 

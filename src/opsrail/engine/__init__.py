@@ -4,7 +4,7 @@ from opsrail.engine._calendars import BusinessCalendar, CalendarRegistry, load_c
 from opsrail.engine._held import StepWrites, hold, holding_writes, holds_writes
 from opsrail.engine._operations import CallContext, Decider, Operation, OperationFailed, Operations
 from opsrail.engine._ports import Claimed, LoggedEvent, RunStore
-from opsrail.engine._runner import Engine
+from opsrail.engine._runner import ALERT_SOURCE, Engine
 from opsrail.engine._state import TERMINAL, RunState, RunStatus, StepState, StepStatus
 from opsrail.engine._transitions import (
     ChildFinished,
@@ -34,6 +34,7 @@ from opsrail.engine._transitions import (
 )
 
 __all__ = [
+    "ALERT_SOURCE",
     "TERMINAL",
     "BusinessCalendar",
     "CalendarRegistry",

@@ -41,10 +41,13 @@ from opsrail.engine._transitions import (
     initial_state,
 )
 from opsrail.model import Clock, Conflict, IdFactory, NotFound
-from opsrail.playbooks import Expression, ExpressionError, Trigger, context_for, render
+from opsrail.playbooks import Expression, ExpressionError, Playbook, Trigger, context_for, render
 
 _T = TypeVar("_T")
 log = logging.getLogger("opsrail.engine")
+
+ALERT_SOURCE = "opsrail/governance"
+"""The source of alert events (see ``opsrail.services``' alerts): a failing trigger of theirs is never alerted."""
 
 _CONFLICT_RETRIES = 20
 
@@ -78,6 +81,10 @@ class Engine:
         # Housekeeping run at most once a second from the timer loop (escalating unanswered approvals, say);
         # each returns how much it did. A failure is logged and does not stop the timers.
         self.periodic: list[Callable[[], int]] = []
+        self.alerts: list[Callable[[str, str, dict[str, Any]], None]] = []
+        """Told ``(kind, subject, details)`` when something needs people's attention: a trigger that cannot be
+        evaluated for an event (set by the wiring; the alert becomes an escalation event)."""
+        self._alerted: set[tuple[str, int, str]] = set()
         self._periodic_at = 0.0
         self._housekept = float("-inf")
         self._wake: asyncio.Event | None = None
@@ -408,15 +415,12 @@ class Engine:
                     if trigger.when and not Expression(trigger.when).evaluate_bool({"event": document}):
                         continue
                 except ExpressionError as exc:
-                    log.warning("trigger could not be evaluated", extra={"playbook": playbook.id, "error": str(exc)})
+                    self._trigger_failed(playbook, document, "when", exc)
                     continue
                 try:
                     run_input = trigger_input(trigger, document)
                 except ExpressionError as exc:
-                    log.warning(
-                        "trigger input could not be rendered",
-                        extra={"playbook": playbook.id, "event": event.id, "error": str(exc)},
-                    )
+                    self._trigger_failed(playbook, document, "input", exc)
                     continue
                 run_id = self.ids.new("run")
                 if playbook.id not in rollouts:
@@ -430,6 +434,31 @@ class Engine:
             if run.id in stored:
                 self._remember(run, 1)
         return len(events)
+
+    def _trigger_failed(self, playbook: Playbook, event: dict[str, Any], part: str, error: ExpressionError) -> None:
+        """An event matched a playbook's trigger types but its ``when`` or ``input`` could not be evaluated: no run
+        starts. Logged each time; alerted once per playbook version and part in this process, and never for an
+        alert's own event (a playbook triggered by escalations whose trigger fails would otherwise feed itself)."""
+        log.warning(
+            f"trigger {part} could not be evaluated",
+            extra={"playbook": playbook.id, "version": playbook.version, "event": event["id"], "error": str(error)},
+        )
+        key = (playbook.id, playbook.version, part)
+        if not self.alerts or key in self._alerted or event["source"] == ALERT_SOURCE:
+            return
+        self._alerted.add(key)
+        details = {
+            "reason": f"the trigger's {part} of {playbook.id} version {playbook.version} could not be evaluated for "
+            f"event {event['id']} from {event['source']}: {error}; no run started",
+            "event": event["id"],
+            "event_source": event["source"],
+            "part": part,
+        }
+        for alert in self.alerts:
+            try:
+                alert("playbook.trigger_failed", f"{playbook.id}@{playbook.version}", details)
+            except Exception:  # an alert that cannot be raised must not stop the engine; it is logged
+                log.exception("the trigger alert for %s could not be raised", playbook.id)
 
     def _deliver(self, document: dict[str, Any], waiting: Sequence[tuple[str, str]]) -> None:
         for run_id, step_id in waiting:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from opsrail.engine import ALERT_SOURCE
 from opsrail.model import Clock
 from opsrail.services._ingestion import IngestionService
 
@@ -26,7 +27,7 @@ def escalation_alert(ingestion: IngestionService, clock: Clock) -> Alert:
         event = {
             "specversion": "1.0",
             "id": f"{kind}:{subject}:{at.isoformat()}",
-            "source": "opsrail/governance",
+            "source": ALERT_SOURCE,
             "type": "com.opsrail.escalation.opened",
             "time": at.isoformat(),
             "subject": subject,
