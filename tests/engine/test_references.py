@@ -66,3 +66,9 @@ def test_what_a_playbook_names_and_nobody_offers_is_listed_until_it_exists(
     messages = {e.path: e.message for e in container.automation.unresolved(playbook)}
     assert messages["$.steps[0].decide"].endswith("(did you mean 'incident-router'?)")
     assert "$.steps[3].call.playbook" not in messages
+
+
+def test_an_action_of_a_connector_that_is_not_configured_says_so(container: Container, tmp_path: Path) -> None:
+    publish(container, tmp_path, "id: filer\nversion: 1\nsteps:\n  - id: a\n    action: jira.create_issue\n")
+    [warning] = container.automation.unresolved(container.automation.playbook("filer", None))
+    assert warning.message == "'jira.create_issue' needs the jira connector, not configured here (OPSRAIL_CONNECTORS)"

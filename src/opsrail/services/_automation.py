@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, get_args
 
+from opsrail.connectors import CATALOG
 from opsrail.engine import (
     Command,
     Control,
@@ -134,8 +135,12 @@ class AutomationService:
             for field, name, (what, known, code) in named:
                 if name is None or known is None or name in known:
                     continue
-                close = difflib.get_close_matches(name, sorted(known), n=1)
-                message = f"{what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                vendor = name.partition(".")[0]
+                if known is operations and vendor in CATALOG and not any(o.startswith(f"{vendor}.") for o in known):
+                    message = f"{name!r} needs the {vendor} connector, not configured here (OPSRAIL_CONNECTORS)"
+                else:
+                    close = difflib.get_close_matches(name, sorted(known), n=1)
+                    message = f"{what} {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                 found.append(FieldError(f"$.steps[{i}].{field}", message, code))
         return found
 
