@@ -213,7 +213,10 @@ def test_playbooks_are_published_shown_and_activated_over_http(server: Server) -
         second = client.post("/v1/playbooks", json={"document": PLAYBOOK.replace("id: http-flow", "id: http-api")})
         assert second.status_code == 409  # version 1 exists with other text
         fixed = PLAYBOOK.replace("id: http-flow", "id: http-api").replace("version: 1", "version: 2")
-        assert client.post("/v1/playbooks", json={"document": fixed}).json()["warnings"] == []
+        staged = client.post("/v1/playbooks", json={"document": fixed, "activate": False}).json()
+        assert staged["active"] is False and staged["warnings"] == []
+        assert client.get("/v1/playbooks/http-api").json()["version"] == 1  # the active one stays
+        assert client.post("/v1/playbooks/http-api:activate", json={"version": 2}).status_code == 200
 
         shown = client.get("/v1/playbooks/http-api").json()
         assert shown["version"] == 2 and [s["id"] for s in shown["steps"]] == ["prepare", "approve", "book"]
@@ -244,23 +247,24 @@ def test_playbooks_are_published_shown_and_activated_over_http(server: Server) -
         assert activated and all(e["actor"] == "tests" for e in activated)  # the token's name
 
 
-def test_in_flight_runs_migrate_over_http(server: Server, tmp_path: Path) -> None:
-    publish(server, tmp_path)
+def test_in_flight_runs_migrate_over_http(server: Server) -> None:
+    own = PLAYBOOK.replace("id: http-flow", "id: http-migrate")  # its own: the other tests' runs stay on theirs
     with server.client() as client:
-        run_id = client.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "m"}}).json()["run_id"]
+        assert client.post("/v1/playbooks", json={"document": own}).status_code == 201
+        run_id = client.post("/v1/runs", json={"playbook": "http-migrate", "input": {"account": "m"}}).json()["run_id"]
         wait_for(client, run_id, lambda r: any(s["status"] == "waiting" for s in r["steps"]))
-        renamed = PLAYBOOK.replace("version: 1", "version: 2").replace("id: approve", "id: sign-off")
+        renamed = own.replace("version: 1", "version: 2").replace("id: approve", "id: sign-off")
         renamed = renamed.replace("needs: [approve]", "needs: [sign-off]")
         assert client.post("/v1/playbooks", json={"document": renamed}).status_code == 201
         body = {"from": 1, "to": 2, "map": {"approve": "sign-off"}}
-        dry = client.post("/v1/playbooks/http-flow:migrate", json=body)
+        dry = client.post("/v1/playbooks/http-migrate:migrate", json=body)
         assert dry.status_code == 200, dry.text
         assert dry.json()["moved"] == [run_id] and dry.json()["applied"] is False
         assert client.get(f"/v1/runs/{run_id}").json()["version"] == 1
-        done = client.post("/v1/playbooks/http-flow:migrate", json={**body, "apply": True}).json()
+        done = client.post("/v1/playbooks/http-migrate:migrate", json={**body, "apply": True}).json()
         assert done["applied"] is True and done["moved"] == [run_id]
         assert client.get(f"/v1/runs/{run_id}").json()["version"] == 2
-        unmapped = client.post("/v1/playbooks/http-flow:migrate", json={"from": 2, "to": 1, "map": {"x": "y"}})
+        unmapped = client.post("/v1/playbooks/http-migrate:migrate", json={"from": 2, "to": 1, "map": {"x": "y"}})
         assert unmapped.status_code == 400 and unmapped.json()["errors"][0]["path"] == "$.map.x"
     with server.client(server.reader_token) as auditor:
-        assert auditor.post("/v1/playbooks/http-flow:migrate", json=body).status_code == 403
+        assert auditor.post("/v1/playbooks/http-migrate:migrate", json=body).status_code == 403

@@ -244,3 +244,20 @@ def test_activate_records_who_activated(run: CliRunner, tmp_path: Path) -> None:
         ("olive", "flow@1"),
         ("olive", "flow@2"),
     ]
+
+
+def test_publish_without_activating_keeps_the_active_version(run: CliRunner, tmp_path: Path) -> None:
+    playbook = tmp_path / "flow.yaml"
+    text = "id: staged\nversion: {v}\nsteps:\n  - id: a\n    action: core.set\n    with: {{x: {v}}}\n"
+    playbook.write_text(text.format(v=1))
+    first = run.invoke(app, ["playbooks", "publish", str(playbook), "--no-activate", "--json"])
+    assert first.exit_code == 0 and json.loads(first.stdout)["active"] is False
+    # A playbook with no active version starts no run until one is activated.
+    refused = run.invoke(app, ["runs", "start", "staged"])
+    assert refused.exit_code == 4 and "has no active version" in refused.output
+    assert run.invoke(app, ["playbooks", "activate", "staged", "1"]).exit_code == 0
+    playbook.write_text(text.format(v=2))
+    staged = run.invoke(app, ["playbooks", "publish", str(playbook), "--no-activate"])
+    assert "published staged version 2, not active: `opsrail playbooks activate staged 2`" in staged.stdout
+    listed = {p["version"]: p["active"] for p in json.loads(run.invoke(app, ["playbooks", "list", "--json"]).stdout)}
+    assert listed == {1: True, 2: False}

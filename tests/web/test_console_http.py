@@ -278,3 +278,13 @@ def test_a_playbook_page_warns_of_steps_naming_what_the_server_cannot_find(conso
     assert 'role="alert"' in page.text and "A run would fail at these steps" in page.text
     assert "no published table or model named &#39;credit-teir&#39; (did you mean &#39;credit-tier&#39;?)" in page.text
     assert 'role="alert"' not in admin.get("/playbooks/console-credit").text
+    # Without "make it the active version", the version is published and the active one stays.
+    listing = admin.get("/playbooks")
+    staged = document.replace("version: 1", "version: 2").replace("credit-teir", "credit-tier")
+    kept = admin.post("/playbooks", data={"csrf": _csrf(listing.text), "document": staged})
+    assert kept.status_code == 303, kept.text
+    with console.api("ada") as api:
+        versions = {
+            p["version"]: p["active"] for p in api.get("/v1/playbooks").json()["items"] if p["id"] == "console-typo"
+        }
+    assert versions == {1: True, 2: False}

@@ -27,20 +27,24 @@ async def list_playbooks(request: Request, _who: Annotated[Principal, Depends(re
 
 @router.post(
     "/v1/playbooks",
-    summary="Publish a playbook version (YAML in the `document` field) and make it the active one",
+    summary="Publish a playbook version (YAML in the `document` field) and, unless `activate` is false, make it active",
     status_code=201,
 )
 async def publish_playbook(
     request: Request,
     token: Annotated[Principal, Depends(requires("playbook.publish"))],
     document: Annotated[str, Body(embed=True, min_length=1, max_length=1_000_000)],
+    activate: Annotated[bool, Body(embed=True, description="make it the version new runs take")] = True,
 ) -> Response:
-    automation = container_of(request).automation
+    container = container_of(request)
+    automation = container.automation
 
     def publish() -> dict[str, Any]:
-        playbook = automation.publish_text(document, "request body", token.name)
+        if activate:
+            container.authorization.check(token, "playbook.activate")
+        playbook = automation.publish_text(document, "request body", token.name, activate=activate)
         warnings = [e.as_dict() for e in automation.unresolved(playbook)]
-        return {"id": playbook.id, "version": playbook.version, "active": True, "warnings": warnings}
+        return {"id": playbook.id, "version": playbook.version, "active": activate, "warnings": warnings}
 
     return _json(await run_in_threadpool(publish), 201)
 

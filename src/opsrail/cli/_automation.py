@@ -43,16 +43,31 @@ def playbooks_validate(file: Path, json: JsonFlag = False) -> None:
 
 @playbooks_app.command("publish")
 @handled
-def playbooks_publish(file: Path, actor: Actor = None, json: JsonFlag = False) -> None:
+def playbooks_publish(
+    file: Path,
+    activate: Annotated[
+        bool, typer.Option("--activate/--no-activate", help="make it the version new runs take (needs that right too)")
+    ] = True,
+    actor: Actor = None,
+    json: JsonFlag = False,
+) -> None:
     """Publish a playbook version and make it the active one (new runs take it; running ones keep theirs)."""
     with opened(action="playbook.publish", actor=actor) as container:
-        playbook = container.automation.publish(file, actor or getpass.getuser())
+        if activate:
+            container.authorization.check(container.directory.local(actor or getpass.getuser()), "playbook.activate")
+        playbook = container.automation.publish(file, actor or getpass.getuser(), activate=activate)
         unresolved = container.automation.unresolved(playbook)
     if json:
         warnings = [e.as_dict() for e in unresolved]
-        emit_json({"id": playbook.id, "version": playbook.version, "active": True, "warnings": warnings})
+        emit_json({"id": playbook.id, "version": playbook.version, "active": activate, "warnings": warnings})
         return
-    typer.echo(f"published {playbook.id} version {playbook.version} (active)")
+    if activate:
+        typer.echo(f"published {playbook.id} version {playbook.version} (active)")
+    else:
+        typer.echo(
+            f"published {playbook.id} version {playbook.version}, not active: "
+            f"`opsrail playbooks activate {playbook.id} {playbook.version}` makes it so (--canary N for a share)"
+        )
     for error in unresolved:
         typer.echo(f"warning: {error.path}: {error.message}; a run fails at that step until it exists", err=True)
 

@@ -32,7 +32,9 @@ from opsrail.services._run_input import run_input_problem
 
 
 class AutomationStore(RunStore, Protocol):
-    def publish(self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime) -> bool: ...
+    def publish(
+        self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime, activate: bool = True
+    ) -> bool: ...
 
     def activate(self, playbook_id: str, version: int, now: datetime, canary_percent: int | None = None) -> None: ...
 
@@ -89,11 +91,12 @@ class AutomationService:
     def validate(self, path: Path) -> Playbook:
         return load_playbook(_read(path), str(path))
 
-    def publish(self, path: Path, by: str | None = None) -> Playbook:
-        return self.publish_text(_read(path), str(path), by)
+    def publish(self, path: Path, by: str | None = None, *, activate: bool = True) -> Playbook:
+        return self.publish_text(_read(path), str(path), by, activate=activate)
 
-    def publish_text(self, document: str, filename: str, by: str | None = None) -> Playbook:
-        """Validate and publish a playbook's YAML; each problem names ``filename``:line:column."""
+    def publish_text(self, document: str, filename: str, by: str | None = None, *, activate: bool = True) -> Playbook:
+        """Validate and publish a playbook's YAML, and (with ``activate``) make it the version new runs take; each
+        problem names ``filename``:line:column."""
         playbook = load_playbook(document, filename)
         unknown = [
             FieldError(f"$.steps[{i}].sla.calendar", f"no calendar named {step.sla.calendar!r}", "unknown_calendar")
@@ -106,12 +109,14 @@ class AutomationService:
                 hint=f"known: {', '.join(self.engine.calendars.names())}; add others with OPSRAIL_CALENDARS",
                 errors=unknown,
             )
-        if not self.store.publish(playbook, document, filename, by, self.clock.now()):
+        if not self.store.publish(playbook, document, filename, by, self.clock.now(), activate):
             raise Conflict(
                 f"{playbook.id} version {playbook.version} is published already with other content",
                 hint="published versions never change: raise `version` in the file",
             )
-        self.audit(by, "playbook.published", f"{playbook.id}@{playbook.version}", {"file": filename})
+        self.audit(
+            by, "playbook.published", f"{playbook.id}@{playbook.version}", {"file": filename, "activated": activate}
+        )
         return playbook
 
     def unresolved(self, playbook: Playbook) -> list[FieldError]:

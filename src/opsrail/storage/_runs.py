@@ -101,8 +101,11 @@ class SqlRunStore:
             rows = conn.execute(_ACTIVE_PLAYBOOKS).all()
         return [self.playbook(pid, version) for pid, version in rows]
 
-    def publish(self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime) -> bool:
-        """Store a new version and make it active; False if that version exists already (with other text)."""
+    def publish(
+        self, playbook: Playbook, document: str, filename: str, by: str | None, now: datetime, activate: bool = True
+    ) -> bool:
+        """Store a new version and (with ``activate``) make it active; False if that version exists already (with
+        other text). A playbook's first version published without activating leaves it with no active version."""
         with write_transaction(self.engine) as conn:
             existing = conn.execute(
                 sa.select(playbook_versions.c.document).where(
@@ -121,15 +124,17 @@ class SqlRunStore:
                     published_by=by,
                 )
             )
+            active = {"active_version": playbook.version} if activate else {}
             updated = conn.execute(
-                playbooks.update()
-                .where(playbooks.c.playbook_id == playbook.id)
-                .values(active_version=playbook.version, updated_at=now)
+                playbooks.update().where(playbooks.c.playbook_id == playbook.id).values(updated_at=now, **active)
             )
             if updated.rowcount == 0:
                 conn.execute(
                     playbooks.insert().values(
-                        playbook_id=playbook.id, active_version=playbook.version, canary_percent=0, updated_at=now
+                        playbook_id=playbook.id,
+                        active_version=playbook.version if activate else None,
+                        canary_percent=0,
+                        updated_at=now,
                     )
                 )
         return True

@@ -235,11 +235,14 @@ async def publish(request: Request, viewer: Annotated[Viewer, page("playbook.pub
         elif pasted:
             document, filename = pasted, "pasted.yaml"
         else:
-            raise InvalidInput("choose a YAML file or paste the playbook", hint="see docs/playbooks/README.md")
-        published = await run_in_threadpool(automation.publish_text, document, filename, viewer.principal.name)
+            raise InvalidInput(
+                "choose a YAML file or paste the playbook", hint="docs/playbooks.md describes the format"
+            )
         if activate:
             viewer.container.authorization.check(viewer.principal, "playbook.activate")
-            await run_in_threadpool(automation.activate, published.id, published.version, None, viewer.principal.name)
+        published = await run_in_threadpool(
+            lambda: automation.publish_text(document, filename, viewer.principal.name, activate=activate is not None)
+        )
     except OpsrailError as error:
         items = await run_in_threadpool(_playbooks, viewer)
         return render(
