@@ -288,3 +288,20 @@ def test_a_playbook_page_warns_of_steps_naming_what_the_server_cannot_find(conso
             p["version"]: p["active"] for p in api.get("/v1/playbooks").json()["items"] if p["id"] == "console-typo"
         }
     assert versions == {1: True, 2: False}
+    # The page of the staged version rolls it out: a canary share first, then the whole.
+    page = admin.get("/playbooks/console-typo?version=2")
+    assert "Make v2 the active version" in page.text and "Set the canary" in page.text
+    canary = admin.post(
+        "/playbooks/console-typo/activate", data={"csrf": _csrf(page.text), "version": "2", "canary": "25"}
+    )
+    assert canary.status_code == 303 and canary.headers["location"].endswith("version=2&done=canary")
+    assert "The canary share is set." in admin.get(canary.headers["location"]).text
+    whole = admin.post("/playbooks/console-typo/activate", data={"csrf": _csrf(page.text), "version": "2"})
+    assert whole.status_code == 303
+    with console.api("ada") as api:
+        listed = [p for p in api.get("/v1/playbooks").json()["items"] if p["id"] == "console-typo"]
+    assert {p["version"]: p["active"] for p in listed} == {1: False, 2: True}
+    bad = admin.post("/playbooks/console-typo/activate", data={"csrf": _csrf(page.text), "version": "9"})
+    assert bad.status_code == 404 and "has no version 9" in bad.text
+    operator = signed_in(console, "fiona")  # a finance controller may read playbooks, not roll them out
+    assert "Set the canary" not in operator.get("/playbooks/console-typo?version=1").text

@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from opsrail.model import InvalidInput, NotFound, OpsrailError
 from opsrail.web._graph import Node, dag_svg
 from opsrail.web._render import render
-from opsrail.web._routing import console_router
+from opsrail.web._routing import console_router, error_page
 from opsrail.web._security import Viewer, page, read_form, text_field
 
 router = console_router()
@@ -200,6 +200,7 @@ async def playbook_page(
     playbook_id: Id,
     viewer: Annotated[Viewer, page("playbook.read")],
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    done: Annotated[Literal["active", "canary"] | None, Query()] = None,
 ) -> Response:
     def load() -> dict[str, Any]:
         automation = viewer.container.automation
@@ -213,7 +214,30 @@ async def playbook_page(
         return {"listed": listed, "playbook": chosen, "graph": graph, "unresolved": automation.unresolved(chosen)}
 
     view = await run_in_threadpool(load)
-    return render("playbook.html", {"viewer": viewer, "nav": "playbooks", "title": playbook_id, **view})
+    notice = {"active": "This version is now the active one.", "canary": "The canary share is set."}.get(done or "")
+    return render(
+        "playbook.html",
+        {"viewer": viewer, "nav": "playbooks", "title": playbook_id, "notice": notice, "error": None, **view},
+    )
+
+
+@router.post("/playbooks/{playbook_id}/activate")
+async def activate(request: Request, playbook_id: Id, viewer: Annotated[Viewer, page("playbook.activate")]) -> Response:
+    form = await read_form(request, viewer.csrf)
+    version_text = text_field(form, "version", limit=10) or ""
+    canary_text = text_field(form, "canary", limit=3)
+    try:
+        if not version_text.isdigit() or not 1 <= int(version_text) < 2**31:
+            raise InvalidInput("choose a version to activate")
+        if canary_text is not None and not canary_text.isdigit():
+            raise InvalidInput("the canary share is a whole percentage from 0 to 100")
+        version, canary = int(version_text), None if canary_text is None else int(canary_text)
+        automation = viewer.container.automation
+        await run_in_threadpool(automation.activate, playbook_id, version, canary, viewer.principal.name)
+    except OpsrailError as error:
+        return error_page(request, error)
+    done = "active" if canary is None else "canary"
+    return RedirectResponse(f"/playbooks/{playbook_id}?version={version}&done={done}", 303)
 
 
 @router.post("/playbooks")
