@@ -305,3 +305,38 @@ def test_a_playbook_page_warns_of_steps_naming_what_the_server_cannot_find(conso
     assert bad.status_code == 404 and "has no version 9" in bad.text
     operator = signed_in(console, "fiona")  # a finance controller may read playbooks, not roll them out
     assert "Set the canary" not in operator.get("/playbooks/console-typo?version=1").text
+
+
+def test_a_run_is_started_from_its_playbook_page_with_the_input_checked(console: Console) -> None:
+    admin = signed_in(console, "ada")
+    listing = admin.get("/playbooks")
+    document = (
+        "id: console-quote\nversion: 1\ntrigger: {events: [com.opsrail.quote.submitted]}\nsteps:\n"
+        "  - id: note\n    action: core.set\n    with: {quote: '${ run.input.id }'}\n"
+    )
+    published = admin.post("/playbooks", data={"csrf": _csrf(listing.text), "document": document, "activate": "yes"})
+    assert published.status_code == 303, published.text
+    operator = signed_in(console, "olive")
+    page = operator.get("/playbooks/console-quote")
+    assert "Start a run of v1" in page.text
+    # The form starts from the trigger kind's required fields.
+    assert "&#34;account_id&#34;: &#34;&#34;" in page.text and "&#34;status&#34;: &#34;draft&#34;" in page.text
+    refused = operator.post(
+        "/playbooks/console-quote/runs", data={"csrf": _csrf(page.text), "version": "1", "input": '{"id": "q-1"}'}
+    )
+    assert refused.status_code == 400 and "its input must be a canonical quote" in refused.text
+    assert "$.input.account_id" in refused.text and "{&#34;id&#34;: &#34;q-1&#34;}" in refused.text  # kept
+    quote = '{"id": "q-1", "account_id": "acme", "status": "submitted", "amount": 1200, "currency": "EUR"}'
+    started = operator.post(
+        "/playbooks/console-quote/runs", data={"csrf": _csrf(page.text), "version": "1", "input": quote}
+    )
+    assert started.status_code == 303 and started.headers["location"].startswith("/runs/run_")
+    forced = operator.post(
+        "/playbooks/console-quote/runs",
+        data={"csrf": _csrf(page.text), "version": "1", "input": '{"x": 1}', "skip_check": "yes"},
+    )
+    assert forced.status_code == 303
+    not_json = operator.post("/playbooks/console-quote/runs", data={"csrf": _csrf(page.text), "input": "{nope"})
+    assert not_json.status_code == 400 and "not valid JSON" in not_json.text
+    auditor = signed_in(console, "aude")
+    assert "Start a run" not in auditor.get("/playbooks/console-quote").text

@@ -28,7 +28,7 @@ from opsrail.playbooks import Playbook, load_playbook
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._authorization import AuthorizationService
 from opsrail.services._directory import DirectoryService
-from opsrail.services._run_input import run_input_problem
+from opsrail.services._run_input import input_skeleton, run_input_problem
 
 
 class AutomationStore(RunStore, Protocol):
@@ -118,6 +118,11 @@ class AutomationService:
             by, "playbook.published", f"{playbook.id}@{playbook.version}", {"file": filename, "activated": activate}
         )
         return playbook
+
+    @staticmethod
+    def input_skeleton(playbook: Playbook) -> dict[str, Any]:
+        """An input to fill in for a run of ``playbook`` started by hand (see ``start``'s check)."""
+        return input_skeleton(playbook)
 
     def unresolved(self, playbook: Playbook) -> list[FieldError]:
         """What the playbook names that this process cannot find: a decision that is neither a published table nor a

@@ -51,3 +51,31 @@ def run_input_problem(playbook: Playbook, run_input: dict[str, Any]) -> tuple[st
     assert first is not None
     names = " or ".join(f"a canonical {kind}" for kind in kinds)
     return f"{playbook.id} is triggered by {', '.join(trigger.events)}: its input must be {names}", first
+
+
+_PLACEHOLDERS: dict[str, Any] = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "object": {}}
+
+
+def input_skeleton(playbook: Playbook) -> dict[str, Any]:
+    """An input to fill in for a run started by hand: the trigger's ``input`` keys, or the required fields of the
+    trigger kind's canonical object with a placeholder of each one's type (an enumeration's first value); empty when
+    the trigger does not say."""
+    trigger = playbook.trigger
+    if trigger is None:
+        return {}
+    if trigger.input is not None:
+        return dict.fromkeys(trigger.input, "")
+    kind = kind_of(trigger.events[0])
+    if kind is None:
+        return {}
+    schema = KINDS[kind].model_json_schema()
+    skeleton: dict[str, Any] = {}
+    for name in schema.get("required", []):
+        field = schema["properties"][name]
+        if "enum" in field:
+            skeleton[name] = field["enum"][0]
+            continue
+        kinds = [field.get("type")] + [option.get("type") for option in field.get("anyOf", [])]
+        found = next((k for k in kinds if k in _PLACEHOLDERS), "string")
+        skeleton[name] = _PLACEHOLDERS[found]
+    return skeleton

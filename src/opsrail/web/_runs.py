@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -194,6 +195,22 @@ async def playbooks(request: Request, viewer: Annotated[Viewer, page("playbook.r
     )
 
 
+def _playbook_view(viewer: Viewer, playbook_id: str, version: int | None) -> dict[str, Any]:
+    automation = viewer.container.automation
+    listed = next((p for p in _playbooks(viewer) if p["id"] == playbook_id), None)
+    if listed is None:
+        raise NotFound(f"no playbook {playbook_id!r}", hint="see the list of playbooks")
+    chosen = automation.playbook(playbook_id, version)
+    graph = dag_svg([Node(s.id, s.kind, tuple(s.needs)) for s in chosen.steps], {s.id: s.kind for s in chosen.steps})
+    return {
+        "listed": listed,
+        "playbook": chosen,
+        "graph": graph,
+        "unresolved": automation.unresolved(chosen),
+        "run_input": orjson.dumps(automation.input_skeleton(chosen), option=orjson.OPT_INDENT_2).decode(),
+    }
+
+
 @router.get("/playbooks/{playbook_id}")
 async def playbook_page(
     request: Request,
@@ -202,23 +219,37 @@ async def playbook_page(
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     done: Annotated[Literal["active", "canary"] | None, Query()] = None,
 ) -> Response:
-    def load() -> dict[str, Any]:
-        automation = viewer.container.automation
-        listed = next((p for p in _playbooks(viewer) if p["id"] == playbook_id), None)
-        if listed is None:
-            raise NotFound(f"no playbook {playbook_id!r}", hint="see the list of playbooks")
-        chosen = automation.playbook(playbook_id, version)
-        graph = dag_svg(
-            [Node(s.id, s.kind, tuple(s.needs)) for s in chosen.steps], {s.id: s.kind for s in chosen.steps}
-        )
-        return {"listed": listed, "playbook": chosen, "graph": graph, "unresolved": automation.unresolved(chosen)}
-
-    view = await run_in_threadpool(load)
+    view = await run_in_threadpool(_playbook_view, viewer, playbook_id, version)
     notice = {"active": "This version is now the active one.", "canary": "The canary share is set."}.get(done or "")
     return render(
         "playbook.html",
         {"viewer": viewer, "nav": "playbooks", "title": playbook_id, "notice": notice, "error": None, **view},
     )
+
+
+@router.post("/playbooks/{playbook_id}/runs")
+async def start_run(request: Request, playbook_id: Id, viewer: Annotated[Viewer, page("run.start")]) -> Response:
+    form = await read_form(request, viewer.csrf)
+    text = text_field(form, "input", limit=100_000) or "{}"
+    version_text = text_field(form, "version", limit=10)
+    version = int(version_text) if version_text and version_text.isdigit() and int(version_text) < 2**31 else None
+    check = form.get("skip_check") != "yes"
+    automation = viewer.container.automation
+    try:
+        try:
+            run_input = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"the input is not valid JSON: {exc}", hint='e.g. {"id": "acme:INC-1"}') from None
+        if not isinstance(run_input, dict):
+            raise InvalidInput("the input must be a JSON object", hint='e.g. {"id": "acme:INC-1"}')
+        run_id = await run_in_threadpool(
+            lambda: automation.start(playbook_id, run_input, version, viewer.principal.name, check_input=check)
+        )
+    except OpsrailError as error:
+        view = await run_in_threadpool(_playbook_view, viewer, playbook_id, version)
+        context = {"viewer": viewer, "nav": "playbooks", "title": playbook_id, "notice": None, "error": error}
+        return render("playbook.html", {**context, **view, "run_input": text}, status=error.http_status)
+    return RedirectResponse(f"/runs/{run_id}", 303)
 
 
 @router.post("/playbooks/{playbook_id}/activate")
