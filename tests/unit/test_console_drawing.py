@@ -43,3 +43,9 @@ def test_the_kpi_period_reaches_back_to_the_first_run() -> None:
     assert default_period(now - timedelta(minutes=40)) == "1h"
     assert default_period(now - timedelta(days=3)) == "7d"
     assert default_period(None) == "30d"
+
+
+def test_a_playbook_graph_shows_each_step_s_kind_without_a_state() -> None:
+    svg = dag_svg([Node("route", "decide", ()), Node("file", "action", ("route",))], None)
+    assert ">decide</text>" in svg and ">action</text>" in svg and " · " not in svg
+    assert "<title>route: decide</title>" in svg

@@ -52,8 +52,9 @@ def layout(nodes: Sequence[Node]) -> tuple[list[Placed], int, int]:
     return placed, width, height
 
 
-def dag_svg(nodes: Sequence[Node], states: Mapping[str, str], *, link_prefix: str | None = None) -> str:
-    """The graph as an inline ``<svg>``; ``states`` maps step ids to a state (pending, running, succeeded…)."""
+def dag_svg(nodes: Sequence[Node], states: Mapping[str, str] | None, *, link_prefix: str | None = None) -> str:
+    """The graph as an inline ``<svg>``; ``states`` maps step ids to a state (pending, running, succeeded…), None for
+    a playbook's graph, whose steps have no state (each shows its kind only)."""
     placed, width, height = layout(nodes)
     where = {p.node.id: p for p in placed}
     parts = [
@@ -74,14 +75,15 @@ def dag_svg(nodes: Sequence[Node], states: Mapping[str, str], *, link_prefix: st
                 f'<path class="edge" d="M {x1} {y1} C {mid} {y1}, {mid} {y2}, {x2} {y2}" marker-end="url(#arrow)"/>'
             )
     for p in placed:
-        state = states.get(p.node.id, "pending")
+        state = "pending" if states is None else states.get(p.node.id, "pending")
+        about = p.node.kind if states is None else f"{p.node.kind} · {state}"
         label = p.node.id if len(p.node.id) <= 20 else p.node.id[:19] + "…"
         node = (
             f'<g class="node state-{escape(state)}" data-step="{escape(p.node.id)}">'
-            f"<title>{escape(p.node.id)}: {escape(p.node.kind)}, {escape(state)}</title>"
+            f"<title>{escape(p.node.id)}: {escape(about.replace(' · ', ', '))}</title>"
             f'<rect x="{p.x}" y="{p.y}" width="{NODE_W}" height="{NODE_H}" rx="8"/>'
             f'<text x="{p.x + 10}" y="{p.y + 19}" class="label">{escape(label)}</text>'
-            f'<text x="{p.x + 10}" y="{p.y + 35}" class="kind">{escape(p.node.kind)} · {escape(state)}</text></g>'
+            f'<text x="{p.x + 10}" y="{p.y + 35}" class="kind">{escape(about)}</text></g>'
         )
         if link_prefix is not None:
             node = f'<a href="{escape(link_prefix)}{escape(p.node.id)}">{node}</a>'

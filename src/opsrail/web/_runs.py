@@ -201,7 +201,7 @@ def _playbook_view(viewer: Viewer, playbook_id: str, version: int | None) -> dic
     if listed is None:
         raise NotFound(f"no playbook {playbook_id!r}", hint="see the list of playbooks")
     chosen = automation.playbook(playbook_id, version)
-    graph = dag_svg([Node(s.id, s.kind, tuple(s.needs)) for s in chosen.steps], {s.id: s.kind for s in chosen.steps})
+    graph = dag_svg([Node(s.id, s.kind, tuple(s.needs)) for s in chosen.steps], None)
     return {
         "listed": listed,
         "playbook": chosen,
