@@ -447,3 +447,13 @@ def test_pruning_keeps_the_newest_versions_and_every_registration(container: Con
         container.decisions.model_versions("nope")
     audited = [e for e in container.audit.export() if e["action"] == "model.pruned"]
     assert sorted(e["subject"] for e in audited) == ["topic@1", "topic@2"] and container.audit.verify().ok
+
+
+def test_describe_says_what_is_missing(container: Container) -> None:
+    table = Path(__file__).parents[2] / "src" / "opsrail" / "decisions" / "reference" / "credit-tier.yaml"
+    container.decisions.publish_table(table)
+    assert container.decisions.describe("credit-tier")["inputs"]["amount"]["required"] is True
+    with pytest.raises(NotFound, match="no decision table or model named 'nope'"):
+        container.decisions.describe("nope")
+    with pytest.raises(NotFound, match="decision table 'credit-tier' has no version 7"):
+        container.decisions.describe("credit-tier", 7)

@@ -340,3 +340,17 @@ def test_a_run_is_started_from_its_playbook_page_with_the_input_checked(console:
     assert not_json.status_code == 400 and "not valid JSON" in not_json.text
     auditor = signed_in(console, "aude")
     assert "Start a run" not in auditor.get("/playbooks/console-quote").text
+
+
+def test_decision_tables_are_read_on_the_console(console: Console) -> None:
+    controller = signed_in(console, "fiona")
+    listing = controller.get("/decisions")
+    assert 'href="/decisions/catalog/credit-tier"' in listing.text
+    table = controller.get("/decisions/catalog/credit-tier")
+    assert table.status_code == 200 and "decision table" in table.text
+    assert "Inputs" in table.text and "required" in table.text and "hit policy collect" in table.text
+    assert "<code>approver</code> = <code>finance_controller</code>" in table.text
+    assert 'href="/decisions?decision=credit-tier"' in table.text
+    missing = controller.get("/decisions/catalog/no-such-table")
+    assert missing.status_code == 404 and "no decision table or model named &#39;no-such-table&#39;" in missing.text
+    assert controller.get("/playbooks/console-credit").text.count('href="/decisions/catalog/credit-tier"') == 1

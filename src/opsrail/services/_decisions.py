@@ -218,7 +218,19 @@ class DecisionService:
                 "document": document,
                 "policy": self.policy(name).model_dump(mode="json"),
             }
-        return {"kind": "model", **self.model_info(name, version), "policy": self.policy(name).model_dump(mode="json")}
+        try:
+            info = self.model_info(name, version)
+        except NotFound as missing:
+            if version is not None and self.store.table_document(name, None) is not None:
+                raise NotFound(
+                    f"decision table {name!r} has no version {version}", hint=f"`opsrail decisions show {name}`"
+                ) from None
+            if version is not None and self.store.latest_model_version(name) is not None:
+                raise missing from None  # the model exists, not in that version
+            raise NotFound(
+                f"no decision table or model named {name!r}", hint="`opsrail decisions list` names them"
+            ) from None
+        return {"kind": "model", **info, "policy": self.policy(name).model_dump(mode="json")}
 
     def publish_table(self, path: Path, by: str | None = None) -> DecisionTable:
         document = _read(path)

@@ -45,6 +45,7 @@ async def decisions(
     if filters["tier"] not in (None, *TIERS) or filters["status"] not in (None, *RECORD_STATUSES):
         raise InvalidInput("unknown tier or status", hint="pick one from the lists")
     records = await run_in_threadpool(lambda: viewer.container.decisions.records(**filters, limit=100))
+    catalog = await run_in_threadpool(viewer.container.decisions.catalog) if viewer.may("decision.read") else []
     return render(
         "decisions.html",
         {
@@ -52,11 +53,24 @@ async def decisions(
             "nav": "decisions",
             "title": "Decisions",
             "records": records,
+            "catalog": catalog,
             "filters": filters,
             "tiers": TIERS,
             "statuses": RECORD_STATUSES,
         },
     )
+
+
+@router.get("/decisions/catalog/{name}")
+async def decision(
+    request: Request,
+    name: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")],
+    viewer: Annotated[Viewer, page("decision.read")],
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    """A decision table's inputs, outputs and rules, or a model's figures, with the decision's policy."""
+    found = await run_in_threadpool(viewer.container.decisions.describe, name, version)
+    return render("decision_catalog.html", {"viewer": viewer, "nav": "decisions", "title": name, "found": found})
 
 
 @router.get("/decisions/{record_id}")
