@@ -124,7 +124,8 @@ def test_the_main_pages_render_and_fit_a_phone(console: Console, browser: Any) -
     context = browser.new_context(viewport={"width": 390, "height": 844})
     phone = context.new_page()
     sign_in(phone, console.url, "ada")
-    for path in ("/inbox", "/runs", "/playbooks", "/playbooks/console-credit", "/decisions", "/events", "/kpis"):
+    pages = ("/inbox", "/runs", "/playbooks", "/playbooks/console-credit", "/decisions", "/events", "/kpis")
+    for path in (*pages, "/decisions/catalog/credit-tier"):
         response = phone.goto(f"{console.url}{path}")
         assert response.status == 200, path
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
