@@ -128,17 +128,30 @@ def test_the_change_stream_is_resumable(server: Server, tmp_path: Path) -> None:
 
 def test_tasks_can_be_shown_reassigned_and_listed_as_mine(server: Server, tmp_path: Path) -> None:
     publish(server, tmp_path)
+    with server.client(server.role_tokens["admin"]) as admin:  # the requester, who may not decide it
+        started = admin.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "m"}})
+        run_id = started.json()["run_id"]
     with server.client() as client:
-        run_id = client.post("/v1/runs", json={"playbook": "http-flow", "input": {"account": "m"}}).json()["run_id"]
         wait_for(client, run_id, lambda r: any(s["status"] == "waiting" for s in r["steps"]))
         [task] = [t for t in client.get("/v1/tasks").json()["items"] if t["run_id"] == run_id]
         shown = client.get(f"/v1/tasks/{task['id']}").json()
         assert shown["kind"] == "approval" and shown["context"]["step"] == "approve" and shown["assignee"] is None
-        moved = client.post(f"/v1/tasks/{task['id']}:reassign", json={"to": "tests", "comment": "yours"})
+        to_requester = client.post(f"/v1/tasks/{task['id']}:reassign", json={"to": "admin-token"})
+        assert to_requester.status_code == 400 and "'admin-token' may not decide this task" in to_requester.text
+        # Only someone who may decide it can be given it: "tests", an operator, may not.
+        not_theirs = client.post(f"/v1/tasks/{task['id']}:reassign", json={"to": "tests"})
+        assert not_theirs.status_code == 400 and "one of its roles (finance_controller)" in not_theirs.text
+        controller = "finance_controller-token"  # the finance token's name, a person in the directory too
+        with server.client(server.role_tokens["admin"]) as admin:
+            assert admin.put(f"/v1/users/{controller}", json={"roles": ["finance_controller"]}).status_code == 200
+        moved = client.post(f"/v1/tasks/{task['id']}:reassign", json={"to": controller, "comment": "yours"})
         assert moved.status_code == 200, moved.text
-        assert moved.json()["assignee"] == "tests"
-        mine = client.get("/v1/tasks", params={"mine": "true"}).json()["items"]
+        assert moved.json()["assignee"] == controller
+        with server.client(server.role_tokens["finance_controller"]) as finance:
+            mine = finance.get("/v1/tasks", params={"mine": "true"}).json()["items"]
         assert task["id"] in [t["id"] for t in mine]
+        stranger = client.post(f"/v1/tasks/{task['id']}:reassign", json={"to": "nobody-here"})
+        assert stranger.status_code == 400 and "'nobody-here' is not in the user directory" in stranger.text
         value = client.post(f"/v1/tasks/{task['id']}:reject", json={"comment": "no", "value": {"x": 1}})
         assert value.status_code == 400 and "not a value" in value.json()["detail"]
         with server.client(server.reader_token) as reader:

@@ -313,9 +313,32 @@ class AutomationService:
             raise Conflict(f"task {task_id} is {task['status']}", hint="only open tasks can be reassigned")
         if to is not None and not to.strip():
             raise InvalidInput("reassign needs the name of a person", hint="give --to NAME, or --unassign")
+        if to is not None:
+            self._check_assignee(task, to)
         self.store.assign_task(task_id, to, actor=by, at=self.clock.now(), comment=comment)
         self.audit(by, "task.reassigned", task_id, {"to": to, "comment": comment, "run": task["run_id"]})
         return self.store.task(task_id)
+
+    def _check_assignee(self, task: dict[str, Any], to: str) -> None:
+        """Only someone who may decide the task can be given it: an assigned task leaves everyone else's inbox, so a
+        mistyped name or a person without its roles would leave it with nobody."""
+        if self.directory is None:
+            return
+        known = self.directory.users()
+        user = next((u for u in known if u["name"] == to), None)
+        if user is None and known:
+            raise InvalidInput(
+                f"{to!r} is not in the user directory", hint="`opsrail users list` names the people who may decide"
+            )
+        if user is not None and user["disabled_at"] is not None:
+            raise InvalidInput(f"{to!r} is disabled", hint="give the task to someone else, or re-enable them")
+        if self.authorization is not None and not self.authorization.allows(
+            self._decider(to), "task.decide", task_resource(task)
+        ):
+            raise InvalidInput(
+                f"{to!r} may not decide this task",
+                hint=f"give it to someone with one of its roles ({', '.join(task['roles'])}) who did not request it",
+            )
 
     def decide(
         self,

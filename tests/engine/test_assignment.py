@@ -1,0 +1,37 @@
+"""Giving a task to someone: only to a person who may decide it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opsrail.model import InvalidInput
+from opsrail.wiring import Container
+from tests.support import drain, publish
+
+FINANCE_APPROVAL = """
+id: needs-finance
+version: 1
+steps:
+  - id: approve
+    approval: {roles: [finance_controller]}
+"""
+
+
+def test_a_task_is_given_only_to_someone_who_may_decide_it(container: Container, tmp_path: Path) -> None:
+    publish(container, tmp_path, FINANCE_APPROVAL)
+    container.automation.start("needs-finance", {}, actor="carol")
+    drain(container)
+    [task] = container.automation.tasks()
+    for to, why in (
+        ("zed", "'zed' is not in the user directory"),  # a typo would leave the task with nobody
+        ("olive", "'olive' may not decide this task"),  # an operator, without the task's role
+        ("carol", "'carol' may not decide this task"),  # a controller, but the one who requested it
+    ):
+        with pytest.raises(InvalidInput, match=why):
+            container.automation.reassign(task["id"], to, by="olive")
+    assert container.automation.reassign(task["id"], "fiona", by="olive")["assignee"] == "fiona"
+    container.directory.disable("fiona")
+    with pytest.raises(InvalidInput, match="'fiona' is disabled"):
+        container.automation.reassign(task["id"], "fiona", by="olive")
