@@ -68,3 +68,31 @@ def test_two_long_free_text_columns_share_the_line_and_lines_count_alone(
     assert any(line.rstrip().endswith("page_oncall = true") for line in lines)
     # The condition folds beside it rather than taking the line.
     assert not any("severity == 1 && premium_support && region in ['EMEA', 'APAC']" in line for line in lines)
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_optional_columns_make_way_on_a_narrow_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    columns = ["id", "kind", "title", "roles", "assignee", "needs", "due", "run"]
+    row = (
+        "task_01a251fce8277f6e5f017828",
+        "approval",
+        "Discount of 25% on q1 (band 5.0%)",
+        "finance_controller, approver",
+        "nobody-here",
+        2,
+        "2026-12-10 19:30:58Z",
+        "run_01a251fce1a16a6906181208",
+    )
+    table("Open tasks", columns, [row], optional=("run", "needs", "assignee"))
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= width
+    if width == 80:
+        [header] = [line for line in out.splitlines() if line.strip().startswith("id ")]
+        assert "run_01a" not in out and "assignee" not in header and "needs" not in header
+        assert "(run, needs, assignee: on a wider terminal, or with --json)" in out
+        assert "2026-12-10" in out and "approval" in out  # what stays is whole
+    else:
+        assert "run_01a251fce1a16a6906181208" in out and "on a wider terminal" not in out

@@ -335,6 +335,7 @@ def tasks_list(
             for t in items
         ],
         empty="Nothing is waiting for a person",
+        optional=("run", "needs", "assignee"),
     )
 
 

@@ -322,6 +322,7 @@ def records_list(
         empty="No record matches these filters"
         if any((decision, status, run, tier, version))
         else "Records appear when a table or model decides",
+        optional=("created", "route"),
     )
 
 

@@ -37,21 +37,53 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str | None = None) -> None:
-    """Print rows under their title; with no rows, one line saying so (and ``empty``: what to do about it)."""
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    empty: str | None = None,
+    optional: Sequence[str] = (),
+) -> None:
+    """Print rows under their title; with no rows, one line saying so (and ``empty``: what to do about it).
+
+    ``optional`` columns are left out, in that order, while the terminal is too narrow to show the others without
+    folding a value other than free text (a line under the table names them; ``--json`` has everything)."""
     if not rows:
         Console().print(f"{title}: none" + (f". {empty}" if empty else ""), highlight=False, markup=False)
         return
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
     console = Console()
+    shown = list(range(len(columns)))
+    left_out: list[str] = []
+    for name in [*optional, None]:
+        names = [columns[i] for i in shown]
+        cells = [["" if row[i] is None else str(row[i]) for i in shown] for row in rows]
+        widths = _widths(names, cells, console.width)
+        if name is None or _unfolded(names, cells, widths):
+            break
+        shown.remove(columns.index(name))
+        left_out.append(name)
     # A rule under the header and two spaces between columns: eight characters more for the cells than boxed
     # cells at six columns, enough for an id and five more columns on an 80-column terminal.
     out = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-    for column, width in zip(columns, _widths(columns, cells, console.width), strict=True):
+    for column, width in zip(names, widths, strict=True):
         out.add_column(column, overflow="fold", width=width)
     for row in cells:
         out.add_row(*row)
     console.print(out)
+    if left_out:
+        console.print(f"({', '.join(left_out)}: on a wider terminal, or with --json)", highlight=False, markup=False)
+
+
+def _unfolded(columns: Sequence[str], cells: Sequence[Sequence[str]], widths: Sequence[int]) -> bool:
+    """Whether every value but free text fits its column on one line (a date may wrap its time under it), and free
+    text has at least twelve characters a line."""
+    for index, column in enumerate(columns):
+        longest = max(len(line) for row in cells for line in row[index].split("\n"))
+        enough = 12 if column in _FREE_TEXT else len("2026-12-07") if column in _TIMES else longest
+        if widths[index] < min(enough, longest):
+            return False
+    return True
 
 
 def _widths(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[int]:
