@@ -265,16 +265,21 @@ def test_four_eyes_refusals_are_shown_on_the_task_page(console: Console) -> None
         assert api.get(f"/v1/tasks/{task['id']}").json()["status"] == "closed"
 
 
+def _publish_on_console(admin: httpx.Client, document: str) -> str:
+    """Publish and activate a playbook through the console's form; the address of its page."""
+    listing = admin.get("/playbooks")
+    published = admin.post("/playbooks", data={"csrf": _csrf(listing.text), "document": document, "activate": "yes"})
+    assert published.status_code == 303, published.text
+    return str(published.headers["location"])
+
+
 def test_a_playbook_page_warns_of_steps_naming_what_the_server_cannot_find(console: Console) -> None:
     admin = signed_in(console, "ada")
-    listing = admin.get("/playbooks")
     document = (
         "id: console-typo\nversion: 1\nsteps:\n  - id: route\n    decide: credit-teir\n"
         "  - id: book\n    needs: [route]\n    action: core.set\n"
     )
-    published = admin.post("/playbooks", data={"csrf": _csrf(listing.text), "document": document, "activate": "yes"})
-    assert published.status_code == 303, published.text
-    page = admin.get(published.headers["location"])
+    page = admin.get(_publish_on_console(admin, document))
     assert 'role="alert"' in page.text and "A run would fail at these steps" in page.text
     assert "no published table or model named &#39;credit-teir&#39; (did you mean &#39;credit-tier&#39;?)" in page.text
     assert 'role="alert"' not in admin.get("/playbooks/console-credit").text
@@ -308,14 +313,11 @@ def test_a_playbook_page_warns_of_steps_naming_what_the_server_cannot_find(conso
 
 
 def test_a_run_is_started_from_its_playbook_page_with_the_input_checked(console: Console) -> None:
-    admin = signed_in(console, "ada")
-    listing = admin.get("/playbooks")
     document = (
         "id: console-quote\nversion: 1\ntrigger: {events: [com.opsrail.quote.submitted]}\nsteps:\n"
         "  - id: note\n    action: core.set\n    with: {quote: '${ run.input.id }'}\n"
     )
-    published = admin.post("/playbooks", data={"csrf": _csrf(listing.text), "document": document, "activate": "yes"})
-    assert published.status_code == 303, published.text
+    _publish_on_console(signed_in(console, "ada"), document)
     operator = signed_in(console, "olive")
     page = operator.get("/playbooks/console-quote")
     assert "Start a run of v1" in page.text
