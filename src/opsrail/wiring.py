@@ -179,6 +179,7 @@ def build(
     automation.decision_names = lambda: [item["name"] for item in decisions.catalog()]
     audit = AuditService(SqlAuditStore(engine), clock, settings.redact_fields)
     tokens = TokenService(SqlTokenStore(engine), clock, ids)
+    automation.token_roles = tokens.roles_of
     retention = RetentionService(SqlRetentionStore(engine), clock, settings.retention)
     retention.prune_models = decisions.prune_models
     authorization = AuthorizationService(SqlGovernanceStore(engine), clock)

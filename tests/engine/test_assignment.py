@@ -25,7 +25,7 @@ def test_a_task_is_given_only_to_someone_who_may_decide_it(container: Container,
     drain(container)
     [task] = container.automation.tasks()
     for to, why in (
-        ("zed", "'zed' is not in the user directory"),  # a typo would leave the task with nobody
+        ("zed", "'zed' is neither a person in the user directory nor an API token"),  # a typo: nobody would have it
         ("olive", "'olive' may not decide this task"),  # an operator, without the task's role
         ("carol", "'carol' may not decide this task"),  # a controller, but the one who requested it
     ):
@@ -35,3 +35,15 @@ def test_a_task_is_given_only_to_someone_who_may_decide_it(container: Container,
     container.directory.disable("fiona")
     with pytest.raises(InvalidInput, match="'fiona' is disabled"):
         container.automation.reassign(task["id"], "fiona", by="olive")
+
+
+def test_a_task_may_be_given_to_a_service_account_s_token(container: Container, tmp_path: Path) -> None:
+    publish(container, tmp_path, FINANCE_APPROVAL)
+    container.automation.start("needs-finance", {}, actor="carol")
+    drain(container)
+    [task] = container.automation.tasks()
+    container.tokens.create("finance_controller", "billing-bot")
+    assert container.automation.reassign(task["id"], "billing-bot", by="olive")["assignee"] == "billing-bot"
+    container.tokens.create("operator", "ops-bot")
+    with pytest.raises(InvalidInput, match="'ops-bot' may not decide this task"):
+        container.automation.reassign(task["id"], "ops-bot", by="olive")

@@ -83,6 +83,8 @@ class AutomationService:
         self.audit: Auditor = not_audited
         self.authorization: AuthorizationService | None = None
         self.directory: DirectoryService | None = None
+        self.token_roles: Callable[[str], frozenset[str] | None] | None = None
+        """The roles of the API tokens with a name, for checking an assignee (set by the wiring)."""
         self.decision_names: Callable[[], Iterable[str]] | None = None
         """The published decision tables and registered models, for ``unresolved`` (set by the wiring)."""
 
@@ -324,16 +326,21 @@ class AutomationService:
         mistyped name or a person without its roles would leave it with nobody."""
         if self.directory is None:
             return
-        known = self.directory.users()
-        user = next((u for u in known if u["name"] == to), None)
-        if user is None and known:
-            raise InvalidInput(
-                f"{to!r} is not in the user directory", hint="`opsrail users list` names the people who may decide"
-            )
+        user = next((u for u in self.directory.users() if u["name"] == to), None)
         if user is not None and user["disabled_at"] is not None:
             raise InvalidInput(f"{to!r} is disabled", hint="give the task to someone else, or re-enable them")
+        if user is not None:
+            principal = self._decider(to)
+        else:
+            token_roles = self.token_roles(to) if self.token_roles is not None else None
+            if token_roles is None:
+                raise InvalidInput(
+                    f"{to!r} is neither a person in the user directory nor an API token's name",
+                    hint="`opsrail users list` names the people who may decide",
+                )
+            principal = self.directory.principal(to, token_roles, "token")
         if self.authorization is not None and not self.authorization.allows(
-            self._decider(to), "task.decide", task_resource(task)
+            principal, "task.decide", task_resource(task)
         ):
             raise InvalidInput(
                 f"{to!r} may not decide this task",

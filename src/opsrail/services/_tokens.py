@@ -145,6 +145,16 @@ class TokenService:
     def all(self) -> list[ApiToken]:
         return self.store.all()
 
+    def roles_of(self, name: str) -> frozenset[str] | None:
+        """The roles of the usable tokens named ``name`` (a service account, say); None when there is none."""
+        now = self.clock.now()
+        roles = {
+            t.role
+            for t in self.store.all()
+            if t.name == name and t.revoked_at is None and (t.expires_at is None or t.expires_at > now)
+        }
+        return frozenset(roles) if roles else None
+
     def revoke(self, token_id: str, actor: str | None = None) -> None:
         if not self.store.revoke(token_id, self.clock.now()):
             raise NotFound(f"no active token {token_id!r}", hint="list them with `opsrail tokens list`")
