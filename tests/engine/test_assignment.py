@@ -31,6 +31,7 @@ def test_a_task_is_given_only_to_someone_who_may_decide_it(container: Container,
     ):
         with pytest.raises(InvalidInput, match=why):
             container.automation.reassign(task["id"], to, by="olive")
+    assert container.automation.assignees(task) == ["fiona"]  # what the console offers: carol asked for it
     assert container.automation.reassign(task["id"], "fiona", by="olive")["assignee"] == "fiona"
     container.directory.disable("fiona")
     with pytest.raises(InvalidInput, match="'fiona' is disabled"):

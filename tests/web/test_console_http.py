@@ -255,6 +255,9 @@ def test_four_eyes_refusals_are_shown_on_the_task_page(console: Console) -> None
 
     abe, ann, fiona = (signed_in(console, name) for name in ("abe", "ann", "fiona"))
     assert "2 people must approve (four eyes)" in abe.get(path).text
+    # It can be given only to those who may decide it: approvers and controllers, not olive, who asked for it.
+    offered = re.findall(r'<option value="([^"]+)"', signed_in(console, "ada").get(path).text)
+    assert "fiona" in offered and "abe" in offered and "olive" not in offered and "aude" not in offered
     assert decide(abe).status_code == 303
     again = decide(abe)
     assert again.status_code == 409 and "abe has already decided task" in again.text

@@ -321,6 +321,21 @@ class AutomationService:
         self.audit(by, "task.reassigned", task_id, {"to": to, "comment": comment, "run": task["run_id"]})
         return self.store.task(task_id)
 
+    def assignees(self, task: dict[str, Any]) -> list[str]:
+        """The people in the directory who may be given ``task``: enabled, and allowed by the policies to decide it."""
+        if self.directory is None:
+            return []
+        resource = task_resource(task)
+        return [
+            user["name"]
+            for user in self.directory.users()
+            if user["disabled_at"] is None
+            and (
+                self.authorization is None
+                or self.authorization.allows(self._decider(user["name"]), "task.decide", resource)
+            )
+        ]
+
     def _check_assignee(self, task: dict[str, Any], to: str) -> None:
         """Only someone who may decide the task can be given it: an assigned task leaves everyone else's inbox, so a
         mistyped name or a person without its roles would leave it with nobody."""

@@ -56,7 +56,7 @@ def _task_view(viewer: Viewer, task_id: str) -> dict[str, Any]:
         else:
             # An approval step: the run's own decisions (a recommended credit, a route) are what the person weighs.
             earlier = container.decisions.records(run_id=task["run_id"], limit=3)
-    people = [u["name"] for u in container.directory.users() if u["disabled_at"] is None]
+    people = container.automation.assignees(task)  # only those who may decide it
     return {"task": task, "run": run, "context": context, "record": record, "earlier": earlier, "people": people}
 
 
