@@ -325,14 +325,17 @@ class AutomationService:
         """The people in the directory who may be given ``task``: enabled, and allowed by the policies to decide it."""
         if self.directory is None:
             return []
-        resource = task_resource(task)
+        directory, resource = self.directory, task_resource(task)
         return [
             user["name"]
-            for user in self.directory.users()
+            for user in directory.users()
             if user["disabled_at"] is None
             and (
                 self.authorization is None
-                or self.authorization.allows(self._decider(user["name"]), "task.decide", resource)
+                # The user row is at hand: only their delegations are read, not the user again.
+                or self.authorization.allows(
+                    directory.principal(user["name"], frozenset(user["roles"]), "user"), "task.decide", resource
+                )
             )
         ]
 
