@@ -180,6 +180,7 @@ def build(
     audit = AuditService(SqlAuditStore(engine), clock, settings.redact_fields)
     tokens = TokenService(SqlTokenStore(engine), clock, ids)
     automation.token_roles = tokens.roles_of
+    automation.token_accounts = tokens.accounts
     retention = RetentionService(SqlRetentionStore(engine), clock, settings.retention)
     retention.prune_models = decisions.prune_models
     authorization = AuthorizationService(SqlGovernanceStore(engine), clock)

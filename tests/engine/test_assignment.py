@@ -46,5 +46,8 @@ def test_a_task_may_be_given_to_a_service_account_s_token(container: Container, 
     container.tokens.create("finance_controller", "billing-bot")
     assert container.automation.reassign(task["id"], "billing-bot", by="olive")["assignee"] == "billing-bot"
     container.tokens.create("operator", "ops-bot")
+    assert container.automation.service_accounts(task) == ["billing-bot"]  # offered beside the people
+    container.tokens.create("finance_controller", "fiona")  # a person's name: offered as the person only
+    assert container.automation.service_accounts(task) == ["billing-bot"]
     with pytest.raises(InvalidInput, match="'ops-bot' may not decide this task"):
         container.automation.reassign(task["id"], "ops-bot", by="olive")

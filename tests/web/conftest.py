@@ -94,6 +94,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         container.directory.put_user(name, roles, "tests")
         container.sessions.set_password(name, PASSWORD, "tests")
         tokens[name] = container.tokens.create(roles[0], name)[1]
+    # Service accounts: tokens whose names are nobody in the directory.
+    container.tokens.create("finance_controller", "billing-bot")
+    container.tokens.create("operator", "ops-bot")
     table = Path(__file__).resolve().parents[2] / "src" / "opsrail" / "decisions" / "reference" / "credit-tier.yaml"
     container.decisions.publish_table(table, "tests")
     playbook = home / "credit.yaml"

@@ -268,6 +268,23 @@ def test_four_eyes_refusals_are_shown_on_the_task_page(console: Console) -> None
         assert api.get(f"/v1/tasks/{task['id']}").json()["status"] == "closed"
 
 
+def test_a_task_can_be_given_to_a_service_account_that_may_decide_it(console: Console) -> None:
+    task = console.task_of(console.start_credit("olive", 4000.0, account="initech"))
+    path = f"/tasks/{task['id']}"
+    admin = signed_in(console, "ada")
+    page = admin.get(path)
+    people, accounts = page.text.split('<optgroup label="Service accounts (API tokens)">')
+    assert '<option value="fiona">' in people and "billing-bot" not in people
+    # billing-bot's token has the controller's role; ops-bot's, an operator's, may not decide a credit.
+    offered = re.findall(r'<option value="([^"]+)"', accounts.split("</optgroup>")[0])
+    assert "billing-bot" in offered and "ops-bot" not in offered
+    done = admin.post(f"{path}/reassign", data={"csrf": _csrf(page.text), "to": "billing-bot"})
+    assert done.status_code == 303
+    with console.api("ada") as api:
+        assert api.get(f"/v1/tasks/{task['id']}").json()["assignee"] == "billing-bot"
+    assert '<option value="billing-bot" selected>' in admin.get(path).text
+
+
 def _publish_on_console(admin: httpx.Client, document: str) -> str:
     """Publish and activate a playbook through the console's form; the address of its page."""
     listing = admin.get("/playbooks")

@@ -85,6 +85,8 @@ class AutomationService:
         self.directory: DirectoryService | None = None
         self.token_roles: Callable[[str], frozenset[str] | None] | None = None
         """The roles of the API tokens with a name, for checking an assignee (set by the wiring)."""
+        self.token_accounts: Callable[[], dict[str, frozenset[str]]] | None = None
+        """Every usable API token's name with its roles: the service accounts a task may be given to (wiring)."""
         self.decision_names: Callable[[], Iterable[str]] | None = None
         """The published decision tables and registered models, for ``unresolved`` (set by the wiring)."""
 
@@ -336,6 +338,22 @@ class AutomationService:
                 or self.authorization.allows(
                     directory.principal(user["name"], frozenset(user["roles"]), "user"), "task.decide", resource
                 )
+            )
+        ]
+
+    def service_accounts(self, task: dict[str, Any]) -> list[str]:
+        """The API tokens' names (service accounts, not people) who may be given ``task``: allowed to decide it."""
+        if self.directory is None or self.token_accounts is None:
+            return []
+        people = {user["name"] for user in self.directory.users()}
+        resource = task_resource(task)
+        return [
+            name
+            for name, roles in self.token_accounts().items()
+            if name not in people  # a name that is also a person's is checked as the person
+            and (
+                self.authorization is None
+                or self.authorization.allows(self.directory.principal(name, roles, "token"), "task.decide", resource)
             )
         ]
 

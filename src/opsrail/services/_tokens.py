@@ -147,13 +147,16 @@ class TokenService:
 
     def roles_of(self, name: str) -> frozenset[str] | None:
         """The roles of the usable tokens named ``name`` (a service account, say); None when there is none."""
+        return self.accounts().get(name)
+
+    def accounts(self) -> dict[str, frozenset[str]]:
+        """Every name that usable tokens carry (service accounts), with the roles of its tokens, by name."""
         now = self.clock.now()
-        roles = {
-            t.role
-            for t in self.store.all()
-            if t.name == name and t.revoked_at is None and (t.expires_at is None or t.expires_at > now)
-        }
-        return frozenset(roles) if roles else None
+        roles: dict[str, set[str]] = {}
+        for t in self.store.all():
+            if t.revoked_at is None and (t.expires_at is None or t.expires_at > now):
+                roles.setdefault(t.name, set()).add(t.role)
+        return {name: frozenset(roles[name]) for name in sorted(roles)}
 
     def revoke(self, token_id: str, actor: str | None = None) -> None:
         if not self.store.revoke(token_id, self.clock.now()):

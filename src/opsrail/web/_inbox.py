@@ -57,7 +57,16 @@ def _task_view(viewer: Viewer, task_id: str) -> dict[str, Any]:
             # An approval step: the run's own decisions (a recommended credit, a route) are what the person weighs.
             earlier = container.decisions.records(run_id=task["run_id"], limit=3)
     people = container.automation.assignees(task)  # only those who may decide it
-    return {"task": task, "run": run, "context": context, "record": record, "earlier": earlier, "people": people}
+    accounts = container.automation.service_accounts(task)
+    return {
+        "task": task,
+        "run": run,
+        "context": context,
+        "record": record,
+        "earlier": earlier,
+        "people": people,
+        "accounts": accounts,
+    }
 
 
 @router.get("/tasks/{task_id}")
