@@ -27,6 +27,7 @@ from opsrail.services import (
     DecisionService,
     DirectoryService,
     IngestionService,
+    InsightService,
     KpiService,
     LedgerService,
     OidcVerifier,
@@ -44,6 +45,7 @@ from opsrail.storage import (
     SqlEventStore,
     SqlGovernanceStore,
     SqlHealth,
+    SqlInsightStore,
     SqliteCheckpointer,
     SqlKpiStore,
     SqlLedgerStore,
@@ -105,6 +107,7 @@ class Container:
     connectors: ConnectorService
     chat_approvals: ChatApprovals
     kpis: KpiService
+    insights: InsightService
     sessions: SessionService
     run_queries: SqlRunQueries
 
@@ -205,6 +208,8 @@ def build(
     sessions = SessionService(SqlSessionStore(engine), SqlGovernanceStore(engine), directory, tokens)
     for service in (automation, decisions, tokens, retention, authorization, directory, ledger, connectors, sessions):
         service.audit = audit
+    kpis = KpiService(SqlKpiStore(engine), clock)
+    insights = InsightService(SqlInsightStore(engine), clock, kpis, automation, decisions)
     return Container(
         settings=settings,
         engine=engine,
@@ -221,7 +226,8 @@ def build(
         ledger=ledger,
         connectors=connectors,
         chat_approvals=chat_approvals,
-        kpis=KpiService(SqlKpiStore(engine), clock),
+        kpis=kpis,
+        insights=insights,
         sessions=sessions,
         run_queries=SqlRunQueries(engine),
         oidc=oidc_verifier(settings),

@@ -86,6 +86,10 @@ ROUTES = [
     ("GET", "/v1/connectors/dead-letters"),
     ("POST", "/v1/connectors/dead-letters/{letter_id}:replay"),
     ("GET", "/v1/kpis"),
+    ("GET", "/v1/insights/process/{playbook_id}"),
+    ("GET", "/v1/insights/conformance"),
+    ("GET", "/v1/insights/drift"),
+    ("GET", "/v1/insights/health"),
 ]
 NOT_FUZZED = {("GET", "/v1/stream")}
 """The change stream never ends by design (tests/api/test_runs_http.py reads it)."""

@@ -184,6 +184,11 @@ def test_up_says_in_one_line_when_it_cannot_listen(run: CliRunner, tmp_path: Pat
     assert unknown.exit_code == 2 and "cannot listen on '256.1.1.1'" in unknown.stderr
     assert run.invoke(app, ["up", "--port", "99999"]).exit_code == 2
     assert "Traceback" not in taken.output + unknown.output
+    # The demo's drift is for the demo; a wrong one is refused before anything starts.
+    alone = run.invoke(app, ["up", "--drift", "region=EU:reject=0.5"])
+    assert alone.exit_code == 2 and "--drift shapes the demo's simulated world" in alone.stderr
+    mars = run.invoke(app, ["up", "--demo", "--drift", "region=Mars:reject=0.5"])
+    assert mars.exit_code == 2 and "no region 'Mars'" in mars.stderr
 
 
 def test_an_empty_list_says_so_and_what_to_do(run: CliRunner) -> None:

@@ -125,12 +125,12 @@ def test_the_main_pages_render_and_fit_a_phone(console: Console, browser: Any) -
     phone = context.new_page()
     sign_in(phone, console.url, "ada")
     pages = ("/inbox", "/runs", "/playbooks", "/playbooks/console-credit", "/decisions", "/events", "/kpis")
-    for path in (*pages, "/decisions/catalog/credit-tier"):
+    for path in (*pages, "/decisions/catalog/credit-tier", "/insights?window=all&playbook=console-credit"):
         response = phone.goto(f"{console.url}{path}")
         assert response.status == 200, path
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{path} is {overflow}px wider than a phone"
-        screenshot(phone, f"phone{path.replace('/', '-')}")
+        screenshot(phone, "phone" + re.sub(r"[^a-z0-9]+", "-", path))
     context.close()
 
 

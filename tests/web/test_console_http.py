@@ -135,6 +135,9 @@ def test_a_disabled_person_is_signed_out_at_once(console: Console) -> None:
         ("aude", "/kpis?by=country", 400),  # hand-edited addresses are refused on a page, not a 500
         ("olive", "/runs?playbook=%00", 400),
         ("aude", "/kpis?period=1y", 400),
+        ("aude", "/insights", 200),
+        ("olive", "/insights?window=1y", 400),
+        ("olive", "/insights?by=country", 400),
     ],
 )
 def test_each_page_answers_as_the_policies_and_the_input_say(
@@ -283,6 +286,22 @@ def test_a_task_can_be_given_to_a_service_account_that_may_decide_it(console: Co
     with console.api("ada") as api:
         assert api.get(f"/v1/tasks/{task['id']}").json()["assignee"] == "billing-bot"
     assert '<option value="billing-bot" selected>' in admin.get(path).text
+
+
+def test_the_insights_page_shows_drift_health_conformance_and_a_playbook_s_variants(console: Console) -> None:
+    run_id = console.start_credit("olive", 1200.0, account="umbrella")
+    console.task_of(run_id)
+    client = signed_in(console, "olive")
+    page = client.get("/insights", params={"window": "all"})
+    assert page.status_code == 200
+    for heading in ("Drift by region", "Automation health", "Conformance to the pinned playbook version"):
+        assert heading in page.text
+    assert 'href="/insights?playbook=console-credit' in page.text  # a row per playbook version with runs
+    variants = client.get("/insights", params={"window": "all", "playbook": "console-credit", "by": "tier"})
+    assert variants.status_code == 200 and "Variants of console-credit" in variants.text
+    assert "Drift by tier" in variants.text and "Process map" in variants.text and "▶ start" in variants.text
+    unknown = client.get("/insights", params={"window": "all", "playbook": "console-credti"})
+    assert unknown.status_code == 200 and "no playbook &#39;console-credti&#39;" in unknown.text
 
 
 def _publish_on_console(admin: httpx.Client, document: str) -> str:

@@ -21,6 +21,7 @@ from opsrail.api import (
     _decisions,
     _events,
     _governance,
+    _insights,
     _kpis,
     _ledger,
     _operations,
@@ -117,6 +118,7 @@ def create_app(container: Container) -> FastAPI:
         _ledger,
         _connectors,
         _kpis,
+        _insights,
         _stream,
     ):
         _declare_actions(module.router.routes)

@@ -25,6 +25,7 @@ from opsrail.cli._connectors import connectors_app, dev_app
 from opsrail.cli._database import db_grant_app_role
 from opsrail.cli._decisions import decisions_app, models_app
 from opsrail.cli._governance import delegations_app, policies_app, users_app
+from opsrail.cli._insights import insights_app
 from opsrail.cli._kpis import kpis
 from opsrail.cli._output import emit_json, short_time, table
 from opsrail.cli._simulate import simulate_command
@@ -58,6 +59,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(delegations_app, name="delegations")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(dev_app, name="dev")
+app.add_typer(insights_app, name="insights")
 app.command(name="worker")(handled(worker))
 app.command(name="simulate")(handled(simulate_command))
 app.command(name="kpis")(kpis)
@@ -79,16 +81,36 @@ def up(
     demo: Annotated[
         bool, typer.Option("--demo", help="fakes, reference playbooks, demo people and a simulator: the whole loop")
     ] = False,
+    drift: Annotated[
+        str | None,
+        typer.Option(
+            help="with --demo: how one segment of the simulated world behaves differently, for `opsrail insights "
+            "drift` to find, or 'none' [default: region=EU:credit_reject=0.7:reject=0.5]"
+        ),
+    ] = None,
 ) -> None:
     """Start the API server (migrating the database first)."""
     from opsrail.cli._listen import check_listen_address
 
+    if drift is not None and not demo:
+        raise InvalidInput(
+            "--drift shapes the demo's simulated world", hint="add --demo, or use `opsrail simulate --drift`"
+        )
+    spec: str | None = None
+    if demo:
+        from opsrail.cli._demo import DEMO_DRIFT
+        from opsrail.simulate import parse_drift
+
+        spec = DEMO_DRIFT if drift is None else drift
+        spec = None if spec.strip().lower() == "none" else spec
+        if spec:
+            parse_drift(spec)  # a wrong spec is refused before anything starts
     settings = Settings()
     check_listen_address(host or settings.host, port or settings.port)
     if demo:
         from opsrail.cli._demo import run
 
-        run(settings, host or settings.host, port or settings.port)
+        run(settings, host or settings.host, port or settings.port, drift=spec)
         return
     from opsrail.cli._serve import serve  # the web stack loads only for the command that serves it
 

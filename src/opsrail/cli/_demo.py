@@ -52,6 +52,11 @@ PEOPLE = {
 TOPIC_POLICY = "decisions:\n  incident-topic: {min_confidence: 0.55, review: {roles: [operator]}}\n"
 
 
+DEMO_DRIFT = "region=EU:credit_reject=0.7:reject=0.5"
+"""The demo's simulated EU approvers reject more often than the others, so ``opsrail insights drift`` and the
+console's insights page have something real to find (``opsrail up --demo --drift none`` turns it off)."""
+
+
 @dataclass
 class Demo:
     settings: Settings
@@ -59,6 +64,7 @@ class Demo:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     fakes_url: str | None = None
     notes: list[str] = field(default_factory=list)
+    drift: str | None = None
 
 
 def _free_port() -> int:
@@ -155,6 +161,14 @@ def first_screen(demo: Demo, url: str) -> str:
         f"  home           {demo.settings.home}",
         f"  vendor fakes   {demo.fakes_url or 'OPSRAIL_CONNECTORS (real systems)'}",
         "  simulator      orders, incidents, quotes, invoices and people deciding, a few events a second",
+        *(
+            [
+                f"  drift          one segment behaves differently ({demo.drift})",
+                f"                 {url}/insights and `opsrail insights drift` find it in about ten minutes",
+            ]
+            if demo.drift
+            else ["  drift          none: every segment behaves alike"]
+        ),
         "",
         "Tokens (printed once):",
         f"  export OPSRAIL_TOKEN={olive}      # olive, operator",
@@ -176,7 +190,7 @@ def first_screen(demo: Demo, url: str) -> str:
 
 def _simulate(url: str, demo: Demo, stop: threading.Event) -> None:
     try:
-        from opsrail.simulate import simulate
+        from opsrail.simulate import parse_drift, simulate
     except ImportError:
         log.warning("the simulator is not available; the demo serves without traffic")
         return
@@ -193,19 +207,28 @@ def _simulate(url: str, demo: Demo, stop: threading.Event) -> None:
         time.sleep(0.2)
     try:
         asyncio.run(
-            simulate(url, demo.tokens["simulator"], rate=4.0, duration_s=24 * 3600, seed=7, drift=None, humans=humans)
+            simulate(
+                url,
+                demo.tokens["simulator"],
+                rate=4.0,
+                duration_s=24 * 3600,
+                seed=7,
+                drift=parse_drift(demo.drift) if demo.drift else None,
+                humans=humans,
+            )
         )
     except Exception:
         log.exception("the demo simulator stopped")
 
 
-def run(settings: Settings, host: str, port: int) -> None:
+def run(settings: Settings, host: str, port: int, *, drift: str | None = DEMO_DRIFT) -> None:
     # The first screen should be readable: unless a log level was asked for, only warnings are logged.
     if "log_level" not in settings.model_fields_set:
         settings = settings.model_copy(update={"log_level": "warning"})
     configure_logging(settings.log_level, settings.log_format)
     typer.echo("Preparing the demo (fakes, reference playbooks and tables, people, tokens)…")
     demo, container = prepare(settings)
+    demo.drift = drift
     url = f"http://{host}:{port}"
     typer.echo(first_screen(demo, url))
     stop = threading.Event()

@@ -203,13 +203,7 @@ def initial_state(playbook: Playbook, run_id: str, run_input: dict[str, Any], no
 
 
 def handler_ids(playbook: Playbook) -> set[str]:
-    found: set[str] = set()
-    for step in playbook.steps:
-        if step.on_failure is not None:
-            found.update(x for x in (step.on_failure.fallback, step.on_failure.compensate) if x)
-        if step.approval is not None and step.approval.on_timeout:
-            found.add(step.approval.on_timeout)
-    return found
+    return playbook.handler_ids()
 
 
 def advance(

@@ -201,3 +201,13 @@ class Playbook(Strict):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+    def handler_ids(self) -> set[str]:
+        """Steps that run only when another names them: a fallback, a compensation or an approval's timeout."""
+        found: set[str] = set()
+        for step in self.steps:
+            if step.on_failure is not None:
+                found.update(x for x in (step.on_failure.fallback, step.on_failure.compensate) if x)
+            if step.approval is not None and step.approval.on_timeout:
+                found.add(step.approval.on_timeout)
+        return found

@@ -12,6 +12,7 @@ from opsrail.services._decisions import DecisionService, DecisionStore, Evaluati
 from opsrail.services._directory import DirectoryService, DirectoryStore
 from opsrail.services._group_commit import GroupCommitter
 from opsrail.services._ingestion import BatchOutcome, IngestionService, ItemResult, ParsedBatch, assemble_batch
+from opsrail.services._insights import InsightService, InsightStore
 from opsrail.services._kpis import KpiService, KpiStore
 from opsrail.services._ledger import COLLECTIONS, LedgerService, LedgerStore
 from opsrail.services._oidc import OidcIdentity, OidcVerifier
@@ -49,6 +50,8 @@ __all__ = [
     "GroupCommitter",
     "Health",
     "IngestionService",
+    "InsightService",
+    "InsightStore",
     "ItemResult",
     "KpiService",
     "KpiStore",

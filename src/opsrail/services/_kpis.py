@@ -152,7 +152,7 @@ class KpiService:
                 hint="give a since earlier than until",
             )
         window = _Window(start, end)
-        segment = self._segmenter(by) if by is not None else None
+        segment = self.segmenter(by) if by is not None else None
         touches, per_run = self._manual_touches(window, segment)
         override, acceptance = self._decision_rates(window, segment)
         kpis = {
@@ -310,7 +310,7 @@ class KpiService:
 
     # -- segments -----------------------------------------------------------------------------------------------------
 
-    def _segmenter(self, by: str) -> Segmenter:
+    def segmenter(self, by: str) -> Segmenter:
         """An account's segment: the latest value its account events gave for ``by``."""
         latest: dict[str, tuple[datetime, str]] = {}
         for row in self.store.account_segments():

@@ -9,6 +9,7 @@ from opsrail.storage._engine import create_engine, translate_errors, write_trans
 from opsrail.storage._events import SqlEventStore
 from opsrail.storage._governance import SqlGovernanceStore
 from opsrail.storage._health import SqlHealth
+from opsrail.storage._insights import SqlInsightStore
 from opsrail.storage._kpis import SqlKpiStore
 from opsrail.storage._ledger import SqlLedgerStore
 from opsrail.storage._migrate import current_revision, head_revision, upgrade
@@ -30,6 +31,7 @@ __all__ = [
     "SqlEventStore",
     "SqlGovernanceStore",
     "SqlHealth",
+    "SqlInsightStore",
     "SqlKpiStore",
     "SqlLedgerStore",
     "SqlRetentionStore",

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from opsrail.web import _auth_pages, _inbox, _live, _records, _runs
+from opsrail.web import _auth_pages, _inbox, _insights, _live, _records, _runs
 from opsrail.web._routing import http_error_page
 
 STATIC = Path(__file__).parent / "static"
@@ -18,7 +18,7 @@ STATIC = Path(__file__).parent / "static"
 
 def mount_console(app: FastAPI) -> None:
     """Add the console's pages and its static files (``/static``) to the application."""
-    for module in (_auth_pages, _inbox, _runs, _records, _live):
+    for module in (_auth_pages, _inbox, _runs, _records, _insights, _live):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC, packages=None), name="static")
 

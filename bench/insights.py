@@ -1,0 +1,144 @@
+"""Insights on a store of many runs: seconds for each report (process map, conformance, drift, health).
+
+Fills a fresh SQLite store through the engine: ``--runs`` runs of a four-step playbook with a branch and a step
+that runs (and fails) in a seventh of the runs, a quarter of APAC's (the inputs spread over three regions), and
+``--tasks`` runs of a playbook with an approval, decided through the service (the EU's rejected more often).
+Then times each report over the whole store (median of ``--repeat``).
+Usage: python -m bench.insights [--runs 20000] [--tasks 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opsrail.settings import Settings
+from opsrail.wiring import Container, build
+
+FLOW = """
+id: provision
+version: 1
+steps:
+  - id: check
+    action: core.set
+    with: {ok: true}
+  - id: push
+    needs: [check]
+    action: core.fail
+    when: "run.input.fails"
+    on_failure: continue
+  - id: fast-track
+    needs: [check]
+    action: core.set
+    when: "run.input.n % 3 == 0"
+    with: {fast: true}
+  - id: welcome
+    needs: [push, fast-track]
+    action: core.set
+    with: {done: true}
+"""
+
+APPROVAL = """
+id: credit
+version: 1
+steps:
+  - id: approve
+    approval: {roles: [finance_controller]}
+    on_failure: continue
+  - id: book
+    needs: [approve]
+    action: core.set
+    with: {booked: true}
+"""
+
+REGIONS = ("EU", "US", "APAC")
+
+
+def drain(container: Container) -> None:
+    async def go() -> None:
+        while await container.runner.tick():
+            pass
+
+    asyncio.run(go())
+
+
+def fill(home: Path, runs: int, tasks: int) -> float:
+    started = time.perf_counter()
+    container = build(Settings(home=home), migrate=True)
+    container.directory.put_user("fiona", ["finance_controller"], "bench")
+    for name, text in (("flow.yaml", FLOW), ("credit.yaml", APPROVAL)):
+        (home / name).write_text(text)
+        container.automation.publish(home / name, "bench")
+    for first in range(0, runs, 500):
+        inputs = []
+        for n in range(first, min(runs, first + 500)):
+            region = REGIONS[n % 3]
+            inputs.append({"n": n, "segment": {"region": region}, "fails": n % (4 if region == "APAC" else 7) == 2})
+        container.runner.start_runs("provision", inputs)
+        drain(container)
+    for n in range(tasks):
+        container.automation.start("credit", {"n": n, "segment": {"region": REGIONS[n % 3]}}, actor="ops")
+    drain(container)
+    for i, task in enumerate(container.automation.tasks(limit=tasks + 1)):
+        region = task["context"]["run"]["input"]["segment"]["region"]
+        rejected = i % (2 if region == "EU" else 8) == 0
+        container.automation.decide(task["id"], approve=not rejected, by="fiona", comment="bench")
+    drain(container)
+    container.close()
+    return time.perf_counter() - started
+
+
+def timed(action: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=20_000)
+    parser.add_argument("--tasks", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="opsrail-insights-") as folder:
+        home = Path(folder)
+        fill_seconds = fill(home, args.runs, args.tasks)
+        container = build(Settings(home=home))
+        insights = container.insights
+        reports: dict[str, Callable[[], Any]] = {
+            "process": lambda: insights.process("provision", None, None),
+            "conformance": lambda: insights.conformance(None, None, None),
+            "drift": lambda: insights.drift("region", None, None),
+            "health": lambda: insights.health(None, None),
+        }
+        figures: dict[str, Any] = {"runs": args.runs + args.tasks, "fill_seconds": round(fill_seconds, 1)}
+        for name, action in reports.items():
+            seconds, result = timed(action, args.repeat)
+            figures[f"{name}_seconds"] = round(seconds, 3)
+            if name == "process":
+                figures["variants"] = result["variants"]["variants"]
+            elif name == "conformance":
+                figures["fitness"] = [v["fitness"] for v in result["versions"]]
+            elif name == "drift":
+                figures["findings"] = [
+                    f"{f['kind']} {f['point']} {f['segment']} {f['measure']} {f.get('outcome')}"
+                    for f in result["findings"]
+                ]
+            else:
+                figures["health"] = [f"{f['kind']} {f['subject']}" for f in result["findings"]]
+        container.close()
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

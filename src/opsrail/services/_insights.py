@@ -1,0 +1,409 @@
+"""Insights over what Opsrail stored: process maps and variants, conformance to the pinned playbook version,
+outcome drift between segments, and automation health (the computations are in ``opsrail.insights``).
+
+An item's segment (for drift) is its run input's own ``segment`` (canonical objects carry one), else the segment
+its account last reported (``KpiService.segmenter``).
+
+Windows are read like the KPIs' (``KpiService.window``: ISO 8601 dates or times, or a duration back such as
+``P30D``). Process maps, variants, conformance and step health look at runs *started* in the window; drift at tasks
+closed, decision records created and runs finished in it; health's decision figures at records created in it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import Any, Protocol
+
+from opsrail.insights import (
+    DriftSettings,
+    HealthInputs,
+    HealthSettings,
+    Observation,
+    Trace,
+    TraceEvent,
+    conformance,
+    drift,
+    health,
+    process_map,
+    variants,
+)
+from opsrail.model import Clock, InvalidInput, NotFound, OpsrailError
+from opsrail.playbooks import Playbook
+from opsrail.services._kpis import SEGMENTS, KpiService
+
+MAX_RUNS = 20_000
+"""Runs one report mines at most (the newest of the window); a report says when it stopped there."""
+
+SETTLED = ("accepted", "overridden", "rejected")
+
+
+class InsightStore(Protocol):
+    def runs(
+        self, since: datetime | None, until: datetime | None, playbook_id: str | None, limit: int
+    ) -> list[dict[str, Any]]: ...
+
+    def run_events(self, run_ids: list[str]) -> list[dict[str, Any]]: ...
+
+    def closed_tasks(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]: ...
+
+    def records(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]: ...
+
+    def finished_runs(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]: ...
+
+    def step_ends(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]: ...
+
+    def step_counts(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]: ...
+
+    def run_counts(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]: ...
+
+    def in_flight(self) -> list[dict[str, Any]]: ...
+
+
+class PlaybookSource(Protocol):
+    def playbook(self, playbook_id: str, version: int | None) -> Playbook: ...
+
+    def playbooks(self) -> list[dict[str, Any]]: ...
+
+    def unresolved(self, playbook: Playbook) -> list[Any]: ...
+
+
+class DecisionSource(Protocol):
+    def catalog(self) -> list[dict[str, Any]]: ...
+
+    def table(self, name: str, version: int | None = None) -> tuple[Any, str]: ...
+
+
+def task_outcome(decisions: list[dict[str, Any]]) -> str:
+    """How a closed task ended: ``rejected`` if anyone rejected it, ``overridden`` if a reviewer gave their own
+    answer, ``approved`` if it was approved, ``closed`` if it closed without a decision (timed out, run ended)."""
+    if any(not d.get("approved") for d in decisions):
+        return "rejected"
+    if any(d.get("value") is not None for d in decisions):
+        return "overridden"
+    return "approved" if decisions else "closed"
+
+
+def _hours(later: datetime | None, earlier: datetime | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return (later - earlier).total_seconds() / 3600.0
+
+
+class InsightService:
+    def __init__(
+        self,
+        store: InsightStore,
+        clock: Clock,
+        kpis: KpiService,
+        playbooks: PlaybookSource,
+        decisions: DecisionSource,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.kpis = kpis
+        self.playbooks = playbooks
+        self.decisions = decisions
+
+    def window(self, since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+        start, end = self.kpis.window(since, until)
+        if start is not None and end is not None and start >= end:
+            raise InvalidInput(
+                f"the window is empty: since {start.isoformat()} is not before until {end.isoformat()}",
+                hint="give a since earlier than until",
+            )
+        return start, end
+
+    def _described(self, since: datetime | None, until: datetime | None, **extra: Any) -> dict[str, Any]:
+        return {
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "as_of": self.clock.now().isoformat(),
+            **extra,
+        }
+
+    # -- runs as traces -----------------------------------------------------------------------------------------------
+
+    def traces(
+        self, since: datetime | None, until: datetime | None, playbook_id: str | None, version: int | None = None
+    ) -> tuple[list[Trace], bool]:
+        """The window's runs (newest ``MAX_RUNS``) with their log events; and whether there were more."""
+        rows = self.store.runs(since, until, playbook_id, MAX_RUNS + 1)
+        capped = len(rows) > MAX_RUNS
+        rows = [row for row in rows[:MAX_RUNS] if version is None or row["version"] == version]
+        events: dict[str, list[TraceEvent]] = defaultdict(list)
+        for entry in self.store.run_events([row["id"] for row in rows]):
+            events[entry["run_id"]].append(TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"]))
+        traces = [
+            Trace(
+                run_id=row["id"],
+                playbook_id=row["playbook_id"],
+                version=int(row["version"]),
+                status=row["status"],
+                created_at=row["created_at"],
+                finished_at=row["finished_at"],
+                events=tuple(events.get(row["id"], ())),
+            )
+            for row in reversed(rows)  # oldest first
+        ]
+        return traces, capped
+
+    def _known_playbook(self, playbook_id: str, version: int | None) -> None:
+        if not any(item["id"] == playbook_id for item in self.playbooks.playbooks()):
+            raise NotFound(f"no playbook {playbook_id!r}", hint="`opsrail playbooks list` names them")
+        if version is not None:
+            self.playbooks.playbook(playbook_id, version)  # raises NotFound naming the version
+
+    def process(
+        self,
+        playbook_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        *,
+        version: int | None = None,
+        top: int = 10,
+    ) -> dict[str, Any]:
+        """The process map and the most frequent variants of a playbook's runs started in the window."""
+        if not 1 <= top <= 1000:
+            raise InvalidInput(f"top must be from 1 to 1000, not {top}")
+        self._known_playbook(playbook_id, version)
+        traces, capped = self.traces(since, until, playbook_id, version)
+        return {
+            "window": self._described(
+                since, until, playbook=playbook_id, version=version, capped_at=MAX_RUNS if capped else None
+            ),
+            "variants": variants(traces, top),
+            "map": process_map(traces),
+        }
+
+    def conformance(
+        self, playbook_id: str | None, since: datetime | None, until: datetime | None, *, version: int | None = None
+    ) -> dict[str, Any]:
+        """Each playbook version's runs replayed against that version (see ``opsrail.insights._conformance``)."""
+        if playbook_id is not None:
+            self._known_playbook(playbook_id, version)
+        traces, capped = self.traces(since, until, playbook_id, version)
+        cache: dict[tuple[str, int], Playbook | None] = {}
+
+        def playbook_of(pid: str, number: int) -> Playbook | None:
+            if (pid, number) not in cache:
+                try:
+                    cache[pid, number] = self.playbooks.playbook(pid, number)
+                except OpsrailError:
+                    cache[pid, number] = None
+            return cache[pid, number]
+
+        return {
+            "window": self._described(
+                since, until, playbook=playbook_id, version=version, capped_at=MAX_RUNS if capped else None
+            ),
+            "versions": conformance(traces, playbook_of),
+        }
+
+    # -- drift ----------------------------------------------------------------------------------------------------
+
+    def observations(self, by: str, since: datetime | None, until: datetime | None) -> list[Observation]:
+        of_account = self.kpis.segmenter(by)
+
+        def segment(row: dict[str, Any]) -> str:
+            # The object's own segment (canonical objects carry one: a quote's region), else its account's.
+            own = row.get("segment")
+            value = own.get(by) if isinstance(own, dict) else None
+            return str(value) if isinstance(value, str | int) and value != "" else of_account(row["account_id"])
+
+        found = []
+        for task in self.store.closed_tasks(since, until):
+            found.append(
+                Observation(
+                    "task",
+                    f"{task['playbook_id']}/{task['step_id']}",
+                    segment(task),
+                    task_outcome(task["decisions"] or []),
+                    _hours(task["closed_at"], task["created_at"]),
+                )
+            )
+        for record in self.store.records(since, until):
+            where = segment(record)
+            found.append(Observation("route", record["decision"], where, record["route"]))
+            if record["status"] in SETTLED:
+                found.append(Observation("settlement", record["decision"], where, record["status"]))
+        kinds: dict[tuple[str, int], dict[str, str]] = {}
+        for end in self.store.step_ends(since, until):
+            key = (end["playbook_id"], int(end["version"]))
+            if key not in kinds:
+                playbook = self._playbook_or_none(*key)
+                kinds[key] = {s.id: s.kind for s in playbook.steps} if playbook is not None else {}
+            if kinds[key].get(end["step_id"]) in (None, "approval"):  # approvals are observed as their tasks
+                continue
+            found.append(
+                Observation(
+                    "step",
+                    f"{end['playbook_id']}/{end['step_id']}",
+                    segment(end),
+                    end["activity"].removeprefix("step."),
+                )
+            )
+        for run in self.store.finished_runs(since, until):
+            found.append(
+                Observation(
+                    "run",
+                    run["playbook_id"],
+                    segment(run),
+                    run["status"],
+                    _hours(run["finished_at"], run["created_at"]),
+                )
+            )
+        return found
+
+    def drift(
+        self,
+        by: str,
+        since: datetime | None,
+        until: datetime | None,
+        settings: DriftSettings | None = None,
+    ) -> dict[str, Any]:
+        """Each segment of ``by`` (region, channel or tier) against the rest at every decision point."""
+        settings = settings or DriftSettings()
+        if by not in SEGMENTS:
+            raise InvalidInput(f"cannot compare segments by {by!r}", hint=f"by one of: {', '.join(SEGMENTS)}")
+        if settings.min_n < 2:
+            raise InvalidInput(f"min_n must be 2 or more, not {settings.min_n}")
+        if not 0.0 < settings.alpha < 1.0:
+            raise InvalidInput(f"alpha must be between 0 and 1, not {settings.alpha}")
+        if not 0.0 <= settings.min_difference < 1.0:
+            raise InvalidInput(f"min_difference must be from 0 to 1, not {settings.min_difference}")
+        if settings.min_ratio < 1.0:
+            raise InvalidInput(f"min_ratio must be 1 or more, not {settings.min_ratio}")
+        if settings.min_gap_minutes < 0.0:
+            raise InvalidInput(f"min_gap_minutes must be 0 or more, not {settings.min_gap_minutes}")
+        report = drift(self.observations(by, since, until), settings)
+        return {"window": self._described(since, until, by=by), **report}
+
+    # -- health -----------------------------------------------------------------------------------------------------
+
+    def health(
+        self, since: datetime | None, until: datetime | None, settings: HealthSettings | None = None
+    ) -> dict[str, Any]:
+        """Findings on rules, decisions, models and playbooks; see ``opsrail.insights._health``."""
+        settings = settings or HealthSettings()
+        steps = self._step_health(since, until)
+        # A step that succeeded in the window resolved what it names where it ran (a worker may have connectors
+        # this process has not configured): no warning for it.
+        ran = {(s["playbook"], s["version"], s["step"]) for s in steps if s["succeeded"]}
+        inputs = HealthInputs(
+            steps=steps,
+            catalog=[item["name"] for item in self.decisions.catalog()],
+            versions=self._versions(),
+            unresolved=self._unresolved(ran),
+        )
+        inputs.tables, inputs.decisions = self._decision_health(since, until)
+        return {"window": self._described(since, until), **health(inputs, settings)}
+
+    def _playbook_or_none(self, playbook_id: str, version: int) -> Playbook | None:
+        try:
+            return self.playbooks.playbook(playbook_id, version)
+        except OpsrailError:
+            return None
+
+    def _step_health(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
+        runs = {(r["playbook_id"], int(r["version"])): int(r["count"]) for r in self.store.run_counts(since, until)}
+        counts: dict[tuple[str, int, str], Counter[str]] = defaultdict(Counter)
+        for row in self.store.step_counts(since, until):
+            if row["step_id"] is not None:
+                counts[row["playbook_id"], int(row["version"]), row["step_id"]][row["activity"]] += int(row["count"])
+        handlers: dict[tuple[str, int], set[str]] = {}
+        kinds: dict[tuple[str, int], dict[str, str]] = {}
+        steps = []
+        for (pid, version, step), found in sorted(counts.items()):
+            if (pid, version) not in handlers:
+                playbook = self._playbook_or_none(pid, version)
+                handlers[pid, version] = playbook.handler_ids() if playbook is not None else set()
+                kinds[pid, version] = {s.id: s.kind for s in playbook.steps} if playbook is not None else {}
+            steps.append(
+                {
+                    "playbook": pid,
+                    "version": version,
+                    "step": step,
+                    "succeeded": found["step.succeeded"],
+                    "failed": found["step.failed"],
+                    "skipped": found["step.skipped"],
+                    "retries": found["step.retry_due"],
+                    "activated": found["step.activated"],
+                    "runs": runs.get((pid, version), 0),
+                    "handler": step in handlers[pid, version],
+                    "kind": kinds[pid, version].get(step),
+                }
+            )
+        return steps
+
+    def _decision_health(
+        self, since: datetime | None, until: datetime | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        tables: dict[tuple[str, int], dict[str, Any]] = {}
+        decisions: dict[str, dict[str, Any]] = {}
+        for record in self.store.records(since, until):
+            name = record["decision"]
+            decision = decisions.setdefault(
+                name, {"name": name, "source": record["source"], "records": 0, "settled": Counter(), "confidences": []}
+            )
+            decision["records"] += 1
+            if record["status"] in SETTLED:
+                decision["settled"][record["status"]] += 1
+            if record["source"] == "model" and record["confidence"] is not None:
+                decision["confidences"].append(float(record["confidence"]))
+            if record["source"] == "table" and record["version"] is not None:
+                table = tables.setdefault(
+                    (name, int(record["version"])),
+                    {"name": name, "version": int(record["version"]), "records": 0, "hits": Counter()},
+                )
+                table["records"] += 1
+                table["hits"].update(set(record["matched_rules"] or []))
+        found_tables = []
+        for (name, version), table in sorted(tables.items()):
+            try:
+                document = self.decisions.table(name, version)[0]
+            except OpsrailError:
+                continue
+            found_tables.append({**table, "rules": [rule.id for rule in document.rules], "hits": dict(table["hits"])})
+        for decision in decisions.values():
+            decision["settled"] = dict(decision["settled"])
+        return found_tables, sorted(decisions.values(), key=lambda d: d["name"])
+
+    def _versions(self) -> list[dict[str, Any]]:
+        grouped: dict[str, dict[str, Any]] = {}
+        for row in self.store.in_flight():
+            item = grouped.setdefault(
+                row["playbook_id"],
+                {"playbook": row["playbook_id"], "active_version": row["active_version"], "in_flight": {}},
+            )
+            item["in_flight"][int(row["version"])] = int(row["count"])
+        return [grouped[name] for name in sorted(grouped)]
+
+    def _unresolved(self, ran: set[tuple[str, int, str]]) -> list[dict[str, Any]]:
+        found = []
+        for item in self.playbooks.playbooks():
+            if not item["active"]:
+                continue
+            playbook = self._playbook_or_none(item["id"], item["version"])
+            if playbook is None:
+                continue
+            warnings = [
+                {"field": w.path, "message": w.message}
+                for w in self.playbooks.unresolved(playbook)
+                if (item["id"], item["version"], _step_of(playbook, w.path)) not in ran
+            ]
+            if warnings:
+                found.append({"playbook": item["id"], "version": item["version"], "warnings": warnings})
+        return found
+
+
+def _step_of(playbook: Playbook, path: str) -> str | None:
+    """The id of the step a ``$.steps[i]...`` path points at."""
+    match = re.match(r"^\$\.steps\[(\d+)\]", path)
+    if match is None or int(match.group(1)) >= len(playbook.steps):
+        return None
+    return playbook.steps[int(match.group(1))].id
+
+
+__all__ = ["MAX_RUNS", "InsightService", "InsightStore", "task_outcome"]

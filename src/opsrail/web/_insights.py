@@ -1,0 +1,79 @@
+"""The console's insights page: drift between segments, automation health, conformance per playbook version, and
+one playbook's variants and process map (the same reports as ``opsrail insights`` and ``/v1/insights``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from opsrail.model import OpsrailError
+from opsrail.web._render import render
+from opsrail.web._routing import console_router
+from opsrail.web._security import Viewer, page
+
+router = console_router()
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "all": None}
+SEGMENTS = ("region", "channel", "tier")
+
+
+def duration(hours: float | None) -> str:
+    """Hours as a person reads them: seconds, minutes, hours or days."""
+    if hours is None:
+        return "—"
+    seconds = hours * 3600.0
+    if seconds < 60:
+        return f"{seconds:.2g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.2g} min"
+    return f"{hours:.3g} h" if hours < 48 else f"{hours / 24:.3g} d"
+
+
+def _view(viewer: Viewer, window: str, by: str, playbook: str | None) -> dict[str, Any]:
+    insights = viewer.container.insights
+    span = WINDOWS[window]
+    since = insights.clock.now() - span if span is not None else None
+    view: dict[str, Any] = {
+        "drift": insights.drift(by, since, None),
+        "health": insights.health(since, None),
+        "conformance": insights.conformance(None, since, None),
+        "playbooks": sorted({item["id"] for item in viewer.container.automation.playbooks()}),
+        "process": None,
+        "process_error": None,
+    }
+    if playbook:
+        try:
+            view["process"] = insights.process(playbook, since, None, top=10)
+        except OpsrailError as error:
+            view["process_error"] = str(error)
+    return view
+
+
+@router.get("/insights")
+async def insights_page(
+    request: Request,
+    viewer: Annotated[Viewer, page("run.read")],
+    window: Annotated[str, Query(pattern=r"^(24h|7d|30d|all)$")] = "30d",
+    by: Annotated[str, Query(pattern=r"^(region|channel|tier)$")] = "region",
+    playbook: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
+) -> Response:
+    view = await run_in_threadpool(_view, viewer, window, by, playbook or None)
+    return render(
+        "insights.html",
+        {
+            "viewer": viewer,
+            "nav": "insights",
+            "title": "Insights",
+            "window": window,
+            "windows": list(WINDOWS),
+            "by": by,
+            "segments": SEGMENTS,
+            "playbook": playbook,
+            "duration": duration,
+            **view,
+        },
+    )

@@ -1,0 +1,97 @@
+"""``opsrail insights`` and ``/v1/insights`` on a store the engine filled: the EU's credits are rejected more often
+and decided more slowly (``tests.insights.test_insights_store.run_credits``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from opsrail.cli import app
+from opsrail.settings import Settings
+from opsrail.wiring import build
+from tests.api.conftest import Server, start_server
+from tests.insights.test_insights_store import run_credits
+from tests.support import FakeClock, SequentialIds, add_staff
+
+
+def filled(home: Path) -> None:
+    clock = FakeClock()
+    container = build(Settings(home=home), migrate=True, clock=clock, ids=SequentialIds())
+    add_staff(container)
+    run_credits(container, clock, home)
+    container.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("insights")
+    filled(home)
+    yield from start_server(home, None)
+
+
+def test_the_cli_reports_drift_variants_conformance_and_health(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    filled(tmp_path)
+    monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    run = CliRunner()
+    drift = run.invoke(app, ["insights", "drift", "--by", "region"])
+    assert drift.exit_code == 0, drift.output
+    assert "credit-check/approve" in drift.stdout and "rejected 60% vs 10%" in drift.stdout
+    assert "median 10 h vs 1 h" in drift.stdout
+    report = json.loads(run.invoke(app, ["insights", "drift", "--json", "--min-difference", "0.6"]).stdout)
+    assert [f["measure"] for f in report["findings"]] == ["median_hours"]  # a 50-point gap is under 0.6
+    one_tier = run.invoke(app, ["insights", "drift", "--by", "tier"])
+    assert one_tier.exit_code == 0 and "every observation is in one tier (smb)" in one_tier.stdout
+
+    process = run.invoke(app, ["insights", "process", "credit-check"])
+    assert process.exit_code == 0 and "assess → approve (failed) → book" in process.stdout
+    assert (
+        json.loads(run.invoke(app, ["insights", "process", "credit-check", "--json"]).stdout)["variants"]["runs"] == 60
+    )
+    conformance = run.invoke(app, ["insights", "conformance"])
+    assert conformance.exit_code == 0 and "100.0%" in conformance.stdout
+    health = json.loads(run.invoke(app, ["insights", "health", "--json"]).stdout)
+    assert health["findings"] == [] and health["counts"]["steps"] == 3
+
+    missing = run.invoke(app, ["insights", "process", "credit-chek"])
+    assert missing.exit_code == 4 and "no playbook 'credit-chek'" in missing.stderr
+    empty = run.invoke(app, ["insights", "drift", "--since", "2026-02-01", "--until", "2026-01-01"])
+    assert empty.exit_code == 2 and "the window is empty" in empty.stderr
+    nothing = run.invoke(app, ["insights", "process", "credit-check", "--since", "2026-01-06"])
+    assert nothing.exit_code == 0 and "none. no run of it started in the window" in nothing.stdout
+
+
+def test_the_api_answers_the_same_and_refuses_bad_input(server: Server) -> None:
+    with server.client() as client:
+        drift = client.get("/v1/insights/drift", params={"by": "region"})
+        assert drift.status_code == 200, drift.text
+        [share] = [f for f in drift.json()["findings"] if f["measure"] == "share"]
+        assert (share["point"], share["segment"], share["against"], share["value"]) == (
+            "credit-check/approve",
+            "EU",
+            "US",
+            0.6,
+        )
+        process = client.get("/v1/insights/process/credit-check", params={"top": 1})
+        assert process.status_code == 200 and process.json()["variants"]["other_runs"] == 21
+        assert (
+            client.get("/v1/insights/conformance", params={"playbook": "credit-check"}).json()["versions"][0]["fitness"]
+            == 1.0
+        )
+        assert client.get("/v1/insights/health").json()["findings"] == []
+        missing = client.get("/v1/insights/process/nope")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        bad = client.get("/v1/insights/drift", params={"by": "team", "alpha": 2})
+        assert bad.status_code == 422 or bad.status_code == 400
+        assert bad.headers["content-type"] == "application/problem+json"
+        window = client.get("/v1/insights/health", params={"since": "tomorrow"})
+        assert window.status_code == 400 and "not an ISO 8601 date" in window.json()["detail"]
+    # Insights read runs: an auditor may, an unauthenticated caller may not.
+    with server.client(server.reader_token) as reader:
+        assert reader.get("/v1/insights/health").status_code == 200
+    with server.client("opsr_not-a-token") as stranger:
+        assert stranger.get("/v1/insights/health").status_code == 401
