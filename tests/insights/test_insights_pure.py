@@ -253,3 +253,13 @@ def test_drift_settings_are_checked(bad: dict[str, float]) -> None:
     service = InsightService.__new__(InsightService)
     with pytest.raises(InvalidInput):
         service.drift("region", None, None, DriftSettings(**bad))  # type: ignore[arg-type]
+
+
+def test_loading_the_services_does_not_load_scipy_stats() -> None:
+    """Every CLI command loads the services; scipy.stats would add over half a second to each."""
+    import subprocess
+    import sys
+
+    code = "import sys, opsrail.services, opsrail.insights; print('scipy.stats' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"

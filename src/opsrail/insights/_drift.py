@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu
 
 from opsrail.insights._stats import median_or_none, rounded
 
@@ -75,6 +74,8 @@ def _share_test(counts: dict[str, Counter[str]], outcomes: list[str]) -> Compare
             return None
         outcome = max(outcomes, key=lambda o: (abs(mine[o] / n_mine - rest[o] / n_rest), o))
         table = [[mine[outcome], n_mine - mine[outcome]], [rest[outcome], n_rest - rest[outcome]]]
+        from scipy.stats import fisher_exact  # scipy.stats takes 0.6 s to import: only when a report is made
+
         share, rest_share = mine[outcome] / n_mine, rest[outcome] / n_rest
         return {
             "measure": "share",
@@ -97,6 +98,8 @@ def _hours_test(hours: dict[str, list[float]]) -> Compare:
         mine_median, rest_median = median_or_none(mine), median_or_none(others)
         if mine_median is None or rest_median is None:
             return None
+        from scipy.stats import mannwhitneyu
+
         return {
             "measure": "median_hours",
             "outcome": None,
@@ -173,6 +176,8 @@ def _chi_square(counts: dict[str, Counter[str]], outcomes: list[str]) -> float |
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[0] < 2 or table.shape[1] < 2:
         return None
+    from scipy.stats import chi2_contingency
+
     return float(chi2_contingency(table).pvalue)
 
 

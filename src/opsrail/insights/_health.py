@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 from opsrail.insights._stats import rounded
 
@@ -171,6 +170,8 @@ def _decisions(inputs: HealthInputs, settings: HealthSettings) -> list[dict[str,
         confidences = [c for c in decision.get("confidences", []) if c is not None and math.isfinite(c)]
         half = len(confidences) // 2
         if half >= settings.min_half:
+            from scipy.stats import ks_2samp  # scipy.stats takes 0.6 s to import: only when it is needed
+
             older, newer = confidences[:half], confidences[half:]
             shift = psi(older, newer)
             if shift >= settings.min_psi and float(ks_2samp(older, newer).pvalue) < settings.alpha:

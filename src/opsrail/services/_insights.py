@@ -44,7 +44,9 @@ class InsightStore(Protocol):
         self, since: datetime | None, until: datetime | None, playbook_id: str | None, limit: int
     ) -> list[dict[str, Any]]: ...
 
-    def run_events(self, run_ids: list[str]) -> list[dict[str, Any]]: ...
+    def run_events(
+        self, since: datetime | None, until: datetime | None, playbook_id: str | None, limit: int
+    ) -> list[dict[str, Any]]: ...
 
     def closed_tasks(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]: ...
 
@@ -132,9 +134,13 @@ class InsightService:
         rows = self.store.runs(since, until, playbook_id, MAX_RUNS + 1)
         capped = len(rows) > MAX_RUNS
         rows = [row for row in rows[:MAX_RUNS] if version is None or row["version"] == version]
+        wanted = {row["id"] for row in rows}
         events: dict[str, list[TraceEvent]] = defaultdict(list)
-        for entry in self.store.run_events([row["id"] for row in rows]):
-            events[entry["run_id"]].append(TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"]))
+        for entry in self.store.run_events(since, until, playbook_id, MAX_RUNS):
+            if entry["run_id"] in wanted:
+                events[entry["run_id"]].append(
+                    TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"])
+                )
         traces = [
             Trace(
                 run_id=row["id"],

@@ -46,22 +46,23 @@ def _within(column: Any, since: datetime | None, until: datetime | None) -> sa.C
     return sa.and_(sa.true(), *bounds)
 
 
-def _utc(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:  # SQLite hands timestamps back naive
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 class SqlInsightStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def _rows(self, query: sa.Select[Any]) -> list[dict[str, Any]]:
+    def _rows(self, query: sa.Select[Any], times: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts; the ``times`` columns timezone-aware (SQLite hands timestamps back naive)."""
         with self.engine.connect() as conn:
             result = conn.execute(query)
             keys = list(map(str, result.keys()))
             rows = result.all()
-        return [{key: _utc(value) for key, value in zip(keys, row, strict=True)} for row in rows]
+        found = [dict(zip(keys, row, strict=True)) for row in rows]
+        for name in times:
+            for item in found:
+                value = item[name]
+                if value is not None and value.tzinfo is None:
+                    item[name] = value.replace(tzinfo=UTC)
+        return found
 
     def _runs_in(self, since: datetime | None, until: datetime | None, playbook_id: str | None) -> Any:
         condition = _within(runs.c.created_at, since, until)
@@ -88,21 +89,26 @@ class SqlInsightStore:
             .order_by(runs.c.created_at.desc(), runs.c.id.desc())
             .limit(limit)
         )
-        return self._rows(query)
+        return self._rows(query, ("created_at", "finished_at"))
 
-    def run_events(self, run_ids: list[str]) -> list[dict[str, Any]]:
-        """The run-log entries mining reads of these runs, in log order: ``run_id``, ``step_id``, ``activity``,
-        ``at``, ``actor``."""
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(run_ids), 500):  # bounded IN lists
-            chunk = run_ids[start : start + 500]
-            query = (
-                sa.select(run_log.c.run_id, run_log.c.step_id, run_log.c.activity, run_log.c.at, run_log.c.actor)
-                .where(run_log.c.run_id.in_(chunk), run_log.c.activity.in_(TRACE_ACTIVITIES))
-                .order_by(run_log.c.run_id, run_log.c.seq)
-            )
-            found += self._rows(query)
-        return found
+    def run_events(
+        self, since: datetime | None, until: datetime | None, playbook_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """The run-log entries mining reads of the runs ``runs`` returns (the same arguments), in log order:
+        ``run_id``, ``step_id``, ``activity``, ``at``, ``actor``. One statement: the runs are a subquery."""
+        chosen = (
+            sa.select(runs.c.id)
+            .where(self._runs_in(since, until, playbook_id))
+            .order_by(runs.c.created_at.desc(), runs.c.id.desc())
+            .limit(limit)
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(run_log.c.run_id, run_log.c.step_id, run_log.c.activity, run_log.c.at, run_log.c.actor)
+            .where(run_log.c.run_id.in_(chosen), run_log.c.activity.in_(TRACE_ACTIVITIES))
+            .order_by(run_log.c.run_id, run_log.c.seq)
+        )
+        return self._rows(query, ("at",))
 
     def closed_tasks(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """Tasks closed in the window: ``playbook_id``, ``step_id``, ``kind``, ``decisions``, ``created_at``,
@@ -121,7 +127,7 @@ class SqlInsightStore:
             .select_from(tasks.join(runs, runs.c.id == tasks.c.run_id))
             .where(tasks.c.status == "closed", _within(tasks.c.closed_at, since, until))
         )
-        return self._rows(query)
+        return self._rows(query, ("created_at", "closed_at"))
 
     def records(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """Decision records created in the window, oldest first: ``decision``, ``source``, ``version``, ``route``,
@@ -161,7 +167,7 @@ class SqlInsightStore:
             runs.c.parent_run_id.is_(None),
             _within(runs.c.finished_at, since, until),
         )
-        return self._rows(query)
+        return self._rows(query, ("created_at", "finished_at"))
 
     def step_ends(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """Each step end (succeeded or failed) logged in the window: ``playbook_id``, ``version``, ``step_id``,
