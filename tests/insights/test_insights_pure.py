@@ -156,6 +156,11 @@ def test_drift_finds_the_one_segment_that_differs_and_needs_enough_of_it() -> No
     [finding] = [f for f in report["findings"] if f["measure"] == "share"]
     assert finding["segment"] == "EU" and finding["against"] == "the rest" and finding["outcome"] == "rejected"
     assert finding["effect"] > 0.2 and finding["p_corrected"] < 0.01
+    # A segment with too few observations to be measured is left out of the others' pool as well: the EU's few,
+    # mostly rejected, do not make the US look lenient against "the rest".
+    few = _observations({"US": 0.1, "APAC": 0.1}, 60, 3) + _observations({"EU": 0.95}, 12, 3)
+    report = drift(few)
+    assert report["findings"] == [] and {c["against"] for c in report["comparisons"]} == {"US"}
     # The same difference on too few observations is compared with nothing.
     small = drift(_observations({"EU": 0.6, "US": 0.3}, 10, 1))
     assert small["comparisons"] == [] and small["findings"] == []

@@ -6,8 +6,9 @@ step; the outcome approved, rejected or overridden; the duration, hours from ope
 records (the point is the decision; the outcome how it was routed, and for those a person settled, how they settled
 it) and finished runs (the point is the playbook; the outcome the run's status; the duration, the run's hours).
 
-At each point, every segment with at least ``min_n`` observations is compared with the point's other
-observations (``against``), on two measures:
+At each point, every segment with at least ``min_n`` observations is compared with the other segments that have
+as many (``against``; a segment with fewer is left out of both sides, so that what cannot be measured is not
+blamed on a segment that can), on two measures:
 
 * ``share``: the outcome whose share differs most between the segment and the others, with Fisher's exact test on
   that 2-by-2 table (two-sided); the point also gets a chi-square test of its whole segment-by-outcome table;
@@ -21,7 +22,7 @@ others' (or under its inverse) and at least ``min_gap_minutes`` away from it.
 A segment that differs a lot drags the pool it is part of: with the EU rejecting twice as often, every other
 region looks lenient "against the rest". So findings are taken one at a time, the strongest first, and a segment
 found to differ leaves the pool the remaining segments are compared with (``against`` then says "the rest but
-EU"). With only two segments there is one comparison, named after the other segment. Findings come first, the
+EU"). With only two such segments there is one comparison, named after the other segment. Findings come first, the
 largest effect first.
 """
 
@@ -133,23 +134,24 @@ def _size(comparison: dict[str, Any]) -> float:
 def _stepwise(
     segments: list[str], sizes: dict[str, int], compare: Compare, tests: int, settings: DriftSettings
 ) -> list[dict[str, Any]]:
-    """One comparison per segment (one in all for two segments), findings taken out of the pool one at a time."""
+    """One comparison per segment with ``min_n`` observations (one in all when two have), each against the others
+    that have as many; findings are taken out of the pool one at a time, the strongest first."""
     testable = [s for s in segments if sizes[s] >= settings.min_n]
-    if len(segments) == 2:
-        testable = testable[:1]
-    pool = list(segments)
+    if len(testable) < 2:
+        return []
+    pool = list(testable)
+    remaining = testable[:1] if len(testable) == 2 else list(testable)
     found: list[dict[str, Any]] = []
-    remaining = list(testable)
     while remaining:
         results = []
         for segment in remaining:
             others = [s for s in pool if s != segment]
-            if sum(sizes[s] for s in others) < settings.min_n:
+            if not others:
                 continue
             result = compare(segment, others)
             if result is not None:
-                excluded = sorted(set(segments) - set(pool) - {segment})
-                if len(segments) == 2:
+                excluded = sorted(set(testable) - set(pool) - {segment})
+                if len(testable) == 2:
                     against = others[0]
                 else:
                     against = "the rest" + (f" but {', '.join(excluded)}" if excluded else "")
@@ -204,9 +206,7 @@ def drift(observations: Iterable[Observation], settings: DriftSettings = DriftSe
             measures.append(({s: len(hours.get(s, [])) for s in segments}, _hours_test(hours)))
         for sizes, _ in measures:
             testable = sum(1 for s in segments if sizes[s] >= settings.min_n)
-            others_enough = sum(sizes.values()) - settings.min_n >= settings.min_n
-            if len(segments) >= 2 and others_enough:
-                tests += 1 if len(segments) == 2 else testable
+            tests += 0 if testable < 2 else 1 if testable == 2 else testable
         prepared.append((kind, point, items, counts, segments, outcomes, measures))
     comparisons: list[dict[str, Any]] = []
     summaries = []
