@@ -72,7 +72,8 @@ def test_the_demo_shows_the_whole_loop_within_90_seconds(tmp_path: Path) -> None
 
 
 def _console_tour(url: str, first_screen: str, runs: list[dict[str, Any]]) -> None:
-    """What the first screen promises: the console, fiona's password, her inbox, a Sev1 run's page, the KPIs."""
+    """What the first screen promises: the console, fiona's password, her inbox, a Sev1 run's page, the KPIs and
+    the insights."""
     assert f"Console        {url}/" in first_screen
     password = re.search(r"password (\S+)", first_screen)
     assert password is not None
@@ -94,3 +95,7 @@ def _console_tour(url: str, first_screen: str, runs: list[dict[str, Any]]) -> No
         assert run_page.status_code == 200 and 'class="dag"' in run_page.text
         kpis = browser.get("/kpis")
         assert kpis.status_code == 200 and 'class="chart"' in kpis.text
+        finished = next(r for r in runs if r["status"] == "succeeded")  # its steps have ended: a map to draw
+        insights = browser.get("/insights", params={"playbook": finished["playbook"], "window": "24h"})
+        assert insights.status_code == 200 and "Conformance to the pinned playbook version" in insights.text
+        assert '<svg class="dag pmap"' in insights.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from opsrail.web._charts import line_chart
@@ -49,3 +50,42 @@ def test_a_playbook_graph_shows_each_step_s_kind_without_a_state() -> None:
     svg = dag_svg([Node("route", "decide", ()), Node("file", "action", ("route",))], None)
     assert ">decide</text>" in svg and ">action</text>" in svg and " · " not in svg
     assert "<title>route: decide</title>" in svg
+
+
+def test_a_process_map_places_steps_by_their_place_in_the_runs_and_loops_back_edges_above() -> None:
+    from opsrail.insights import Trace, TraceEvent, process_map
+    from opsrail.web._process_map import LOOPS, NODE_H, PAD, process_map_svg
+
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+
+    def run(run_id: str, *steps: tuple[str, str]) -> Trace:
+        events = tuple(
+            TraceEvent(step, f"step.{end}", start + timedelta(minutes=i)) for i, (step, end) in enumerate(steps)
+        )
+        return Trace(run_id, "p", 1, "succeeded", start, start + timedelta(hours=1), events)
+
+    graph = process_map(
+        [run("a", ("check", "succeeded"), ("push", "succeeded")), run("b", ("push", "failed"), ("check", "succeeded"))]
+    )
+    assert process_map_svg({"nodes": [], "edges": []}) == ""
+    svg = process_map_svg(graph)
+    assert svg.startswith('<svg class="dag pmap"') and svg.count('class="node') == 5  # start, end and three steps
+    assert 'class="node state-failed"><title>push (failed): 1 times in 1 run(s)' in svg
+    # The failed push and check share a column (check ends first in one run, second in the other): the edge between
+    # them loops through the band above the first row; an edge to a later column is a plain curve.
+    flows = {
+        re.search(r"<title>(.*?):", flow).group(1): flow  # type: ignore[union-attr]
+        for flow in re.findall(r'<g class="flow">.*?</g>', svg)
+    }
+    loop = re.search(r'd="M (\d+) (\d+) C (\d+) (\d+),', flows["push (failed) → check"])
+    assert loop is not None and int(loop.group(2)) >= PAD + LOOPS and int(loop.group(4)) == PAD + 4
+    ahead = re.search(r'd="M (\d+) (\d+) C (\d+) (\d+),', flows["check → push"])
+    assert ahead is not None and int(ahead.group(4)) == int(ahead.group(2)) == PAD + LOOPS + NODE_H // 2
+    assert set(flows) == {
+        "▶ start → check",
+        "▶ start → push (failed)",
+        "check → push",
+        "push (failed) → check",
+        "push → ■ end",
+        "check → ■ end",
+    }

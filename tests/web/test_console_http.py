@@ -300,6 +300,7 @@ def test_the_insights_page_shows_drift_health_conformance_and_a_playbook_s_varia
     variants = client.get("/insights", params={"window": "all", "playbook": "console-credit", "by": "tier"})
     assert variants.status_code == 200 and "Variants of console-credit" in variants.text
     assert "Drift by tier" in variants.text and "Process map" in variants.text and "▶ start" in variants.text
+    assert '<svg class="dag pmap"' in variants.text
     unknown = client.get("/insights", params={"window": "all", "playbook": "console-credti"})
     assert unknown.status_code == 200 and "no playbook &#39;console-credti&#39;" in unknown.text
 

@@ -66,8 +66,9 @@ def variants(traces: Iterable[Trace], top: int = 10) -> dict[str, Any]:
 
 
 def process_map(traces: Iterable[Trace]) -> dict[str, Any]:
-    """The directly-follows graph of the runs: ``nodes`` (activity, count, runs, median step minutes) and ``edges``
-    (from, to, count, median minutes between the two ends), in the order of the flow."""
+    """The directly-follows graph of the runs: ``nodes`` (activity, count, runs, median step minutes, median place
+    in its runs counting from 0) and ``edges`` (from, to, count, median minutes between the two ends), in the order
+    of the flow."""
     node_count: Counter[str] = Counter()
     node_runs: Counter[str] = Counter()
     node_minutes: dict[str, list[float]] = defaultdict(list)
@@ -114,6 +115,7 @@ def process_map(traces: Iterable[Trace]) -> dict[str, Any]:
             "count": count,
             "runs": node_runs[label],
             "median_minutes": rounded(median_or_none(node_minutes[label]), 2),
+            "position": rounded(median_or_none(node_positions[label]), 1),
         }
         for label, count in sorted(
             node_count.items(), key=lambda item: (median_or_none(node_positions[item[0]]) or 0.0, -item[1], item[0])

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from opsrail.model import OpsrailError
+from opsrail.web._process_map import process_map_svg
 from opsrail.web._render import render
 from opsrail.web._routing import console_router
 from opsrail.web._security import Viewer, page
@@ -43,11 +44,13 @@ def _view(viewer: Viewer, window: str, by: str, playbook: str | None) -> dict[st
         "conformance": insights.conformance(None, since, None),
         "playbooks": sorted({item["id"] for item in viewer.container.automation.playbooks()}),
         "process": None,
+        "process_svg": "",
         "process_error": None,
     }
     if playbook:
         try:
             view["process"] = insights.process(playbook, since, None, top=10)
+            view["process_svg"] = process_map_svg(view["process"]["map"])
         except OpsrailError as error:
             view["process_error"] = str(error)
     return view
