@@ -83,6 +83,7 @@ SURFACE = {
         "health",
         "process_map",
         "psi",
+        "readable_hours",
         "variants",
     },
     "opsrail.decisions": {

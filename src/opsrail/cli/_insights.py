@@ -34,18 +34,10 @@ def _number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _duration(hours: float | None) -> str:
-    """Hours as a person reads them: seconds, minutes, hours or days."""
-    if hours is None:
-        return "-"
-    seconds = hours * 3600.0
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.3g} min"
-    if hours < 48:
-        return f"{hours:.3g} h"
-    return f"{hours / 24:.3g} d"
+def readable_hours(hours: float | None) -> str:
+    from opsrail.insights import readable_hours as readable  # loaded by the commands, not by --help
+
+    return readable(hours)
 
 
 def _capped(report: dict[str, Any]) -> None:
@@ -82,7 +74,7 @@ def process(
             (
                 item["runs"],
                 f"{item['share']:.0%}",
-                _duration(item["median_hours"]),
+                readable_hours(item["median_hours"]),
                 ", ".join(f"{k} {v}" for k, v in item["statuses"].items()),
                 " → ".join(item["activities"]) or "(no step ended)",
                 item["example_run"],
@@ -103,7 +95,7 @@ def process(
                     e["from"],
                     e["to"],
                     e["count"],
-                    _duration(None if e["median_minutes"] is None else e["median_minutes"] / 60),
+                    readable_hours(None if e["median_minutes"] is None else e["median_minutes"] / 60),
                 )
                 for e in report["map"]["edges"]
             ],
@@ -200,7 +192,7 @@ def drift(
         if c["measure"] == "share":
             what = f"{c['outcome']} {c['value']:.0%} vs {c['rest_value']:.0%}"
         else:
-            what = f"median {_duration(c['value'])} vs {_duration(c['rest_value'])}"
+            what = f"median {readable_hours(c['value'])} vs {readable_hours(c['rest_value'])}"
         rows.append(
             (
                 c["kind"],

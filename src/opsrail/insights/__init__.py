@@ -9,6 +9,7 @@ from opsrail.insights._conformance import DEVIATIONS, Deviation, RunConformance,
 from opsrail.insights._drift import DriftSettings, Observation, drift
 from opsrail.insights._health import HealthInputs, HealthSettings, health, psi
 from opsrail.insights._mining import END, START, process_map, variants
+from opsrail.insights._stats import readable_hours
 from opsrail.insights._traces import Trace, TraceEvent, completions
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "health",
     "process_map",
     "psi",
+    "readable_hours",
     "variants",
 ]

@@ -19,3 +19,15 @@ def bonferroni(p_values: Sequence[float]) -> list[float]:
     and a finding should not be one of the chance results that so many comparisons make."""
     tests = len(p_values)
     return [min(1.0, p * tests) for p in p_values]
+
+
+def readable_hours(hours: float | None) -> str:
+    """A duration in hours as a person reads it: seconds, minutes, hours or days, three significant digits."""
+    if hours is None:
+        return "—"
+    seconds = hours * 3600.0
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    return f"{hours:.3g} h" if hours < 48 else f"{hours / 24:.3g} d"

@@ -10,6 +10,7 @@ from fastapi import Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from opsrail.insights import readable_hours
 from opsrail.model import OpsrailError
 from opsrail.web._process_map import process_map_svg
 from opsrail.web._render import render
@@ -20,18 +21,6 @@ router = console_router()
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "all": None}
 SEGMENTS = ("region", "channel", "tier")
-
-
-def duration(hours: float | None) -> str:
-    """Hours as a person reads them: seconds, minutes, hours or days."""
-    if hours is None:
-        return "—"
-    seconds = hours * 3600.0
-    if seconds < 60:
-        return f"{seconds:.2g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.2g} min"
-    return f"{hours:.3g} h" if hours < 48 else f"{hours / 24:.3g} d"
 
 
 def _view(viewer: Viewer, window: str, by: str, playbook: str | None) -> dict[str, Any]:
@@ -76,7 +65,7 @@ async def insights_page(
             "by": by,
             "segments": SEGMENTS,
             "playbook": playbook,
-            "duration": duration,
+            "duration": readable_hours,
             **view,
         },
     )

@@ -13,19 +13,13 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from opsrail.insights import END, START
+from opsrail.insights import END, START, readable_hours
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD, LOOPS = 176, 44, 64, 22, 14, 36
 
 
 def _minutes(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 1:
-        return f"{value * 60:.2g} s"
-    if value < 60:
-        return f"{value:.2g} min"
-    return f"{value / 60:.3g} h" if value < 2880 else f"{value / 1440:.3g} d"
+    return readable_hours(None if value is None else value / 60.0)
 
 
 def _short(text: str, limit: int = 22) -> str:
