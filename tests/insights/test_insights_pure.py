@@ -223,6 +223,21 @@ def test_psi_and_health_findings() -> None:
             {
                 "playbook": "onboard",
                 "version": 3,
+                "step": "wait",
+                "succeeded": 12,
+                "failed": 0,
+                "skipped": 0,
+                "retries": 0,
+                "activated": 0,
+                "runs": 12,
+                "handler": False,
+                "kind": "wait",
+                "sla_met": 8,
+                "sla_breached": 4,
+            },
+            {
+                "playbook": "onboard",
+                "version": 3,
                 "step": "ticket",
                 "succeeded": 5,
                 "failed": 0,
@@ -246,6 +261,7 @@ def test_psi_and_health_findings() -> None:
         ("step_failing", "onboard@3 step provision"),
         ("step_retried", "onboard@3 step provision"),
         ("fallback_used", "onboard@3 step ticket"),
+        ("sla_breached", "onboard@3 step wait"),
     }
     assert health(inputs)["findings"][0]["severity"] == "warning"
 

@@ -157,3 +157,19 @@ def test_an_item_s_own_segment_comes_before_its_account_s(
     drain(container)
     tasks = sorted(o.segment for o in container.insights.observations("region", None, None) if o.kind == "task")
     assert tasks == ["APAC", "EU", "unknown"]
+
+
+def test_health_finds_a_step_that_misses_its_sla(container: Container, clock: FakeClock, tmp_path: Path) -> None:
+    publish(
+        container,
+        tmp_path,
+        "id: onboard\nversion: 1\nsteps:\n  - id: kickoff\n    wait: {duration: PT3H}\n    sla: {target: PT2H}\n",
+        "onboard.yaml",
+    )
+    for n in range(10):
+        container.automation.start("onboard", {"n": n}, actor="carol")
+    drain(container)
+    clock.advance(hours=4)  # every wait outlasts its two-hour target
+    drain(container)
+    [finding] = [f for f in container.insights.health(None, None)["findings"] if f["kind"] == "sla_breached"]
+    assert finding["subject"] == "onboard@1 step kickoff" and finding["detail"] == "10 of 10 SLA clocks breached"

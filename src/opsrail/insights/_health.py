@@ -16,6 +16,8 @@ items it rests on, a severity (``warning``: something is likely wrong; ``info``:
     steps, whose failures are mostly people saying no (``opsrail insights drift`` compares those);
 ``step_retried``
     the step needed at least ``max_retry_rate`` retries per end;
+``sla_breached``
+    at least ``max_breach_rate`` of a step's SLA clocks breached (at least ``min_steps`` clocks ended);
 ``fallback_used``
     a handler (fallback, compensation, approval timeout) ran in at least ``max_fallback_rate`` of the runs;
 ``runs_on_old_versions``
@@ -49,13 +51,15 @@ class HealthSettings:
     max_failure_rate: float = 0.2
     max_retry_rate: float = 0.5
     max_fallback_rate: float = 0.2
+    max_breach_rate: float = 0.2
 
 
 @dataclass(slots=True)
 class HealthInputs:
     steps: list[dict[str, Any]] = field(default_factory=list)
     """Per playbook, version and step: ``succeeded``, ``failed``, ``skipped``, ``retries``, ``activated``
-    (as a handler), ``runs`` (of that version in the window), ``handler`` (whether the step is one), ``kind``."""
+    (as a handler), ``sla_met`` and ``sla_breached`` (SLA clocks), ``runs`` (of that version in the window),
+    ``handler`` (whether the step is one), ``kind``."""
     tables: list[dict[str, Any]] = field(default_factory=list)
     """Per decision table version with records in the window: ``name``, ``version``, ``rules`` (ids in order),
     ``records``, ``hits`` (rule id to the records it matched)."""
@@ -196,6 +200,20 @@ def _steps(inputs: HealthInputs, settings: HealthSettings) -> list[dict[str, Any
     for step in inputs.steps:
         subject = f"{step['playbook']}@{step['version']} step {step['step']}"
         ends = step["succeeded"] + step["failed"]
+        clocks = step.get("sla_met", 0) + step.get("sla_breached", 0)
+        if clocks >= settings.min_steps and step.get("sla_breached", 0) / clocks >= settings.max_breach_rate:
+            found.append(
+                _finding(
+                    "sla_breached",
+                    subject,
+                    f"{step['sla_breached']} of {clocks} SLA clocks breached",
+                    clocks,
+                    "warning",
+                    "the target is tighter than the work: staff or automate the step, or change its target or "
+                    "calendar in a new version",
+                    step["sla_breached"] / clocks,
+                )
+            )
         if step.get("handler"):
             runs = step.get("runs", 0)
             if runs >= settings.min_steps and step["activated"] / runs >= settings.max_fallback_rate:

@@ -336,6 +336,8 @@ class InsightService:
                     "skipped": found["step.skipped"],
                     "retries": found["step.retry_due"],
                     "activated": found["step.activated"],
+                    "sla_met": found["sla.met"],
+                    "sla_breached": found["sla.breached"],
                     "runs": runs.get((pid, version), 0),
                     "handler": step in handlers[pid, version],
                     "kind": kinds[pid, version].get(step),

@@ -193,7 +193,15 @@ class SqlInsightStore:
     def step_counts(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """Per playbook, version, step and activity, how many run-log entries the window's runs have:
         ``playbook_id``, ``version``, ``step_id``, ``activity``, ``count``."""
-        counted = ("step.succeeded", "step.failed", "step.skipped", "step.retry_due", "step.activated")
+        counted = (
+            "step.succeeded",
+            "step.failed",
+            "step.skipped",
+            "step.retry_due",
+            "step.activated",
+            "sla.met",
+            "sla.breached",
+        )
         inner = (
             sa.select(runs.c.playbook_id, runs.c.version, run_log.c.step_id, run_log.c.activity)
             .select_from(run_log.join(runs, runs.c.id == run_log.c.run_id))
