@@ -52,6 +52,10 @@ def test_the_cli_reports_drift_variants_conformance_and_health(tmp_path: Path, m
     assert (
         json.loads(run.invoke(app, ["insights", "process", "credit-check", "--json"]).stdout)["variants"]["runs"] == 60
     )
+    by_path = json.loads(
+        run.invoke(app, ["insights", "process", "credit-check", "--order", "playbook", "--json"]).stdout
+    )
+    assert by_path["window"]["order"] == "playbook" and by_path["variants"]["variants"] == 2
     conformance = run.invoke(app, ["insights", "conformance"])
     assert conformance.exit_code == 0 and "100.0%" in conformance.stdout
     health = json.loads(run.invoke(app, ["insights", "health", "--json"]).stdout)
@@ -83,6 +87,7 @@ def test_the_api_answers_the_same_and_refuses_bad_input(server: Server) -> None:
             == 1.0
         )
         assert client.get("/v1/insights/health").json()["findings"] == []
+        assert client.get("/v1/insights/process/credit-check", params={"order": "sideways"}).status_code in (400, 422)
         missing = client.get("/v1/insights/process/nope")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
         bad = client.get("/v1/insights/drift", params={"by": "team", "alpha": 2})

@@ -284,3 +284,18 @@ def test_loading_the_services_does_not_load_scipy_stats() -> None:
     code = "import sys, opsrail.services, opsrail.insights; print('scipy.stats' in sys.modules)"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "False"
+
+
+def test_variants_in_the_playbook_s_order_fold_parallel_steps_that_ended_in_another_order() -> None:
+    playbook = load_playbook(
+        "id: fan\nversion: 1\nsteps:\n  - id: a\n    action: core.set\n  - id: b\n    action: core.set\n",
+        "fan.yaml",
+    )
+    place = {step.id: i for i, step in enumerate(playbook.steps)}
+    ab = trace(("a", "step.succeeded"), ("b", "step.succeeded"), run="ab")
+    ba = trace(("b", "step.succeeded"), ("a", "step.failed"), run="ba")
+    bab = trace(("b", "step.succeeded"), ("a", "step.succeeded"), run="bab")
+    assert variants([ab, ba, bab])["variants"] == 3
+    folded = variants([ab, ba, bab], rank=lambda _, step: place[step])
+    assert folded["variants"] == 2
+    assert [v["activities"] for v in folded["top"]] == [["a", "b"], ["a (failed)", "b"]]

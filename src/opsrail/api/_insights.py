@@ -44,9 +44,16 @@ async def process(
     since: Moment = None,
     until: Moment = None,
     top: Annotated[int, Query(ge=1, le=1000)] = 10,
+    order: Annotated[
+        Literal["ended", "playbook"],
+        Query(description="a variant's steps in the order they ended, or in the playbook's order"),
+    ] = "ended",
 ) -> Response:
     return await _answer(
-        request, since, until, lambda s, start, end: s.process(playbook_id, start, end, version=version, top=top)
+        request,
+        since,
+        until,
+        lambda s, start, end: s.process(playbook_id, start, end, version=version, top=top, order=order),
     )
 
 

@@ -3,6 +3,7 @@ segments and automation health (see ``opsrail.services._insights`` and ``opsrail
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,12 @@ insights_app = typer.Typer(
     help="What the runs, tasks and decisions say: process maps, conformance, drift, automation health.",
     no_args_is_help=True,
 )
+
+
+class Order(StrEnum):
+    ended = "ended"
+    playbook = "playbook"
+
 
 Since = Annotated[
     str | None,
@@ -54,13 +61,20 @@ def process(
     since: Since = None,
     until: Until = None,
     top: Annotated[int, typer.Option(help="how many variants to show", min=1, max=1000)] = 10,
+    order: Annotated[
+        Order,
+        typer.Option(
+            help="a variant's steps in the order they ended, or in the playbook's order (parallel steps that end in "
+            "another order make the same variant)"
+        ),
+    ] = Order.ended,
     json: JsonFlag = False,
 ) -> None:
     """The process map (which step ends follow which, how often, how long) and the most frequent variants of a
     playbook's runs started in the window."""
     with opened(action="run.read") as container:
         start, end = container.insights.window(since, until)
-        report = container.insights.process(playbook, start, end, version=version, top=top)
+        report = container.insights.process(playbook, start, end, version=version, top=top, order=order.value)
     if json:
         emit_json(report)
         return

@@ -13,7 +13,7 @@ with how often and the time between their ends. ``START`` and ``END`` stand for 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -22,20 +22,34 @@ from opsrail.insights._traces import STARTS, TERMINAL, Trace, completions, step_
 
 START = "▶ start"
 END = "■ end"
+_ENDS = ("step.succeeded", "step.failed")
+
+
+def _first(item: tuple[int, Any]) -> int:
+    return item[0]
 
 
 def _minutes(later: datetime, earlier: datetime) -> float:
     return (later - earlier).total_seconds() / 60.0
 
 
-def variants(traces: Iterable[Trace], top: int = 10) -> dict[str, Any]:
+def variants(
+    traces: Iterable[Trace], top: int = 10, *, rank: Callable[[Trace, str], int] | None = None
+) -> dict[str, Any]:
     """The most frequent variants: activities, runs, share of runs, median run duration (finished runs, hours),
-    the newest run that followed it, and how many other variants there are."""
+    the newest run that followed it, and how many other variants there are.
+
+    With ``rank`` (a step's place in its run's playbook version), a variant is the steps that ended and how, in the
+    playbook's order: runs whose parallel steps ended in another order fall together (a *path*)."""
     by_variant: dict[tuple[str, ...], list[Trace]] = defaultdict(list)
     total = 0
     for trace in traces:
         total += 1
-        by_variant[tuple(label for label, _ in completions(trace))].append(trace)
+        ended = completions(trace)
+        if rank is not None:
+            steps = [e.step for e in trace.events if e.step is not None and e.activity in _ENDS]
+            ended = [item for _, item in sorted(zip((rank(trace, s) for s in steps), ended, strict=True), key=_first)]
+        by_variant[tuple(label for label, _ in ended)].append(trace)
     ordered = sorted(by_variant.items(), key=lambda item: (-len(item[1]), item[0]))
     shown: list[dict[str, Any]] = []
     for activities, runs in ordered[:top]:

@@ -169,17 +169,36 @@ class InsightService:
         *,
         version: int | None = None,
         top: int = 10,
+        order: str = "ended",
     ) -> dict[str, Any]:
-        """The process map and the most frequent variants of a playbook's runs started in the window."""
+        """The process map and the most frequent variants of a playbook's runs started in the window; ``order``
+        ``playbook`` makes a variant the steps that ended and how, in the playbook's order (runs whose parallel
+        steps ended in another order fall together)."""
         if not 1 <= top <= 1000:
             raise InvalidInput(f"top must be from 1 to 1000, not {top}")
+        if order not in ("ended", "playbook"):
+            raise InvalidInput(f"order must be 'ended' or 'playbook', not {order!r}")
         self._known_playbook(playbook_id, version)
         traces, capped = self.traces(since, until, playbook_id, version)
+        places: dict[tuple[str, int], dict[str, int]] = {}
+
+        def rank(trace: Trace, step: str) -> int:
+            key = (trace.playbook_id, trace.version)
+            if key not in places:
+                playbook = self._playbook_or_none(*key)
+                places[key] = {s.id: i for i, s in enumerate(playbook.steps)} if playbook is not None else {}
+            return places[key].get(step, len(places[key]))
+
         return {
             "window": self._described(
-                since, until, playbook=playbook_id, version=version, capped_at=MAX_RUNS if capped else None
+                since,
+                until,
+                playbook=playbook_id,
+                version=version,
+                order=order,
+                capped_at=MAX_RUNS if capped else None,
             ),
-            "variants": variants(traces, top),
+            "variants": variants(traces, top, rank=rank if order == "playbook" else None),
             "map": process_map(traces),
         }
 
