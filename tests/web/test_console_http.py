@@ -301,6 +301,9 @@ def test_the_insights_page_shows_drift_health_conformance_and_a_playbook_s_varia
     assert variants.status_code == 200 and "Variants of console-credit" in variants.text
     assert "Drift by tier" in variants.text and "Process map" in variants.text and "▶ start" in variants.text
     assert '<svg class="dag pmap"' in variants.text
+    by_path = client.get("/insights", params={"window": "all", "playbook": "console-credit", "order": "playbook"})
+    assert by_path.status_code == 200 and '<option value="playbook" selected>' in by_path.text
+    assert client.get("/insights", params={"order": "sideways"}).status_code == 400
     unknown = client.get("/insights", params={"window": "all", "playbook": "console-credti"})
     assert unknown.status_code == 200 and "no playbook &#39;console-credti&#39;" in unknown.text
 

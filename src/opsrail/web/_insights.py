@@ -23,7 +23,7 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta
 SEGMENTS = ("region", "channel", "tier")
 
 
-def _view(viewer: Viewer, window: str, by: str, playbook: str | None) -> dict[str, Any]:
+def _view(viewer: Viewer, window: str, by: str, playbook: str | None, order: str) -> dict[str, Any]:
     insights = viewer.container.insights
     span = WINDOWS[window]
     since = insights.clock.now() - span if span is not None else None
@@ -38,7 +38,7 @@ def _view(viewer: Viewer, window: str, by: str, playbook: str | None) -> dict[st
     }
     if playbook:
         try:
-            view["process"] = insights.process(playbook, since, None, top=10)
+            view["process"] = insights.process(playbook, since, None, top=10, order=order)
             view["process_svg"] = process_map_svg(view["process"]["map"])
         except OpsrailError as error:
             view["process_error"] = str(error)
@@ -52,8 +52,9 @@ async def insights_page(
     window: Annotated[str, Query(pattern=r"^(24h|7d|30d|all)$")] = "30d",
     by: Annotated[str, Query(pattern=r"^(region|channel|tier)$")] = "region",
     playbook: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
+    order: Annotated[str, Query(pattern=r"^(ended|playbook)$")] = "ended",
 ) -> Response:
-    view = await run_in_threadpool(_view, viewer, window, by, playbook or None)
+    view = await run_in_threadpool(_view, viewer, window, by, playbook or None, order)
     return render(
         "insights.html",
         {
@@ -65,6 +66,7 @@ async def insights_page(
             "by": by,
             "segments": SEGMENTS,
             "playbook": playbook,
+            "order": order,
             "duration": readable_hours,
             **view,
         },
