@@ -299,3 +299,29 @@ def test_variants_in_the_playbook_s_order_fold_parallel_steps_that_ended_in_anot
     folded = variants([ab, ba, bab], rank=lambda _, step: place[step])
     assert folded["variants"] == 2
     assert [v["activities"] for v in folded["top"]] == [["a", "b"], ["a (failed)", "b"]]
+
+
+def test_outcomes_are_compared_within_an_approval_rule_when_a_point_has_several() -> None:
+    def tasks(segment: str, rule: str, n: int, rejected: int) -> list[Observation]:
+        return [
+            Observation("task", "credit/approve", segment, "rejected" if i < rejected else "approved", None, rule)
+            for i in range(n)
+        ]
+
+    # The EU's credits go to the strict rule far more often; within each rule both regions reject alike (half under
+    # the strict rule, a tenth under the lenient one). The plain shares differ by 24 points; within the rules, none.
+    alike = tasks("EU", "strict", 160, 80) + tasks("US", "strict", 40, 20)
+    alike += tasks("EU", "lenient", 40, 4) + tasks("US", "lenient", 160, 16)
+    [comparison] = drift(alike)["comparisons"]
+    assert (comparison["value"], comparison["rest_value"]) == (0.42, 0.18)
+    assert comparison["test"] == "cmh" and comparison["strata"] == 2 and comparison["effect"] == 0.0
+    assert comparison["p"] == 1.0 and not comparison["finding"]
+    # Plain, the same observations would have been a finding.
+    plain = [Observation(o.kind, o.point, o.segment, o.outcome) for o in alike]
+    [finding] = drift(plain)["findings"]
+    assert finding["test"] == "fisher" and finding["effect"] == 0.24
+    # An EU that rejects more under both rules is found, with the difference within the rules as the effect.
+    stricter = tasks("EU", "strict", 100, 80) + tasks("US", "strict", 100, 50)
+    stricter += tasks("EU", "lenient", 100, 40) + tasks("US", "lenient", 100, 10)
+    [found] = drift(stricter)["findings"]
+    assert found["test"] == "cmh" and found["outcome"] in ("rejected", "approved") and abs(found["effect"]) == 0.3

@@ -173,3 +173,43 @@ def test_health_finds_a_step_that_misses_its_sla(container: Container, clock: Fa
     drain(container)
     [finding] = [f for f in container.insights.health(None, None)["findings"] if f["kind"] == "sla_breached"]
     assert finding["subject"] == "onboard@1 step kickoff" and finding["detail"] == "10 of 10 SLA clocks breached"
+
+
+RULED = """
+id: ruled-credit
+version: 1
+steps:
+  - id: approve
+    approval:
+      roles: [finance_controller]
+      rules:
+        - when: "run.input.amount > 1000"
+          roles: [finance_controller]
+        - when: "run.input.amount <= 1000"
+          roles: [finance_controller]
+    on_failure: continue
+"""
+
+
+def test_tasks_opened_by_different_approval_rules_are_compared_within_their_rule(
+    container: Container, clock: FakeClock, tmp_path: Path
+) -> None:
+    accounts(container)
+    publish(container, tmp_path, RULED, "ruled.yaml")
+    for n in range(40):
+        region = "eu" if n % 2 else "us"
+        container.automation.start(
+            "ruled-credit", {"account_id": f"{region}-{n % 5}", "amount": 5000 if n % 4 < 2 else 50}, actor="carol"
+        )
+    drain(container)
+    for i, task in enumerate(container.automation.tasks(limit=100)):
+        container.automation.decide(task["id"], approve=i % 3 != 0, by="fiona", comment="checked")
+    drain(container)
+    strata = {o.stratum for o in container.insights.observations("region", None, None) if o.kind == "task"}
+    assert strata == {"rule 0", "rule 1"}
+    [comparison] = [
+        c
+        for c in container.insights.drift("region", None, None)["comparisons"]
+        if c["point"] == "ruled-credit/approve" and c["measure"] == "share"
+    ]
+    assert comparison["test"] == "cmh" and comparison["strata"] == 2

@@ -205,6 +205,8 @@ def drift(
     for c in shown:
         if c["measure"] == "share":
             what = f"{c['outcome']} {c['value']:.0%} vs {c['rest_value']:.0%}"
+            if c.get("test") == "cmh":
+                what += f" (within {c['strata']} rules: {c['effect'] * 100:+.0f} points)"
         else:
             what = f"median {readable_hours(c['value'])} vs {readable_hours(c['rest_value'])}"
         rows.append(

@@ -11,7 +11,12 @@ as many (``against``; a segment with fewer is left out of both sides, so that wh
 blamed on a segment that can), on two measures:
 
 * ``share``: the outcome whose share differs most between the segment and the others, with Fisher's exact test on
-  that 2-by-2 table (two-sided); the point also gets a chi-square test of its whole segment-by-outcome table;
+  that 2-by-2 table (two-sided); the point also gets a chi-square test of its whole segment-by-outcome table. When
+  a point's observations fall into two or more *strata* (an approval task's rule: the same thresholds, so the same
+  kind of input), the segment is compared with the others within each stratum instead: the Cochran-Mantel-Haenszel
+  test, and the Mantel-Haenszel difference of the shares as the effect (``test`` says which; ``value`` and
+  ``rest_value`` stay the plain shares). A region whose credits are larger, and so go to a stricter rule more
+  often, is then not a finding for that alone;
 * ``median_hours``: the median duration of the segment and of the others, with the Mann-Whitney U test.
 
 Many comparisons are made at once, so a comparison's p-value is corrected (Bonferroni: times the number of
@@ -48,6 +53,9 @@ class Observation:
     segment: str
     outcome: str
     hours: float | None = None
+    stratum: str | None = None
+    """What makes observations comparable (an approval's rule); outcomes are compared within strata when a point has
+    two or more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,49 @@ Compare = Callable[[str, list[str]], dict[str, Any] | None]
 """Compares one segment with a pool of others; None when there is nothing to compare."""
 
 
-def _share_test(counts: dict[str, Counter[str]], outcomes: list[str]) -> Compare:
+def _mantel_haenszel(tables: list[tuple[int, int, int, int]]) -> tuple[float, float] | None:
+    """Cochran-Mantel-Haenszel test of 2-by-2 tables (a, b, c, d per stratum: the segment with and without the
+    outcome, the others with and without it), with the continuity correction; and the Mantel-Haenszel weighted
+    difference of the two shares. None when no stratum has both sides."""
+    deviation = variance = difference = weight = 0.0
+    for a, b, c, d in tables:
+        n1, n2, total = a + b, c + d, a + b + c + d
+        if n1 == 0 or n2 == 0:
+            continue
+        m1 = a + c
+        deviation += a - n1 * m1 / total
+        if total > 1:
+            variance += n1 * n2 * m1 * (total - m1) / (total * total * (total - 1))
+        difference += (a * n2 - c * n1) / total
+        weight += n1 * n2 / total
+    if weight == 0:
+        return None
+    from scipy.stats import chi2
+
+    p = 1.0 if variance == 0 else float(chi2.sf(max(0.0, abs(deviation) - 0.5) ** 2 / variance, 1))
+    return p, difference / weight
+
+
+def _share_test(
+    counts: dict[str, Counter[str]], outcomes: list[str], strata: dict[str, dict[str, Counter[str]]]
+) -> Compare:
+    """Fisher's exact test on the outcome whose share differs most; when the point's observations fall into two or
+    more strata (an approval's rule: the same thresholds, so the same kind of input), the Cochran-Mantel-Haenszel
+    test within strata instead, and the effect is the difference within strata."""
+    stratified = len({k for found in strata.values() for k in found}) >= 2
+
+    def within(segment: str, pool: list[str], outcome: str) -> tuple[float, float] | None:
+        keys = sorted({k for found in strata.values() for k in found})
+        tables = []
+        for key in keys:
+            mine = strata[segment].get(key, Counter())
+            rest = Counter[str]()
+            for other in pool:
+                rest.update(strata[other].get(key, Counter()))
+            a, c = mine[outcome], rest[outcome]
+            tables.append((a, sum(mine.values()) - a, c, sum(rest.values()) - c))
+        return _mantel_haenszel(tables)
+
     def compare(segment: str, pool: list[str]) -> dict[str, Any] | None:
         mine = counts[segment]
         rest = Counter[str]()
@@ -73,12 +123,18 @@ def _share_test(counts: dict[str, Counter[str]], outcomes: list[str]) -> Compare
         n_mine, n_rest = sum(mine.values()), sum(rest.values())
         if n_mine == 0 or n_rest == 0 or len(outcomes) < 2:
             return None
-        outcome = max(outcomes, key=lambda o: (abs(mine[o] / n_mine - rest[o] / n_rest), o))
-        table = [[mine[outcome], n_mine - mine[outcome]], [rest[outcome], n_rest - rest[outcome]]]
-        from scipy.stats import fisher_exact  # scipy.stats takes 0.6 s to import: only when a report is made
+        share_of = {o: (mine[o] / n_mine, rest[o] / n_rest) for o in outcomes}
+        adjusted = {o: within(segment, pool, o) for o in outcomes} if stratified else {}
+        if stratified and all(v is None for v in adjusted.values()):
+            return None
 
-        share, rest_share = mine[outcome] / n_mine, rest[outcome] / n_rest
-        return {
+        def gap(o: str) -> float:
+            found = adjusted.get(o)
+            return abs(found[1]) if found is not None else abs(share_of[o][0] - share_of[o][1])
+
+        outcome = max(outcomes, key=lambda o: (gap(o), o))
+        share, rest_share = share_of[outcome]
+        result = {
             "measure": "share",
             "outcome": outcome,
             "n": n_mine,
@@ -86,10 +142,24 @@ def _share_test(counts: dict[str, Counter[str]], outcomes: list[str]) -> Compare
             "value": share,
             "rest_value": rest_share,
             "effect": share - rest_share,
-            "p": float(fisher_exact(table)[1]),
+            "test": "fisher",
+            "strata": 1,
         }
+        found = adjusted.get(outcome)
+        if found is not None:
+            result.update(p=found[0], effect=found[1], test="cmh", strata=len(_strata_keys(strata)))
+            return result
+        table = [[mine[outcome], n_mine - mine[outcome]], [rest[outcome], n_rest - rest[outcome]]]
+        from scipy.stats import fisher_exact  # scipy.stats takes 0.6 s to import: only when a report is made
+
+        result["p"] = float(fisher_exact(table)[1])
+        return result
 
     return compare
+
+
+def _strata_keys(strata: dict[str, dict[str, Counter[str]]]) -> set[str]:
+    return {k for found in strata.values() for k in found}
 
 
 def _hours_test(hours: dict[str, list[float]]) -> Compare:
@@ -109,6 +179,8 @@ def _hours_test(hours: dict[str, list[float]]) -> Compare:
             "value": mine_median,
             "rest_value": rest_median,
             "effect": mine_median / rest_median if rest_median > 0 else math.inf,
+            "test": "mann-whitney",
+            "strata": 1,
             "p": float(mannwhitneyu(mine, others, alternative="two-sided").pvalue),
         }
 
@@ -192,16 +264,18 @@ def drift(observations: Iterable[Observation], settings: DriftSettings = DriftSe
     tests = 0
     for (kind, point), items in sorted(points.items()):
         counts: dict[str, Counter[str]] = defaultdict(Counter)
+        strata: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         hours: dict[str, list[float]] = defaultdict(list)
         for item in items:
             counts[item.segment][item.outcome] += 1
+            strata[item.segment][item.stratum or ""][item.outcome] += 1
             if item.hours is not None and math.isfinite(item.hours):
                 hours[item.segment].append(item.hours)
         segments = sorted(counts)
         outcomes = sorted({item.outcome for item in items})
         measures: list[tuple[dict[str, int], Compare]] = []
         if len(outcomes) >= 2:
-            measures.append(({s: sum(counts[s].values()) for s in segments}, _share_test(counts, outcomes)))
+            measures.append(({s: sum(counts[s].values()) for s in segments}, _share_test(counts, outcomes, strata)))
         if hours:
             measures.append(({s: len(hours.get(s, [])) for s in segments}, _hours_test(hours)))
         for sizes, _ in measures:

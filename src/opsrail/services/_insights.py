@@ -246,6 +246,7 @@ class InsightService:
                     segment(task),
                     task_outcome(task["decisions"] or []),
                     _hours(task["closed_at"], task["created_at"]),
+                    None if task.get("rule") is None else f"rule {task['rule']}",
                 )
             )
         for record in self.store.records(since, until):

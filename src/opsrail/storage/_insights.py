@@ -112,7 +112,8 @@ class SqlInsightStore:
 
     def closed_tasks(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """Tasks closed in the window: ``playbook_id``, ``step_id``, ``kind``, ``decisions``, ``created_at``,
-        ``closed_at``, ``account_id`` and ``segment`` (the run input's)."""
+        ``closed_at``, ``rule`` (the approval rule that opened it, if any), ``account_id`` and ``segment`` (the run
+        input's)."""
         query = (
             sa.select(
                 runs.c.playbook_id,
@@ -121,6 +122,7 @@ class SqlInsightStore:
                 tasks.c.decisions,
                 tasks.c.created_at,
                 tasks.c.closed_at,
+                tasks.c.context["rule"].label("rule"),
                 _RUN_ACCOUNT.label("account_id"),
                 _RUN_SEGMENT.label("segment"),
             )
