@@ -167,7 +167,9 @@ def conformance(
 @insights_app.command("drift")
 @handled
 def drift(
-    by: Annotated[Segment, typer.Option(help="the account segment to compare")] = Segment.region,
+    by: Annotated[
+        Segment, typer.Option(help="the segment to compare (an item's own, else its account's)")
+    ] = Segment.region,
     since: Since = None,
     until: Until = None,
     min_n: Annotated[int, typer.Option(help="observations a segment needs to be compared", min=2)] = 20,
