@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 from opsrail.web._charts import line_chart
 from opsrail.web._graph import GAP_X, NODE_W, PAD, Node, dag_svg, layout
@@ -89,3 +91,25 @@ def test_a_process_map_places_steps_by_their_place_in_the_runs_and_loops_back_ed
         "push → ■ end",
         "check → ■ end",
     }
+
+
+def test_the_insights_page_reuses_its_reports_for_twenty_seconds(monkeypatch: Any) -> None:
+    from opsrail.web import _insights
+
+    made: list[tuple[str, ...]] = []
+
+    def view(viewer: Any, window: str, by: str, playbook: str | None, order: str) -> dict[str, Any]:
+        made.append((window, by, str(playbook), order))
+        return {"n": len(made)}
+
+    monkeypatch.setattr(_insights, "_view", view)
+    monkeypatch.setattr(_insights, "_cache", {})
+    clock = [1000.0]
+    monkeypatch.setattr("opsrail.web._insights.time.monotonic", lambda: clock[0])
+    viewer = SimpleNamespace(container=object())
+    first = _insights._cached_view(viewer, "30d", "region", None, "ended")  # type: ignore[arg-type]
+    assert _insights._cached_view(viewer, "30d", "region", None, "ended") == first  # type: ignore[arg-type]
+    assert _insights._cached_view(viewer, "30d", "tier", None, "ended") != first  # type: ignore[arg-type]
+    clock[0] += 21
+    assert _insights._cached_view(viewer, "30d", "region", None, "ended") != first  # type: ignore[arg-type]
+    assert len(made) == 3

@@ -3,6 +3,8 @@ one playbook's variants and process map (the same reports as ``opsrail insights`
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -21,6 +23,26 @@ router = console_router()
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "all": None}
 SEGMENTS = ("region", "channel", "tier")
+
+
+_CACHE_SECONDS = 20.0
+_cache: dict[tuple[int, str, str, str | None, str], tuple[float, dict[str, Any]]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached_view(viewer: Viewer, window: str, by: str, playbook: str | None, order: str) -> dict[str, Any]:
+    """:func:`_view`, kept for 20 s: three reports read the window's runs, and many people may open this page."""
+    key = (id(viewer.container), window, by, playbook, order)
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None and time.monotonic() - found[0] < _CACHE_SECONDS:
+            return found[1]
+    view = _view(viewer, window, by, playbook, order)
+    with _cache_lock:
+        if len(_cache) > 64:
+            _cache.clear()
+        _cache[key] = (time.monotonic(), view)
+    return view
 
 
 def _view(viewer: Viewer, window: str, by: str, playbook: str | None, order: str) -> dict[str, Any]:
@@ -54,7 +76,7 @@ async def insights_page(
     playbook: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
     order: Annotated[str, Query(pattern=r"^(ended|playbook)$")] = "ended",
 ) -> Response:
-    view = await run_in_threadpool(_view, viewer, window, by, playbook or None, order)
+    view = await run_in_threadpool(_cached_view, viewer, window, by, playbook or None, order)
     return render(
         "insights.html",
         {
