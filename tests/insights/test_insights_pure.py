@@ -194,6 +194,14 @@ def test_psi_and_health_findings() -> None:
         decisions=[
             {"name": "credit-tier", "source": "table", "records": 40, "settled": {"accepted": 20, "overridden": 10}},
             {
+                # Overridden 1 time in 10 at first, then 5 in 10: the rules stopped fitting.
+                "name": "discount-band",
+                "source": "table",
+                "records": 60,
+                "settled": {"accepted": 42, "overridden": 18},
+                "against": [i % 10 == 0 for i in range(30)] + [i % 2 == 0 for i in range(30)],
+            },
+            {
                 "name": "incident-topic",
                 "source": "model",
                 "records": 400,
@@ -262,8 +270,13 @@ def test_psi_and_health_findings() -> None:
         ("step_retried", "onboard@3 step provision"),
         ("fallback_used", "onboard@3 step ticket"),
         ("sla_breached", "onboard@3 step wait"),
+        ("overrides_rising", "discount-band"),
+        ("decision_overridden", "discount-band"),
     }
     assert health(inputs)["findings"][0]["severity"] == "warning"
+    # The same overrides spread evenly over time are no rise.
+    inputs.decisions[1]["against"] = [i % 10 in (0, 3, 6) for i in range(60)]
+    assert "overrides_rising" not in {f["kind"] for f in health(inputs)["findings"]}
 
 
 @pytest.mark.parametrize("bad", [{"min_n": 1}, {"alpha": 0.0}, {"min_difference": 1.0}, {"min_ratio": 0.5}])

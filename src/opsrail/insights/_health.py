@@ -7,6 +7,10 @@ items it rests on, a severity (``warning``: something is likely wrong; ``info``:
     a rule of a decision table's version matched none of that version's records (at least ``min_records``);
 ``decision_overridden``
     people overrode (or rejected) at least ``max_override_rate`` of a decision's settled records;
+``overrides_rising``
+    people settle the newer half of a decision's settled records (at least ``min_records`` each) against it more
+    often than the older half: at least ``min_rise`` more, and a one-sided Fisher test under ``alpha``: the table or
+    model no longer fits what people decide (model drift seen in outcomes);
 ``confidence_shift``
     a model's confidence moved between the older and the newer half of its records (at least ``min_half`` records
     each): population stability index (10 bins over 0-1) at least ``min_psi`` and a two-sample Kolmogorov-Smirnov
@@ -48,6 +52,7 @@ class HealthSettings:
     min_psi: float = 0.2
     min_half: int = 50
     alpha: float = 0.01
+    min_rise: float = 0.15
     max_failure_rate: float = 0.2
     max_retry_rate: float = 0.5
     max_fallback_rate: float = 0.2
@@ -65,7 +70,8 @@ class HealthInputs:
     ``records``, ``hits`` (rule id to the records it matched)."""
     decisions: list[dict[str, Any]] = field(default_factory=list)
     """Per decision: ``name``, ``source`` (table or model), ``records``, ``settled`` (status to count),
-    ``confidences`` (in time order, models only)."""
+    ``against`` (for each settled record in time order, whether it was overridden or rejected), ``confidences`` (in
+    time order, models only)."""
     catalog: list[str] = field(default_factory=list)
     """Every published decision table and registered model."""
     versions: list[dict[str, Any]] = field(default_factory=list)
@@ -171,6 +177,7 @@ def _decisions(inputs: HealthInputs, settings: HealthSettings) -> list[dict[str,
                     against / total,
                 )
             )
+        found += _overrides_rising(decision, settings)
         confidences = [c for c in decision.get("confidences", []) if c is not None and math.isfinite(c)]
         half = len(confidences) // 2
         if half >= settings.min_half:
@@ -193,6 +200,37 @@ def _decisions(inputs: HealthInputs, settings: HealthSettings) -> list[dict[str,
                     )
                 )
     return found
+
+
+def _overrides_rising(decision: dict[str, Any], settings: HealthSettings) -> list[dict[str, Any]]:
+    """People settle the newer half of a decision's records against it more often than the older half."""
+    sequence = [bool(x) for x in decision.get("against", [])]
+    half = len(sequence) // 2
+    if half < settings.min_records:
+        return []
+    older, newer = sequence[:half], sequence[half:]
+    older_rate, newer_rate = sum(older) / len(older), sum(newer) / len(newer)
+    if newer_rate - older_rate < settings.min_rise:
+        return []
+    from scipy.stats import fisher_exact
+
+    table = [[sum(newer), len(newer) - sum(newer)], [sum(older), len(older) - sum(older)]]
+    if float(fisher_exact(table, alternative="greater")[1]) >= settings.alpha:
+        return []
+    return [
+        _finding(
+            "overrides_rising",
+            decision["name"],
+            f"people overrode or rejected {newer_rate:.0%} of the newer {len(newer)} settled records, against "
+            f"{older_rate:.0%} of the older {len(older)}",
+            len(sequence),
+            "warning",
+            "the "
+            + ("rules no longer fit" if decision["source"] == "table" else "model no longer fits")
+            + " what people decide: look at the recent overrides (`opsrail decisions records list --overridden`)",
+            newer_rate - older_rate,
+        )
+    ]
 
 
 def _steps(inputs: HealthInputs, settings: HealthSettings) -> list[dict[str, Any]]:

@@ -373,11 +373,20 @@ class InsightService:
         for record in self.store.records(since, until):
             name = record["decision"]
             decision = decisions.setdefault(
-                name, {"name": name, "source": record["source"], "records": 0, "settled": Counter(), "confidences": []}
+                name,
+                {
+                    "name": name,
+                    "source": record["source"],
+                    "records": 0,
+                    "settled": Counter(),
+                    "against": [],
+                    "confidences": [],
+                },
             )
             decision["records"] += 1
             if record["status"] in SETTLED:
                 decision["settled"][record["status"]] += 1
+                decision["against"].append(record["status"] != "accepted")
             if record["source"] == "model" and record["confidence"] is not None:
                 decision["confidences"].append(float(record["confidence"]))
             if record["source"] == "table" and record["version"] is not None:
