@@ -4,7 +4,7 @@ Fills a fresh SQLite store through the engine: ``--runs`` runs of a four-step pl
 that runs (and fails) in a seventh of the runs, a quarter of APAC's (the inputs spread over three regions), and
 ``--tasks`` runs of a playbook with an approval, decided through the service (the EU's rejected more often).
 Then times each report over the whole store (median of ``--repeat``).
-Usage: python -m bench.insights [--runs 20000] [--tasks 2000]
+Usage: python -m bench.insights [--runs 20000] [--tasks 2000] [--database-url postgresql://…]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench._servers import scratch_database
 from opsrail.settings import Settings
 from opsrail.wiring import Container, build
 
@@ -69,9 +70,9 @@ def drain(container: Container) -> None:
     asyncio.run(go())
 
 
-def fill(home: Path, runs: int, tasks: int) -> float:
+def fill(home: Path, runs: int, tasks: int, database_url: str | None = None) -> float:
     started = time.perf_counter()
-    container = build(Settings(home=home), migrate=True)
+    container = build(Settings(home=home, database_url=database_url), migrate=True)
     container.directory.put_user("fiona", ["finance_controller"], "bench")
     for name, text in (("flow.yaml", FLOW), ("credit.yaml", APPROVAL)):
         (home / name).write_text(text)
@@ -109,11 +110,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--tasks", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL URL that may create databases (a scratch one is made); default SQLite"
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="opsrail-insights-") as folder:
+    with tempfile.TemporaryDirectory(prefix="opsrail-insights-") as folder, scratch_database(args.database_url) as url:
         home = Path(folder)
-        fill_seconds = fill(home, args.runs, args.tasks)
-        container = build(Settings(home=home))
+        fill_seconds = fill(home, args.runs, args.tasks, url)
+        container = build(Settings(home=home, database_url=url))
         insights = container.insights
         reports: dict[str, Callable[[], Any]] = {
             "process": lambda: insights.process("provision", None, None),
@@ -121,7 +125,11 @@ def main() -> None:
             "drift": lambda: insights.drift("region", None, None),
             "health": lambda: insights.health(None, None),
         }
-        figures: dict[str, Any] = {"runs": args.runs + args.tasks, "fill_seconds": round(fill_seconds, 1)}
+        figures: dict[str, Any] = {
+            "store": "postgresql" if url else "sqlite",
+            "runs": args.runs + args.tasks,
+            "fill_seconds": round(fill_seconds, 1),
+        }
         for name, action in reports.items():
             seconds, result = timed(action, args.repeat)
             figures[f"{name}_seconds"] = round(seconds, 3)
