@@ -61,6 +61,7 @@ def test_the_demo_shows_the_whole_loop_within_90_seconds(tmp_path: Path) -> None
         first_screen = log.read_text()
         assert "Opsrail demo" in first_screen and "Try:" in first_screen
         assert "drift          one segment behaves differently (region=EU:" in first_screen
+        assert "opsrail insights drift" in first_screen
         assert '"level":"info"' not in first_screen  # the first screen is not buried in logs
         _console_tour(url, first_screen, runs)
     finally:

@@ -181,6 +181,7 @@ def first_screen(demo: Demo, url: str) -> str:
         "  opsrail runs list && opsrail runs show <RUN>                               # a run's steps and timeline",
         "  opsrail decisions records list                                          # every decision, its confidence",
         "  opsrail tasks approve <TASK> --as fiona --comment 'credit ok'            # or approve from the CLI",
+        "  opsrail insights drift && opsrail insights health                        # where a region differs; debt",
         "  opsrail audit verify --as aude && opsrail connectors list",
         "",
         *demo.notes,
