@@ -3,7 +3,8 @@
 Fills a fresh SQLite store through the engine: ``--runs`` runs of a four-step playbook with a branch and a step
 that runs (and fails) in a seventh of the runs, a quarter of APAC's (the inputs spread over three regions), and
 ``--tasks`` runs of a playbook with an approval, decided through the service (the EU's rejected more often).
-Then times each report over the whole store (median of ``--repeat``).
+Then times each report over the whole store (median of ``--repeat``), and the export of every run as an event log
+in each format (once each; the file's size, and the seconds ``read_event_log`` takes to read it back).
 Usage: python -m bench.insights [--runs 20000] [--tasks 2000] [--database-url postgresql://…]
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._servers import scratch_database
+from opsrail.ml import read_event_log
 from opsrail.settings import Settings
 from opsrail.wiring import Container, build
 
@@ -144,6 +146,20 @@ def main() -> None:
                 ]
             else:
                 figures["health"] = [f"{f['kind']} {f['subject']}" for f in result["findings"]]
+        for name in ("runs.csv.gz", "runs.xes.gz", "runs.parquet"):
+            path = home / name
+            written = insights.export_log(path, None, None)
+            started = time.perf_counter()
+            log = read_event_log(path)
+            read_seconds = time.perf_counter() - started
+            assert (len(log.cases), log.n_events) == (written["runs"], written["events"])
+            figures[f"export_{name}"] = {
+                "seconds": written["seconds"],
+                "runs": written["runs"],
+                "events": written["events"],
+                "megabytes": round(written["bytes"] / 1e6, 2),
+                "read_back_seconds": round(read_seconds, 2),
+            }
         container.close()
     print(json.dumps(figures, indent=2))
 

@@ -100,3 +100,5 @@ def _console_tour(url: str, first_screen: str, runs: list[dict[str, Any]]) -> No
         insights = browser.get("/insights", params={"playbook": finished["playbook"], "window": "24h"})
         assert insights.status_code == 200 and "Conformance to the pinned playbook version" in insights.text
         assert '<svg class="dag pmap"' in insights.text
+        # A Sev1 run has asked the topic model: the model's card has a row.
+        assert 'href="/decisions/catalog/incident-topic">incident-topic</a>' in insights.text

@@ -90,6 +90,8 @@ ROUTES = [
     ("GET", "/v1/insights/conformance"),
     ("GET", "/v1/insights/drift"),
     ("GET", "/v1/insights/health"),
+    ("GET", "/v1/insights/models"),
+    ("GET", "/v1/insights/log"),
 ]
 NOT_FUZZED = {("GET", "/v1/stream")}
 """The change stream never ends by design (tests/api/test_runs_http.py reads it)."""

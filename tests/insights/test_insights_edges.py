@@ -100,3 +100,67 @@ def test_the_api_answers_the_same_and_refuses_bad_input(server: Server) -> None:
         assert reader.get("/v1/insights/health").status_code == 200
     with server.client("opsr_not-a-token") as stranger:
         assert stranger.get("/v1/insights/health").status_code == 401
+
+
+def test_the_cli_exports_the_runs_and_a_model_trains_on_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    filled(tmp_path)
+    monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
+    run = CliRunner()
+    path = tmp_path / "runs.csv.gz"
+    done = run.invoke(app, ["insights", "export", str(path)])
+    assert done.exit_code == 0, done.output
+    assert f"wrote 60 run(s) and 180 event(s) to {path} (csv, gzip;" in done.stdout
+    assert f"opsrail models train next-activity --log {path}" in done.stdout
+    again = run.invoke(app, ["insights", "export", str(path)])
+    assert again.exit_code == 2 and f"{path} exists" in again.stderr and "--force" in again.stderr
+    written = json.loads(run.invoke(app, ["insights", "export", str(path), "--force", "--json"]).stdout)
+    assert (written["runs"], written["events"], written["format"], written["gzip"]) == (60, 180, "csv", True)
+    helped = run.invoke(app, ["insights", "export", "--help"])
+    assert "[default: from the file name]" in helped.stdout  # help texts are not read as markup
+    unnamed = run.invoke(app, ["insights", "export", str(tmp_path / "runs.log")])
+    assert unnamed.exit_code == 2 and "cannot tell the format" in unnamed.stderr
+    as_xes = json.loads(
+        run.invoke(app, ["insights", "export", str(tmp_path / "runs.log"), "--format", "xes", "--json"]).stdout
+    )
+    assert as_xes["format"] == "xes" and (tmp_path / "runs.log").read_text().startswith("<?xml")
+    # The exported log trains a model with no column options (the trainer's defaults are the export's columns).
+    trained = run.invoke(app, ["models", "train", "remaining-time", "--log", str(path), "--json"])
+    assert trained.exit_code == 0, trained.output
+    model = json.loads(trained.stdout)
+    assert model["columns"] == {"case": "case:concept:name", "activity": "concept:name", "timestamp": "time:timestamp"}
+    # How a run ended is never a feature: a prefix of an open run cannot know it.
+    assert not any("outcome:" in name for name in model["params"]["attributes"])
+
+
+def test_the_api_serves_the_event_log_file(server: Server, tmp_path: Path) -> None:
+    from opsrail.ml import read_event_log
+
+    with server.client() as client:
+        answer = client.get("/v1/insights/log", params={"format": "xes", "gzip": "true"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/gzip"
+        assert 'filename="runs.xes.gz"' in answer.headers["content-disposition"]
+        assert (answer.headers["x-opsrail-runs"], answer.headers["x-opsrail-events"]) == ("60", "180")
+        (tmp_path / "runs.xes.gz").write_bytes(answer.content)
+        assert len(read_event_log(tmp_path / "runs.xes.gz").cases) == 60
+        parquet = client.get("/v1/insights/log", params={"format": "parquet", "playbook": "credit-check"})
+        assert parquet.headers["content-type"] == "application/vnd.apache.parquet"
+        assert parquet.content[:4] == b"PAR1"
+        csv = client.get("/v1/insights/log", params={"since": "2026-01-06"})
+        assert csv.headers["content-type"].startswith("text/csv") and csv.text.count("\n") == 1
+        missing = client.get("/v1/insights/log", params={"playbook": "nope"})
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        assert client.get("/v1/insights/log", params={"format": "json"}).status_code in (400, 422)
+    with server.client("opsr_not-a-token") as stranger:
+        assert stranger.get("/v1/insights/log").status_code == 401
+
+
+def test_the_api_reports_models_in_production(server: Server) -> None:
+    with server.client() as client:
+        empty = client.get("/v1/insights/models", params={"by": "tier", "min_bin": 5})
+        assert empty.status_code == 200, empty.text
+        assert empty.json()["models"] == [] and empty.json()["window"]["settings"]["min_bin"] == 5
+        missing = client.get("/v1/insights/models", params={"decision": "nope"})
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        bad = client.get("/v1/insights/models", params={"by": "team"})
+        assert bad.status_code in (400, 422) and bad.headers["content-type"] == "application/problem+json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -294,7 +295,12 @@ def test_the_insights_page_shows_drift_health_conformance_and_a_playbook_s_varia
     client = signed_in(console, "olive")
     page = client.get("/insights", params={"window": "all"})
     assert page.status_code == 200
-    for heading in ("Drift by region", "Automation health", "Conformance to the pinned playbook version"):
+    for heading in (
+        "Drift by region",
+        "Automation health",
+        "Models in production",
+        "Conformance to the pinned playbook version",
+    ):
         assert heading in page.text
     assert 'href="/insights?playbook=console-credit' in page.text  # a row per playbook version with runs
     variants = client.get("/insights", params={"window": "all", "playbook": "console-credit", "by": "tier"})
@@ -306,6 +312,33 @@ def test_the_insights_page_shows_drift_health_conformance_and_a_playbook_s_varia
     assert client.get("/insights", params={"order": "sideways"}).status_code == 400
     unknown = client.get("/insights", params={"window": "all", "playbook": "console-credti"})
     assert unknown.status_code == 200 and "no playbook &#39;console-credti&#39;" in unknown.text
+
+
+def test_the_insights_page_offers_the_window_s_runs_as_an_event_log(console: Console, tmp_path: Path) -> None:
+    from opsrail.ml import read_event_log
+
+    run_id = console.start_credit("olive", 1200.0, account="umbrella")
+    console.task_of(run_id)
+    client = signed_in(console, "olive")
+    page = client.get("/insights", params={"window": "all", "playbook": "console-credit"})
+    assert '<a href="/insights/log?format=xes&amp;window=all&amp;playbook=console-credit" download>XES</a>' in page.text
+    for fmt, media, suffix in (
+        ("xes", "application/gzip", ".xes.gz"),
+        ("csv", "application/gzip", ".csv.gz"),
+        ("parquet", "application/vnd.apache.parquet", ".parquet"),
+    ):
+        answer = client.get("/insights/log", params={"format": fmt, "window": "all", "playbook": "console-credit"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == media
+        assert f'filename="opsrail-console-credit-all{suffix}"' in answer.headers["content-disposition"]
+        path = tmp_path / f"log{suffix}"
+        path.write_bytes(answer.content)
+        [case] = [c for c in read_event_log(path).cases if c.case_id == run_id]
+        assert case.attributes["case:playbook"] == "console-credit"
+    assert client.get("/insights/log", params={"format": "json"}).status_code == 400
+    assert client.get("/insights/log", params={"playbook": "console-credti"}).status_code == 404
+    # Signed out: to the sign-in page, as every console page.
+    assert httpx.get(f"{console.url}/insights/log", follow_redirects=False).status_code == 303
 
 
 def _publish_on_console(admin: httpx.Client, document: str) -> str:

@@ -1,15 +1,18 @@
-"""Routes for insights: process maps and variants, conformance, drift between segments, automation health
-(definitions in ``opsrail.services._insights`` and ``opsrail.insights``)."""
+"""Routes for insights: process maps and variants, conformance, drift between segments, automation health, and
+the runs as an event log file (definitions in ``opsrail.services._insights`` and ``opsrail.insights``)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from opsrail.api._auth import PLAIN_TEXT, container_of, requires
 from opsrail.api._kpis import Moment
@@ -109,3 +112,68 @@ async def health(
     until: Moment = None,
 ) -> Response:
     return await _answer(request, since, until, lambda s, start, end: s.health(start, end))
+
+
+@router.get(
+    "/v1/insights/models",
+    summary="Model monitoring: routes, confidence, how people settled the answers, calibration in production",
+)
+async def models(
+    request: Request,
+    _who: Annotated[Principal, Depends(requires("run.read"))],
+    decision: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
+    by: Annotated[Literal["region", "channel", "tier"], Query()] = "region",
+    since: Moment = None,
+    until: Moment = None,
+    min_bin: Annotated[int, Query(ge=2, le=1_000_000)] = 20,
+    min_gap: Annotated[float, Query(ge=0.0, le=1.0)] = 0.10,
+    alpha: Annotated[float, Query(gt=0.0, lt=1.0)] = 0.01,
+) -> Response:
+    from opsrail.insights import MonitoringSettings
+
+    settings = MonitoringSettings(min_bin=min_bin, min_gap=min_gap, alpha=alpha)
+    return await _answer(
+        request, since, until, lambda s, start, end: s.models(start, end, by=by, decision=decision, settings=settings)
+    )
+
+
+@router.get(
+    "/v1/insights/log",
+    summary="The runs started in the window as an event log file: CSV, XES or Parquet (a case a run, an event a "
+    "step end)",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "the event log file",
+            "content": {
+                "text/csv": {},
+                "application/xml": {},
+                "application/vnd.apache.parquet": {},
+                "application/gzip": {},
+            },
+        }
+    },
+)
+async def event_log(
+    request: Request,
+    _who: Annotated[Principal, Depends(requires("run.read"))],
+    fmt: Annotated[Literal["csv", "xes", "parquet"], Query(alias="format", description="the file's format")] = "csv",
+    gzip: Annotated[bool, Query(description="gzip the CSV or XES file")] = False,
+    playbook: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
+    since: Moment = None,
+    until: Moment = None,
+) -> Response:
+    service: InsightService = container_of(request).insights
+
+    def run() -> tuple[FilePath, dict[str, Any]]:
+        start, end = service.window(since, until)
+        return service.export_log_file(fmt, gzip, start, end, playbook_id=playbook)
+
+    path, written = await run_in_threadpool(run)
+    return FileResponse(
+        path,
+        media_type=written["media_type"],
+        filename=path.name,
+        headers={"X-Opsrail-Runs": str(written["runs"]), "X-Opsrail-Events": str(written["events"])},
+        background=BackgroundTask(shutil.rmtree, path.parent, ignore_errors=True),
+    )

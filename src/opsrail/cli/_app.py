@@ -36,6 +36,7 @@ app = typer.Typer(
     help="Opsrail: governed AI operations for SaaS service delivery and escalations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts say "[default: …]"; Rich markup would take that for a tag and drop it
     add_completion=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)

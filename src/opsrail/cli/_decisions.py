@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import getpass
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,11 +11,9 @@ from typing import Annotated, Any
 import orjson
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from opsrail.cli._common import JsonFlag, handled, opened
-from opsrail.cli._output import emit_json, json_object, plain, short_time, table
+from opsrail.cli._output import emit_json, json_object, plain, progress_bar, short_time, table
 from opsrail.model import InvalidInput
 
 decisions_app = typer.Typer(help="Decision tables, decision policies and decision records.", no_args_is_help=True)
@@ -384,28 +380,6 @@ def decisions_override(
 _DURATION = TypeAdapter(timedelta)
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield lambda stage, fraction: None
-        return
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("starting", total=1.0)
-
-        def report(stage: str, fraction: float) -> None:
-            bar.update(task, description=stage, completed=max(0.0, min(1.0, fraction)))
-
-        yield report
-
-
 def _target(value: str | None) -> dict[str, Any]:
     if value is None:
         return {}
@@ -428,7 +402,7 @@ _SPLITS = ("tax2017", "temporal", "kfold")
 def models_train(
     task: Annotated[str, typer.Argument(help="text-classifier, next-activity, remaining-time or sla-breach")],
     data: Annotated[Path | None, typer.Option("--data", help="CSV of labelled texts (gzip allowed)")] = None,
-    log: Annotated[Path | None, typer.Option("--log", help="event log, CSV or XES (gzip allowed)")] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="event log: CSV or XES (gzip allowed), or Parquet")] = None,
     text: Annotated[str | None, typer.Option(help="text column (text-classifier)")] = None,
     label: Annotated[str | None, typer.Option(help="label column (text-classifier)")] = None,
     case: Annotated[str | None, typer.Option(help="case id column [XES: case:concept:name]")] = None,
@@ -463,7 +437,7 @@ def models_train(
         "target_precision": target_precision,
         **_target(target),
     }
-    with opened(action="decision.publish", actor=actor) as container, _progress(not json) as progress:
+    with opened(action="decision.publish", actor=actor) as container, progress_bar(not json) as progress:
         info = container.decisions.train_model(
             task, source, options, name=name, by=actor or getpass.getuser(), progress=progress
         )
@@ -482,7 +456,7 @@ def models_evaluate(
     json: JsonFlag = False,
 ) -> None:
     """Score a file with a registered model."""
-    with opened(action="decision.read") as container, _progress(not json) as progress:
+    with opened(action="decision.read") as container, progress_bar(not json) as progress:
         figures = container.decisions.evaluate_model(model, data, version=version, progress=progress)
     if json:
         emit_json(plain(figures))

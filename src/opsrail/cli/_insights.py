@@ -4,6 +4,7 @@ segments and automation health (see ``opsrail.services._insights`` and ``opsrail
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -259,3 +260,146 @@ def health(since: Since = None, until: Until = None, json: JsonFlag = False) -> 
         empty="nothing to report in the window",
         optional=("what to do",),
     )
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+@insights_app.command("models")
+@handled
+def models(
+    decision: Annotated[str | None, typer.Argument(help="one model-backed decision [default: all]")] = None,
+    by: Annotated[Segment, typer.Option(help="the segment to split each model's records by")] = Segment.region,
+    since: Since = None,
+    until: Until = None,
+    min_bin: Annotated[int, typer.Option(help="settled records a confidence group needs to be judged", min=2)] = 20,
+    min_gap: Annotated[
+        float, typer.Option(help="how far agreement must fall under confidence to be a finding", min=0.0, max=1.0)
+    ] = 0.10,
+    alpha: Annotated[float, typer.Option(help="significance after the Bonferroni correction", min=0.0, max=1.0)] = 0.01,
+    json: JsonFlag = False,
+) -> None:
+    """Model monitoring: how each model version decides in production (acted, sent to review), its confidence, how
+    people settled the answers they saw (per week and per segment), and calibration in production: whether people
+    accept as many of its answers as its confidence claims."""
+    from opsrail.insights import MonitoringSettings
+
+    settings = MonitoringSettings(min_bin=min_bin, min_gap=min_gap, alpha=alpha)
+    with opened(action="run.read") as container:
+        start, end = container.insights.window(since, until)
+        report = container.insights.models(start, end, by=by.value, decision=decision, settings=settings)
+    if json:
+        emit_json(report)
+        return
+    table(
+        "Models in production",
+        ["model", "version", "records", "acted", "routes", "median confidence", "settled", "agreement (95%)", "ECE"],
+        [
+            (
+                m["decision"],
+                m["version"],
+                m["records"],
+                _share(m["acted_share"]),
+                ", ".join(f"{k} {v}" for k, v in m["routes"].items()),
+                _number(m["median_confidence"], 2),
+                ", ".join(f"{k} {v}" for k, v in m["settled"].items()) or "none",
+                "-"
+                if m["agreement"] is None
+                else f"{m['agreement']:.0%} ({m['agreement_interval'][0]:.0%}-{m['agreement_interval'][1]:.0%})",
+                _number(m["calibration_error"], 2),
+            )
+            for m in report["models"]
+        ],
+        empty="no model-backed decision was made in the window (`opsrail models list` names the models)",
+        optional=("routes", "ECE"),
+    )
+    for m in report["models"]:
+        if m["calibration"]:
+            table(
+                f"Calibration of {m['decision']} v{m['version']} (settled records)",
+                ["confidence", "n", "mean confidence", "people accepted", "gap"],
+                [
+                    (
+                        f"{g['from']:g}-{g['to']:g}",
+                        g["n"],
+                        f"{g['mean_confidence']:.0%}",
+                        f"{g['agreement']:.0%}",
+                        f"{g['gap'] * 100:+.0f} points",
+                    )
+                    for g in m["calibration"]
+                ],
+            )
+        if len(m["segments"]) > 1:
+            table(
+                f"{m['decision']} v{m['version']} by {by.value}",
+                [by.value, "records", "acted", "median confidence", "agreement"],
+                [
+                    (
+                        name,
+                        seg["records"],
+                        _share(seg["acted_share"]),
+                        _number(seg["median_confidence"], 2),
+                        _share(seg["agreement"]),
+                    )
+                    for name, seg in m["segments"].items()
+                ],
+            )
+    for finding in report["findings"]:
+        typer.echo(
+            f"{finding['decision']} v{finding['version']}: {finding['detail']} (corrected p "
+            f"{finding['p_corrected']:.2g}); {finding['hint']}"
+        )
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
+
+
+class LogFormat(StrEnum):
+    csv = "csv"
+    xes = "xes"
+    parquet = "parquet"
+
+
+@insights_app.command("export")
+@handled
+def export(
+    file: Annotated[Path, typer.Argument(help="where to write: .csv, .csv.gz, .xes, .xes.gz or .parquet")],
+    playbook: Annotated[str | None, typer.Option(help="only this playbook's runs [default: all]")] = None,
+    since: Since = None,
+    until: Until = None,
+    fmt: Annotated[LogFormat | None, typer.Option("--format", help="the format [default: from the file name]")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace the file if it exists")] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Write the runs started in the window as an event log (a case a run, an event a step end, oldest run first)
+    for process-mining tools, or to train a model on: `opsrail models train next-activity --log FILE`."""
+    from opsrail.cli._output import progress_bar
+
+    with opened(action="run.read") as container, progress_bar(not json) as progress:
+        start, end = container.insights.window(since, until)
+        written = container.insights.export_log(
+            file,
+            start,
+            end,
+            playbook_id=playbook,
+            fmt=fmt.value if fmt else None,
+            overwrite=force,
+            progress=progress,
+        )
+    if json:
+        emit_json(written)
+        return
+    typer.echo(
+        f"wrote {written['runs']:,} run(s) and {written['events']:,} event(s) to {written['path']} "
+        f"({written['format']}{', gzip' if written['gzip'] else ''}; {_size(written['bytes'])}) "
+        f"in {written['seconds']:.1f} s"
+    )
+    if written["runs_without_step_ends"]:
+        typer.echo(f"({written['runs_without_step_ends']:,} run(s) had no step end yet and are not in the log)")
+    if written["runs"]:
+        typer.echo(f"train on it: opsrail models train next-activity --log {written['path']}")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from rich import box
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from opsrail.model import InvalidInput
@@ -149,3 +151,26 @@ def fail(message: str, hint: str | None = None) -> None:
 
 def short_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(sep=" ", timespec="seconds").replace("+00:00", "Z")  # year 1 as 0001
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Any]:
+    """A progress bar on stderr fed by ``report(stage, fraction)``; nothing when not ``enabled`` (``--json``)."""
+    if not enabled:
+        yield lambda stage, fraction: None
+        return
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=1.0)
+
+        def report(stage: str, fraction: float) -> None:
+            bar.update(task, description=stage, completed=max(0.0, min(1.0, fraction)))
+
+        yield report

@@ -294,10 +294,19 @@ class _Machine:
             if state.waiting_for == "review":
                 self.reviewed(step, state, signal)
             elif signal.approved:
-                self.succeed(step, state, {"approved": True, "by": list(signal.by), "comment": signal.comment})
+                self.succeed(
+                    step,
+                    state,
+                    {"approved": True, "by": list(signal.by), "comment": signal.comment},
+                    actor=", ".join(signal.by),
+                )
             else:
                 self.fail(
-                    step, state, f"rejected by {', '.join(signal.by)}: {signal.comment or 'no reason'}", retryable=False
+                    step,
+                    state,
+                    f"rejected by {', '.join(signal.by)}: {signal.comment or 'no reason'}",
+                    retryable=False,
+                    actor=", ".join(signal.by),
                 )
 
     def control(self, signal: Control) -> None:
@@ -409,13 +418,17 @@ class _Machine:
         by = list(signal.by)
         if signal.value is not None:
             self.log(state.id, "decision.overridden", by=by, comment=signal.comment)
-            self.succeed(step, state, signal.value)
+            self.succeed(step, state, signal.value, actor=", ".join(by))
         elif signal.approved:
             self.log(state.id, "decision.accepted", by=by)
-            self.succeed(step, state, state.output)
+            self.succeed(step, state, state.output, actor=", ".join(by))
         else:
             self.fail(
-                step, state, f"decision rejected by {', '.join(by)}: {signal.comment or 'no reason'}", retryable=False
+                step,
+                state,
+                f"decision rejected by {', '.join(by)}: {signal.comment or 'no reason'}",
+                retryable=False,
+                actor=", ".join(by),
             )
 
     def timer(self, step: Step, state: StepState) -> None:
@@ -442,7 +455,8 @@ class _Machine:
 
     # -- outcomes --------------------------------------------------------------------------------------
 
-    def succeed(self, step: Step, state: StepState, result: Any) -> None:
+    def succeed(self, step: Step, state: StepState, result: Any, *, actor: str | None = None) -> None:
+        """The step succeeded with ``result``; ``actor``: the people who decided its task, if it had one."""
         output = result
         if step.outputs:
             context = self.context(result=result)
@@ -454,7 +468,7 @@ class _Machine:
         self.set(
             state, status="succeeded", output=output, error=None, due_at=None, waiting_for=None, finished_at=self.now
         )
-        self.log(state.id, "step.succeeded", attempt=state.attempt)
+        self.log(state.id, "step.succeeded", attempt=state.attempt, **({"actor": actor} if actor else {}))
         if state.activated_by:
             origin = self.run.steps[state.activated_by]
             origin_step = self.playbook.step(origin.id)
@@ -464,7 +478,7 @@ class _Machine:
             else:
                 self.set(origin, recovered_by=state.id)
 
-    def fail(self, step: Step, state: StepState, error: str, *, retryable: bool) -> None:
+    def fail(self, step: Step, state: StepState, error: str, *, retryable: bool, actor: str | None = None) -> None:
         attempts = step.retry.attempts if step.retry else 1
         if retryable and state.attempt < attempts and step.kind in ("action", "decide", "notify"):
             assert step.retry is not None
@@ -475,7 +489,7 @@ class _Machine:
             )
             return
         self.set(state, status="failed", error=error, due_at=None, waiting_for=None, finished_at=self.now)
-        self.log(state.id, "step.failed", attempt=state.attempt, error=error)
+        self.log(state.id, "step.failed", attempt=state.attempt, error=error, **({"actor": actor} if actor else {}))
         if state.activated_by:
             # A handler that fails ends the run: there is nothing left to fall back on.
             self.finish("failed", f"handler {state.id} failed: {error}")

@@ -13,6 +13,7 @@ from opsrail.ml._types import Prediction, Progress, TrainedModel, no_progress
 
 if TYPE_CHECKING:
     from opsrail.ml._eventlog import EventLog, EventLogError, read_event_log
+    from opsrail.ml._eventlog_writer import format_of, writing_event_log
     from opsrail.ml._labelled_csv import TrainingDataError, labelled_records
     from opsrail.ml._next_activity import NextActivityModel, train_next_activity
     from opsrail.ml._remaining_time import RemainingTimeModel, train_remaining_time
@@ -23,6 +24,8 @@ _LAZY = {
     "EventLog": "opsrail.ml._eventlog",
     "EventLogError": "opsrail.ml._eventlog",
     "read_event_log": "opsrail.ml._eventlog",
+    "format_of": "opsrail.ml._eventlog_writer",
+    "writing_event_log": "opsrail.ml._eventlog_writer",
     "NextActivityModel": "opsrail.ml._next_activity",
     "train_next_activity": "opsrail.ml._next_activity",
     "RemainingTimeModel": "opsrail.ml._remaining_time",
@@ -58,6 +61,7 @@ __all__ = [
     "TrainedModel",
     "TrainingDataError",
     "fit_text_classifier",
+    "format_of",
     "labelled_records",
     "no_progress",
     "read_event_log",
@@ -65,4 +69,5 @@ __all__ = [
     "train_remaining_time",
     "train_sla_breach",
     "train_text_classifier",
+    "writing_event_log",
 ]

@@ -1,4 +1,4 @@
-"""Reading event logs: CSV or XES files (plain or gzip) into cases of time-ordered events.
+"""Reading event logs: CSV or XES files (plain or gzip) or Parquet files into cases of time-ordered events.
 
 This module owns the in-memory event log (``EventLog`` → ``Case`` → ``Event``), the choice of the case, activity
 and timestamp columns (given, or guessed from a short list of common names), timestamp parsing (ISO 8601 with or
@@ -331,13 +331,15 @@ def read_event_log(
     timestamp: str | None = None,
     progress: Progress = no_progress,
 ) -> EventLog:
-    """Read a CSV or XES event log (optionally gzip-compressed; detected from the content, not only the name).
+    """Read a CSV or XES event log (optionally gzip-compressed) or a Parquet one (detected from the content).
 
     XES defaults: the trace's ``concept:name`` (``case:concept:name``), the event's ``concept:name`` and
     ``time:timestamp``. CSV: the given columns, or the first match in ``CASE_NAMES``/``ACTIVITY_NAMES``/
     ``TIMESTAMP_NAMES``. Raises ``EventLogError`` for an unreadable file, a missing column or an unreadable time.
     """
     path = Path(path)
+    if _is_parquet(path):
+        return _read_parquet(path, case, activity, timestamp, progress)
     for encoding in CSV_ENCODINGS:
         stream, counted, size, is_xes = _open(path)
         try:
@@ -483,6 +485,86 @@ def _read_csv(
     progress("read", 1.0)
     columns = {"case": header[case_at], "activity": header[activity_at], "timestamp": header[time_at]}
     return EventLog(_finish(by_id.values()), columns, "csv")
+
+
+# ---------------------------------------------------------------------------------------------------- Parquet
+
+
+def _is_parquet(path: Path) -> bool:
+    try:
+        with path.open("rb") as raw:
+            return raw.read(4) == b"PAR1"
+    except OSError:
+        return False  # the usual opening reports it
+
+
+def _read_parquet(
+    path: Path, case: str | None, activity: str | None, timestamp: str | None, progress: Progress
+) -> EventLog:
+    """A Parquet log laid out like a CSV one (a row an event); its timestamp column may be a datetime (naive is UTC),
+    an epoch number or text."""
+    import polars as pl  # loaded only for Parquet files
+
+    try:
+        frame = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise EventLogError(f"{path}: cannot read as Parquet: {str(exc).splitlines()[0]}") from None
+    header = list(frame.columns)
+    case_at = _pick(header, case, CASE_NAMES, "case", path)
+    activity_at = _pick(header, activity, ACTIVITY_NAMES, "activity", path)
+    time_at = _pick(header, timestamp, TIMESTAMP_NAMES, "timestamp", path)
+    if frame.height == 0:
+        raise EventLogError(f"{path}: no events (no rows)")
+    stamp = frame.get_column(header[time_at])
+    nulls = stamp.is_null()
+    if nulls.any():
+        row = int(nulls.arg_true()[0]) + 1
+        raise EventLogError(f"{path}: row {row}, column {header[time_at]!r}: empty timestamp")
+    if isinstance(stamp.dtype, pl.Datetime):
+        if stamp.dtype.time_zone is None:
+            stamp = stamp.dt.replace_time_zone("UTC")
+        times = (stamp.dt.epoch("us").cast(pl.Float64) / 1e6).to_list()
+    elif stamp.dtype.is_numeric():
+        try:
+            times = [_epoch(float(value)) for value in stamp.to_list()]
+        except ValueError as exc:
+            raise EventLogError(f"{path}: column {header[time_at]!r}: {exc}") from None
+    else:
+        texts = stamp.cast(pl.String).to_list()
+        times = parse_timestamps(texts, row=lambda index: f"{path}: row {index + 1}, column {header[time_at]!r}")
+    progress("read", 0.5)
+    cases_at = frame.get_column(header[case_at]).cast(pl.String).to_list()
+    activities = frame.get_column(header[activity_at]).cast(pl.String).to_list()
+    used = {case_at, activity_at, time_at}
+    extra = [
+        (name, name.startswith("case:"), frame.get_column(name).to_list())
+        for index, name in enumerate(header)
+        if index not in used
+    ]
+    by_id: dict[str, Case] = {}
+    for row in range(frame.height):
+        case_id = cases_at[row]
+        if case_id is None or activities[row] is None:
+            missing = header[case_at] if case_id is None else header[activity_at]
+            raise EventLogError(f"{path}: row {row + 1}: no value in column {missing!r}")
+        found = by_id.get(case_id)
+        if found is None:
+            found = by_id[case_id] = Case(case_id, [], {})
+        attributes: dict[str, Any] = {}
+        for name, is_case, values in extra:
+            value = values[row]
+            if value is None:
+                continue
+            if isinstance(value, datetime):
+                value = value.replace(tzinfo=UTC).isoformat() if value.tzinfo is None else value.isoformat()
+            if is_case:
+                found.attributes.setdefault(name, value)
+            else:
+                attributes[name] = value
+        found.events.append(Event(activities[row], times[row], attributes))
+    progress("read", 1.0)
+    columns = {"case": header[case_at], "activity": header[activity_at], "timestamp": header[time_at]}
+    return EventLog(_finish(by_id.values()), columns, "parquet")
 
 
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:

@@ -23,7 +23,9 @@ activity or attribute name in advance:
   as numbers and there are many distinct ones) or categorical with a few frequent values (the ``max_values`` most
   frequent values seen at least ``min_count`` times, the rest coded "other"). Identifiers and free text fall out
   because no value is frequent enough. Date-valued attributes are not used: logs often fill them in when a case
-  ends (end dates, resolution dates), which would leak the answer.
+  ends (end dates, resolution dates), which would leak the answer. Nor are attributes named ``outcome:…`` (or
+  ``case:outcome:…``): by that convention they say how the case ended (``opsrail insights export`` writes a run's
+  final status and end that way), which a prefix cannot know.
 """
 
 from __future__ import annotations
@@ -132,6 +134,11 @@ def _is_date(value: Any) -> bool:
     return True
 
 
+def is_outcome(key: str) -> bool:
+    """Whether an attribute says how the case ended (``outcome:…``, ``case:outcome:…``): never a feature."""
+    return key.removeprefix("case:").startswith("outcome:")
+
+
 @dataclass
 class PrefixEncoder:
     """Learns the activity vocabulary and usable attributes from training cases, then encodes prefixes."""
@@ -173,7 +180,7 @@ class PrefixEncoder:
                     event_values.setdefault(key, []).append(value)
         for level, table in (("case", case_values), ("event", event_values)):
             for key in sorted(table):
-                if key in skip:
+                if key in skip or is_outcome(key):
                     continue
                 feature = self._learn(key, level, table[key])
                 if feature is not None:

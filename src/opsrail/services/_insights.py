@@ -12,26 +12,34 @@ closed, decision records created and runs finished in it; health's decision figu
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from opsrail.insights import (
     DriftSettings,
     HealthInputs,
     HealthSettings,
+    MonitoringSettings,
     Observation,
     Trace,
     TraceEvent,
     conformance,
     drift,
     health,
+    monitor,
     process_map,
     variants,
 )
+from opsrail.ml import Progress, no_progress
 from opsrail.model import Clock, InvalidInput, NotFound, OpsrailError
 from opsrail.playbooks import Playbook
 from opsrail.services._kpis import SEGMENTS, KpiService
+from opsrail.services._log_export import ExportStore, export_log, export_path, media_type
 
 MAX_RUNS = 20_000
 """Runs one report mines at most (the newest of the window); a report says when it stopped there."""
@@ -39,7 +47,7 @@ MAX_RUNS = 20_000
 SETTLED = ("accepted", "overridden", "rejected")
 
 
-class InsightStore(Protocol):
+class InsightStore(ExportStore, Protocol):
     def runs(
         self, since: datetime | None, until: datetime | None, playbook_id: str | None, limit: int
     ) -> list[dict[str, Any]]: ...
@@ -226,17 +234,99 @@ class InsightService:
             "versions": conformance(traces, playbook_of),
         }
 
+    # -- the event log ------------------------------------------------------------------------------------------
+
+    def export_log(
+        self,
+        path: Path,
+        since: datetime | None,
+        until: datetime | None,
+        *,
+        playbook_id: str | None = None,
+        fmt: str | None = None,
+        overwrite: bool = False,
+        progress: Progress = no_progress,
+    ) -> dict[str, Any]:
+        """Write the runs started in the window (all of them, oldest first) as an event log: CSV, XES or Parquet,
+        from ``fmt`` or the file name (``.csv``, ``.csv.gz``, ``.xes``, ``.xes.gz``, ``.parquet``); see
+        ``opsrail.services._log_export``."""
+        chosen, zipped = export_path(path, fmt, overwrite=overwrite)
+        if playbook_id is not None:
+            self._known_playbook(playbook_id, None)
+        segmenters = {name: self.kpis.segmenter(name) for name in SEGMENTS}
+        written = export_log(self.store, segmenters, path, chosen, zipped, since, until, playbook_id, progress)
+        return {"window": self._described(since, until, playbook=playbook_id), **written}
+
+    def export_log_file(
+        self,
+        fmt: str,
+        zipped: bool,
+        since: datetime | None,
+        until: datetime | None,
+        *,
+        playbook_id: str | None = None,
+    ) -> tuple[Path, dict[str, Any]]:
+        """:meth:`export_log` into a new temporary folder, for a download: the file (``runs.<fmt>[.gz]``) and what
+        was written, with the ``media_type`` to serve it as. The caller removes the folder (``path.parent``) once
+        the file is sent."""
+        name = f"runs.{fmt}" + (".gz" if zipped and fmt != "parquet" else "")
+        folder = Path(tempfile.mkdtemp(prefix="opsrail-log-"))
+        try:
+            written = self.export_log(folder / name, since, until, playbook_id=playbook_id)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder / name, {**written, "media_type": media_type(written["format"], written["gzip"])}
+
+    # -- model monitoring ---------------------------------------------------------------------------------------
+
+    def models(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        *,
+        by: str = "region",
+        decision: str | None = None,
+        settings: MonitoringSettings | None = None,
+    ) -> dict[str, Any]:
+        """How each model version decided in the window's records: routes, confidence, how people settled its
+        answers (per week and per segment of ``by``) and calibration in production (``insights._monitoring``)."""
+        if by not in SEGMENTS:
+            raise InvalidInput(f"cannot split by {by!r}", hint=f"by one of: {', '.join(SEGMENTS)}")
+        settings = settings or MonitoringSettings()
+        if decision is not None and not any(item["name"] == decision for item in self.decisions.catalog()):
+            raise NotFound(f"no decision table or model named {decision!r}", hint="`opsrail models list` names them")
+        segment = self.segment_of(by)
+        rows = [
+            {**row, "segment": segment(row)}
+            for row in self.store.records(since, until)
+            if row["source"] == "model" and (decision is None or row["decision"] == decision)
+        ]
+        report = monitor(rows, settings)
+        described = self._described(since, until, by=by, decision=decision)
+        described["settings"] = {
+            "edges": list(settings.edges),
+            "min_bin": settings.min_bin,
+            "min_gap": settings.min_gap,
+            "alpha": settings.alpha,
+        }
+        return {"window": described, **report}
+
     # -- drift ----------------------------------------------------------------------------------------------------
 
-    def observations(self, by: str, since: datetime | None, until: datetime | None) -> list[Observation]:
+    def segment_of(self, by: str) -> Callable[[dict[str, Any]], str]:
+        """A row's segment: the object's own (canonical objects carry one: a quote's region), else its account's."""
         of_account = self.kpis.segmenter(by)
 
         def segment(row: dict[str, Any]) -> str:
-            # The object's own segment (canonical objects carry one: a quote's region), else its account's.
             own = row.get("segment")
             value = own.get(by) if isinstance(own, dict) else None
             return str(value) if isinstance(value, str | int) and value != "" else of_account(row["account_id"])
 
+        return segment
+
+    def observations(self, by: str, since: datetime | None, until: datetime | None) -> list[Observation]:
+        segment = self.segment_of(by)
         found = []
         for task in self.store.closed_tasks(since, until):
             found.append(

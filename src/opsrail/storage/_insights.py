@@ -7,6 +7,7 @@ open ends; timestamps come back timezone-aware in UTC on both databases.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,15 +133,16 @@ class SqlInsightStore:
         return self._rows(query, ("created_at", "closed_at"))
 
     def records(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
-        """Decision records created in the window, oldest first: ``decision``, ``source``, ``version``, ``route``,
-        ``status``, ``confidence``, ``matched_rules``, ``account_id`` (the run input's, else the record's input),
-        ``segment`` (the run input's)."""
+        """Decision records created in the window, oldest first: ``decision``, ``source``, ``version``,
+        ``created_at``, ``route``, ``status``, ``confidence``, ``matched_rules``, ``account_id`` (the run input's,
+        else the record's input), ``segment`` (the run input's)."""
         account = sa.func.coalesce(_RUN_ACCOUNT, decision_records.c.inputs["account_id"].as_string())
         query = (
             sa.select(
                 decision_records.c.decision,
                 decision_records.c.source,
                 decision_records.c.version,
+                decision_records.c.created_at,
                 decision_records.c.route,
                 decision_records.c.status,
                 decision_records.c.confidence,
@@ -152,7 +154,7 @@ class SqlInsightStore:
             .where(_within(decision_records.c.created_at, since, until))
             .order_by(decision_records.c.created_at, decision_records.c.id)
         )
-        return self._rows(query)
+        return self._rows(query, ("created_at",))
 
     def finished_runs(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """Runs that finished in the window: ``playbook_id``, ``status``, ``created_at``, ``finished_at``,
@@ -239,3 +241,58 @@ class SqlInsightStore:
             .group_by(runs.c.playbook_id, runs.c.version)
         )
         return self._rows(query)
+
+    # -- the event log export ------------------------------------------------------------------------------------
+
+    def count_runs(self, since: datetime | None, until: datetime | None, playbook_id: str | None) -> int:
+        """How many runs started in the window (of one playbook, or all)."""
+        query = sa.select(sa.func.count()).select_from(runs).where(self._runs_in(since, until, playbook_id))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def export_runs(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        playbook_id: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The next ``limit`` runs started in the window, oldest first, after the run ``after`` (its ``created_at``
+        and ``id``): ``id``, ``playbook_id``, ``version``, ``status``, ``created_at``, ``finished_at``,
+        ``account_id``, ``segment`` (the run input's), ``parent_run_id``."""
+        condition = self._runs_in(since, until, playbook_id)
+        if after is not None:
+            at, run_id = after
+            condition = sa.and_(
+                condition, sa.or_(runs.c.created_at > at, sa.and_(runs.c.created_at == at, runs.c.id > run_id))
+            )
+        query = (
+            sa.select(
+                runs.c.id,
+                runs.c.playbook_id,
+                runs.c.version,
+                runs.c.status,
+                runs.c.created_at,
+                runs.c.finished_at,
+                _RUN_ACCOUNT.label("account_id"),
+                _RUN_SEGMENT.label("segment"),
+                runs.c.parent_run_id,
+            )
+            .where(condition)
+            .order_by(runs.c.created_at, runs.c.id)
+            .limit(limit)
+        )
+        return self._rows(query, ("created_at", "finished_at"))
+
+    def run_log_of(self, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The run-log entries mining reads of these runs, in log order: ``run_id``, ``step_id``, ``activity``,
+        ``at``, ``actor``."""
+        if not run_ids:
+            return []
+        query = (
+            sa.select(run_log.c.run_id, run_log.c.step_id, run_log.c.activity, run_log.c.at, run_log.c.actor)
+            .where(run_log.c.run_id.in_(list(run_ids)), run_log.c.activity.in_(TRACE_ACTIVITIES))
+            .order_by(run_log.c.run_id, run_log.c.seq)
+        )
+        return self._rows(query, ("at",))

@@ -1,16 +1,19 @@
-"""The console's insights page: drift between segments, automation health, conformance per playbook version, and
-one playbook's variants and process map (the same reports as ``opsrail insights`` and ``/v1/insights``)."""
+"""The console's insights page: drift between segments, automation health, models in production, conformance per
+playbook version, and one playbook's variants and process map (the same reports as ``opsrail insights`` and
+``/v1/insights``); and the window's runs as an event log file to download."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Query, Request
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from opsrail.insights import readable_hours
 from opsrail.model import OpsrailError
@@ -53,6 +56,7 @@ def _view(viewer: Viewer, window: str, by: str, playbook: str | None, order: str
         "drift": insights.drift(by, since, None),
         "health": insights.health(since, None),
         "conformance": insights.conformance(None, since, None),
+        "models": insights.models(since, None, by=by),
         "playbooks": sorted({item["id"] for item in viewer.container.automation.playbooks()}),
         "process": None,
         "process_svg": "",
@@ -92,4 +96,28 @@ async def insights_page(
             "duration": readable_hours,
             **view,
         },
+    )
+
+
+@router.get("/insights/log")
+async def insights_log(
+    request: Request,
+    viewer: Annotated[Viewer, page("run.read")],
+    fmt: Annotated[str, Query(alias="format", pattern=r"^(csv|xes|parquet)$")] = "csv",
+    window: Annotated[str, Query(pattern=r"^(24h|7d|30d|all)$")] = "30d",
+    playbook: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
+) -> Response:
+    """The window's runs (of one playbook, or all) as an event log file (``opsrail insights export``)."""
+    insights = viewer.container.insights
+    span = WINDOWS[window]
+    since = insights.clock.now() - span if span is not None else None
+    zipped = fmt != "parquet"  # a browser download: CSV and XES compress about tenfold
+    path, written = await run_in_threadpool(
+        lambda: insights.export_log_file(fmt, zipped, since, None, playbook_id=playbook or None)
+    )
+    return FileResponse(
+        path,
+        media_type=written["media_type"],
+        filename=f"opsrail-{playbook or 'runs'}-{window}{''.join(path.suffixes)}",
+        background=BackgroundTask(shutil.rmtree, path.parent, ignore_errors=True),
     )

@@ -1,0 +1,177 @@
+"""The runs as an event log file (CSV, XES or Parquet) for process-mining tools and for training models.
+
+A case is a run started in the window (oldest first, so a ``tax2017`` or ``temporal`` split trains on the earlier
+runs); its events are its step ends (``opsrail.insights.log_events``). Case attributes: the playbook, the pinned
+version, when it started, the account, the parent run (a ``call`` step's child), the segment by region, channel and
+tier (the run input's own, else the account's, as drift reads them), and the run's status and end as
+``outcome:status`` and ``outcome:finished``: how the case ended, which the model trainers never use as a feature
+(a prefix of an open case cannot know it). Event
+attributes: the step, its outcome, when the attempt's work started, who ended it, the attempt, and
+``lifecycle:transition`` ``complete``. The runs are read in batches, so the export's memory does not grow with
+the log (except Parquet's, which holds the rows in column chunks until it writes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from opsrail.insights import Trace, TraceEvent, log_events
+from opsrail.ml import Progress, format_of, no_progress, writing_event_log
+from opsrail.model import InvalidInput
+from opsrail.services._kpis import SEGMENTS, UNKNOWN, Segmenter
+
+BATCH_RUNS = 1_000
+MEDIA_TYPES = {"csv": "text/csv", "xes": "application/xml", "parquet": "application/vnd.apache.parquet"}
+
+
+def media_type(fmt: str, zipped: bool) -> str:
+    """The media type a download of the log is served with."""
+    return "application/gzip" if zipped else MEDIA_TYPES[fmt]
+
+
+CASE_COLUMNS: dict[str, Any] = {
+    "playbook": "string",
+    "version": "int",
+    "started": "date",
+    "outcome:status": "string",
+    "outcome:finished": "date",
+    "account": "string",
+    "parent_run": "string",
+    **dict.fromkeys(SEGMENTS, "string"),
+}
+EVENT_COLUMNS: dict[str, Any] = {
+    "lifecycle:transition": "string",
+    "org:resource": "string",
+    "start_timestamp": "date",
+    "step": "string",
+    "outcome": "string",
+    "attempt": "int",
+}
+
+
+class ExportStore(Protocol):
+    def count_runs(self, since: datetime | None, until: datetime | None, playbook_id: str | None) -> int: ...
+
+    def export_runs(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        playbook_id: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]: ...
+
+    def run_log_of(self, run_ids: list[str]) -> list[dict[str, Any]]: ...
+
+
+def export_path(path: Path, fmt: str | None, *, overwrite: bool) -> tuple[str, bool]:
+    """The format and gzip flag for ``path``, after checking that it can be written."""
+    try:
+        chosen, zipped = format_of(path, fmt)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), hint="or name the format with --format") from None
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder", hint="give a file name, such as runs.xes.gz")
+    if not path.parent.is_dir():
+        raise InvalidInput(f"no folder {path.parent}", hint="create it first, or export elsewhere")
+    if path.exists() and not overwrite:
+        raise InvalidInput(f"{path} exists", hint="pass --force to replace it")
+    return chosen, zipped
+
+
+def _segments(row: dict[str, Any], segmenters: dict[str, Segmenter]) -> dict[str, str | None]:
+    own = row.get("segment")
+    found: dict[str, str | None] = {}
+    for name, of_account in segmenters.items():
+        value = own.get(name) if isinstance(own, dict) else None
+        if isinstance(value, str | int) and value != "":
+            found[name] = str(value)
+        else:
+            account = of_account(row["account_id"])
+            found[name] = None if account == UNKNOWN else account
+    return found
+
+
+def export_log(
+    store: ExportStore,
+    segmenters: dict[str, Segmenter],
+    path: Path,
+    fmt: str,
+    zipped: bool,
+    since: datetime | None,
+    until: datetime | None,
+    playbook_id: str | None,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    """Write the window's runs to ``path``; returns what was written (``runs``, ``events``, ``bytes``, ...)."""
+    began = time.perf_counter()
+    total = store.count_runs(since, until, playbook_id)
+    written_runs = events_written = empty = 0
+    after: tuple[datetime, str] | None = None
+    progress("export", 0.0)
+    with writing_event_log(path, fmt, zipped=zipped, case_columns=CASE_COLUMNS, event_columns=EVENT_COLUMNS) as writer:
+        while True:
+            batch = store.export_runs(since, until, playbook_id, after, BATCH_RUNS)
+            if not batch:
+                break
+            after = (batch[-1]["created_at"], batch[-1]["id"])
+            entries: dict[str, list[TraceEvent]] = defaultdict(list)
+            for entry in store.run_log_of([row["id"] for row in batch]):
+                entries[entry["run_id"]].append(
+                    TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"])
+                )
+            for row in batch:
+                trace = Trace(
+                    run_id=row["id"],
+                    playbook_id=row["playbook_id"],
+                    version=int(row["version"]),
+                    status=row["status"],
+                    created_at=row["created_at"],
+                    finished_at=row["finished_at"],
+                    events=tuple(entries.get(row["id"], ())),
+                )
+                events = [
+                    {
+                        "concept:name": event.activity,
+                        "time:timestamp": event.end,
+                        "lifecycle:transition": "complete",
+                        "org:resource": event.resource,
+                        "start_timestamp": event.start,
+                        "step": event.step,
+                        "outcome": event.outcome,
+                        "attempt": event.attempt,
+                    }
+                    for event in log_events(trace)
+                ]
+                if not events:
+                    empty += 1  # a run no step of which ended yet: a case needs an event
+                    continue
+                attributes = {
+                    "playbook": row["playbook_id"],
+                    "version": int(row["version"]),
+                    "started": row["created_at"],
+                    "outcome:status": row["status"],
+                    "outcome:finished": row["finished_at"],
+                    "account": row["account_id"],
+                    "parent_run": row["parent_run_id"],
+                    **_segments(row, segmenters),
+                }
+                writer.case(row["id"], attributes, events)
+                written_runs += 1
+                events_written += len(events)
+            progress("export", (written_runs + empty) / max(total, 1))
+    progress("export", 1.0)
+    return {
+        "path": str(path),
+        "format": fmt,
+        "gzip": zipped,
+        "runs": written_runs,
+        "events": events_written,
+        "runs_without_step_ends": empty,
+        "bytes": path.stat().st_size,
+        "seconds": round(time.perf_counter() - began, 3),
+    }
