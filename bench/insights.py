@@ -4,7 +4,8 @@ Fills a fresh SQLite store through the engine: ``--runs`` runs of a four-step pl
 that runs (and fails) in a seventh of the runs, a quarter of APAC's (the inputs spread over three regions), and
 ``--tasks`` runs of a playbook with an approval, decided through the service (the EU's rejected more often).
 Then times each report over the whole store (median of ``--repeat``), and the export of every run as an event log
-in each format (once each; the file's size, and the seconds ``read_event_log`` takes to read it back).
+in each format (once each; the file's size, and the seconds ``read_event_log`` takes to read it back); then trains a
+remaining-time model on the CSV export and times scoring ``--open`` runs left waiting for an approval.
 Usage: python -m bench.insights [--runs 20000] [--tasks 2000] [--database-url postgresql://…]
 """
 
@@ -61,6 +62,18 @@ steps:
     with: {booked: true}
 """
 
+OPEN = """
+id: credit-open
+version: 1
+steps:
+  - id: assess
+    action: core.set
+    with: {ok: true}
+  - id: approve
+    needs: [assess]
+    approval: {roles: [finance_controller]}
+"""
+
 REGIONS = ("EU", "US", "APAC")
 
 
@@ -112,6 +125,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20_000)
     parser.add_argument("--tasks", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--open", type=int, default=2_000, help="open runs to score with a model trained on the rest")
     parser.add_argument(
         "--database-url", help="a PostgreSQL URL that may create databases (a scratch one is made); default SQLite"
     )
@@ -160,8 +174,31 @@ def main() -> None:
                 "megabytes": round(written["bytes"] / 1e6, 2),
                 "read_back_seconds": round(read_seconds, 2),
             }
+        figures["at_risk"] = at_risk(home, container, args.open)
         container.close()
     print(json.dumps(figures, indent=2))
+
+
+def at_risk(home: Path, container: Container, open_runs: int) -> dict[str, Any]:
+    """Train a remaining-time model on the export of the finished runs, leave ``open_runs`` runs waiting for an
+    approval, and time scoring them (``opsrail insights at-risk``)."""
+    started = time.perf_counter()
+    trained = container.decisions.train_model("remaining-time", home / "runs.csv.gz", {}, name="run-time")
+    train_seconds = time.perf_counter() - started
+    (home / "open.yaml").write_text(OPEN)
+    container.automation.publish(home / "open.yaml", "bench")
+    for first in range(0, open_runs, 500):
+        container.runner.start_runs("credit-open", [{"n": n} for n in range(first, min(open_runs, first + 500))])
+        drain(container)
+    seconds, report = timed(lambda: container.insights.at_risk("run-time", limit=20), 3)
+    return {
+        "train_seconds": round(train_seconds, 1),
+        "train_cases": trained["metrics"].get("train_cases"),
+        "open_runs": report["open_runs"],
+        "scored": report["scored"],
+        "seconds": round(seconds, 2),
+        "runs_per_second": round(report["scored"] / seconds),
+    }
 
 
 if __name__ == "__main__":

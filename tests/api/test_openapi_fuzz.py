@@ -91,6 +91,7 @@ ROUTES = [
     ("GET", "/v1/insights/drift"),
     ("GET", "/v1/insights/health"),
     ("GET", "/v1/insights/models"),
+    ("GET", "/v1/insights/at-risk"),
     ("GET", "/v1/insights/log"),
 ]
 NOT_FUZZED = {("GET", "/v1/stream")}

@@ -16,7 +16,7 @@ from opsrail.ml import EventLogError, format_of, read_event_log, writing_event_l
 from opsrail.model import InvalidInput, NotFound
 from opsrail.wiring import Container
 from tests.insights.test_insights_store import RUNS_PER_REGION, run_credits
-from tests.support import FakeClock
+from tests.support import FakeClock, drain
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -262,7 +262,22 @@ def test_a_run_without_a_step_end_is_counted_not_written(
     run_credits(container, clock, tmp_path)
     container.automation.start("credit-check", {"account_id": "eu-1", "amount": 5}, actor="carol")  # never ticked
     written = container.insights.export_log(tmp_path / "runs.xes.gz", None, None)
-    assert (written["runs"], written["runs_without_step_ends"]) == (60, 1)
+    assert (written["runs"], written["runs_without_step_ends"], written["open_runs_left_out"]) == (60, 0, 1)
+    everything = container.insights.export_log(tmp_path / "all.xes.gz", None, None, include_open=True)
+    assert (everything["runs"], everything["runs_without_step_ends"], everything["open_runs_left_out"]) == (60, 1, 0)
+
+
+def test_open_runs_are_left_out_unless_asked_for(container: Container, clock: FakeClock, tmp_path: Path) -> None:
+    run_credits(container, clock, tmp_path)
+    container.automation.start("credit-check", {"account_id": "us-1", "amount": 5}, actor="carol")
+    drain(container)  # assessed, now waiting for its approval
+    finished = container.insights.export_log(tmp_path / "done.csv", None, None)
+    assert (finished["runs"], finished["open_runs_left_out"]) == (60, 1)
+    both = container.insights.export_log(tmp_path / "all.csv", None, None, include_open=True)
+    assert both["runs"] == 61
+    [open_case] = [c for c in read_event_log(tmp_path / "all.csv").cases if "case:outcome:finished" not in c.attributes]
+    assert open_case.attributes["case:outcome:status"] == "running"
+    assert [e.activity for e in open_case.events] == ["assess"]
 
 
 def test_outcome_attributes_are_never_features(tmp_path: Path) -> None:

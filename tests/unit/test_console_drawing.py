@@ -98,8 +98,10 @@ def test_the_insights_page_reuses_its_reports_for_twenty_seconds(monkeypatch: An
 
     made: list[tuple[str, ...]] = []
 
-    def view(viewer: Any, window: str, by: str, playbook: str | None, order: str) -> dict[str, Any]:
-        made.append((window, by, str(playbook), order))
+    def view(
+        viewer: Any, window: str, by: str, playbook: str | None, order: str, risk: str | None = None
+    ) -> dict[str, Any]:
+        made.append((window, by, str(playbook), order, str(risk)))
         return {"n": len(made)}
 
     monkeypatch.setattr(_insights, "_view", view)
@@ -110,6 +112,8 @@ def test_the_insights_page_reuses_its_reports_for_twenty_seconds(monkeypatch: An
     first = _insights._cached_view(viewer, "30d", "region", None, "ended")  # type: ignore[arg-type]
     assert _insights._cached_view(viewer, "30d", "region", None, "ended") == first  # type: ignore[arg-type]
     assert _insights._cached_view(viewer, "30d", "tier", None, "ended") != first  # type: ignore[arg-type]
+    scored = _insights._cached_view(viewer, "30d", "region", None, "ended", "run-sla")  # type: ignore[arg-type]
+    assert scored != first and made[-1][-1] == "run-sla"  # scoring open runs is its own choice
     clock[0] += 21
     assert _insights._cached_view(viewer, "30d", "region", None, "ended") != first  # type: ignore[arg-type]
-    assert len(made) == 3
+    assert len(made) == 4

@@ -10,6 +10,7 @@ SURFACE = {
     "opsrail.api": {"create_app"},
     "opsrail.cli": {"app", "main"},
     "opsrail.services": {
+        "LOG_TASKS",
         "MIN_PASSWORD",
         "SESSION_HOURS",
         "Session",

@@ -315,10 +315,18 @@ def test_the_insights_page_shows_drift_health_conformance_and_a_playbook_s_varia
 
 
 def test_the_insights_page_offers_the_window_s_runs_as_an_event_log(console: Console, tmp_path: Path) -> None:
+    import time
+
     from opsrail.ml import read_event_log
 
     run_id = console.start_credit("olive", 1200.0, account="umbrella")
-    console.task_of(run_id)
+    task = console.task_of(run_id)
+    with console.api("fiona") as fiona:
+        assert fiona.post(f"/v1/tasks/{task['id']}:approve", json={"comment": "ok"}).status_code == 200
+        deadline = time.monotonic() + 15
+        while fiona.get(f"/v1/runs/{run_id}").json()["status"] != "succeeded":  # only finished runs are exported
+            assert time.monotonic() < deadline, "the approved credit did not finish"
+            time.sleep(0.1)
     client = signed_in(console, "olive")
     page = client.get("/insights", params={"window": "all", "playbook": "console-credit"})
     assert '<a href="/insights/log?format=xes&amp;window=all&amp;playbook=console-credit" download>XES</a>' in page.text
@@ -432,3 +440,34 @@ def test_decision_tables_are_read_on_the_console(console: Console) -> None:
     missing = controller.get("/decisions/catalog/no-such-table")
     assert missing.status_code == 404 and "no decision table or model named &#39;no-such-table&#39;" in missing.text
     assert controller.get("/playbooks/console-credit").text.count('href="/decisions/catalog/credit-tier"') == 1
+
+
+def test_the_insights_page_scores_open_runs_with_an_event_log_model(console: Console, tmp_path: Path) -> None:
+    from opsrail.settings import Settings
+    from opsrail.wiring import build
+
+    # A next-activity model of the credit playbook's finished runs, as an export would give them.
+    log = tmp_path / "credits.csv"
+    rows = ["case:concept:name,case:playbook,concept:name,time:timestamp"]
+    for n in range(60):
+        day = f"2026-02-{1 + n % 28:02d}"
+        rows += [f"c{n},console-credit,tier,{day}T09:00:00+00:00", f"c{n},console-credit,approve,{day}T10:00:00+00:00"]
+        rows.append(f"c{n},console-credit,book,{day}T10:05:00+00:00")
+    log.write_text("\n".join(rows) + "\n")
+    trainer = build(Settings(home=Path(console.server.env["OPSRAIL_HOME"])))
+    try:
+        trainer.decisions.train_model("next-activity", log, {}, name="credit-next")
+    finally:
+        trainer.close()
+    run_id = console.start_credit("olive", 300.0, account="initech")
+    console.task_of(run_id)  # the tier step ended; the run waits for its approval
+    client = signed_in(console, "olive")
+    page = client.get("/insights", params={"window": "all"})
+    assert '<select name="risk">' in page.text and "<option>credit-next</option>" in page.text
+    scored = client.get("/insights", params={"window": "all", "risk": "credit-next", "playbook": "console-credit"})
+    assert scored.status_code == 200
+    assert "Open runs at risk (console-credit): credit-next v1, next-activity" in scored.text
+    row = scored.text.split(f'<a href="/runs/{run_id}">')[1].split("</tr>")[0]
+    assert "approve (" in row and "console-credit v1" in row and "<td>tier</td>" in row
+    wrong = client.get("/insights", params={"window": "all", "risk": "credit-tier"})
+    assert wrong.status_code == 200 and "credit-tier is a decision table" in wrong.text

@@ -138,9 +138,25 @@ async def models(
 
 
 @router.get(
+    "/v1/insights/at-risk",
+    summary="The open runs most at risk, scored by an event-log model trained on an export of the finished runs",
+)
+async def runs_at_risk(
+    request: Request,
+    _who: Annotated[Principal, Depends(requires("run.read"))],
+    model: Annotated[str, Query(pattern=PLAIN_TEXT, max_length=64, description="an event-log model's name")],
+    playbook: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> Response:
+    service: InsightService = container_of(request).insights
+    body = await run_in_threadpool(lambda: service.at_risk(model, playbook_id=playbook, limit=limit))
+    return Response(orjson.dumps(body, default=str), media_type="application/json")
+
+
+@router.get(
     "/v1/insights/log",
-    summary="The runs started in the window as an event log file: CSV, XES or Parquet (a case a run, an event a "
-    "step end)",
+    summary="The finished runs started in the window as an event log file: CSV, XES or Parquet (a case a run, an "
+    "event a step end)",
     response_class=FileResponse,
     responses={
         200: {
@@ -162,18 +178,23 @@ async def event_log(
     playbook: Annotated[str | None, Query(pattern=PLAIN_TEXT, max_length=64)] = None,
     since: Moment = None,
     until: Moment = None,
+    include_open: Annotated[bool, Query(description="also the runs still open (left out by default)")] = False,
 ) -> Response:
     service: InsightService = container_of(request).insights
 
     def run() -> tuple[FilePath, dict[str, Any]]:
         start, end = service.window(since, until)
-        return service.export_log_file(fmt, gzip, start, end, playbook_id=playbook)
+        return service.export_log_file(fmt, gzip, start, end, playbook_id=playbook, include_open=include_open)
 
     path, written = await run_in_threadpool(run)
     return FileResponse(
         path,
         media_type=written["media_type"],
         filename=path.name,
-        headers={"X-Opsrail-Runs": str(written["runs"]), "X-Opsrail-Events": str(written["events"])},
+        headers={
+            "X-Opsrail-Runs": str(written["runs"]),
+            "X-Opsrail-Events": str(written["events"]),
+            "X-Opsrail-Open-Runs-Left-Out": str(written["open_runs_left_out"]),
+        },
         background=BackgroundTask(shutil.rmtree, path.parent, ignore_errors=True),
     )

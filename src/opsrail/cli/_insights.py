@@ -292,22 +292,25 @@ def models(
     if json:
         emit_json(report)
         return
+
+    def accepted(m: dict[str, Any]) -> str:
+        if m["agreement"] is None:
+            return "none settled"
+        low, high = m["agreement_interval"]
+        return f"{m['agreement']:.0%} of {sum(m['settled'].values())} ({low:.0%}-{high:.0%})"
+
     table(
         "Models in production",
-        ["model", "version", "records", "acted", "routes", "median confidence", "settled", "agreement (95%)", "ECE"],
+        ["model", "records", "acted", "median confidence", "people accepted", "ECE", "routes"],
         [
             (
-                m["decision"],
-                m["version"],
+                f"{m['decision']} v{m['version']}",
                 m["records"],
                 _share(m["acted_share"]),
-                ", ".join(f"{k} {v}" for k, v in m["routes"].items()),
                 _number(m["median_confidence"], 2),
-                ", ".join(f"{k} {v}" for k, v in m["settled"].items()) or "none",
-                "-"
-                if m["agreement"] is None
-                else f"{m['agreement']:.0%} ({m['agreement_interval'][0]:.0%}-{m['agreement_interval'][1]:.0%})",
+                accepted(m),
                 _number(m["calibration_error"], 2),
+                ", ".join(f"{k} {v}" for k, v in m["routes"].items()),
             )
             for m in report["models"]
         ],
@@ -352,6 +355,58 @@ def models(
         )
 
 
+@insights_app.command("at-risk")
+@handled
+def at_risk(
+    model: Annotated[str, typer.Argument(help="an sla-breach, remaining-time or next-activity model")],
+    playbook: Annotated[str | None, typer.Option(help="only this playbook's open runs [default: all]")] = None,
+    limit: Annotated[int, typer.Option(help="how many runs to show", min=1, max=1000)] = 20,
+    json: JsonFlag = False,
+) -> None:
+    """The open runs most at risk, scored by an event-log model trained on the finished ones (`opsrail insights
+    export runs.csv`, then `opsrail models train sla-breach --log runs.csv --target PT8H --name run-sla`): the
+    likeliest to breach, the furthest past their predicted end, or what each will do next."""
+    with opened(action="run.read") as container:
+        report = container.insights.at_risk(model, playbook_id=playbook, limit=limit)
+    if json:
+        emit_json(report)
+        return
+    task = report["model"]["task"]
+    if report["capped_at"]:
+        typer.echo(f"(the oldest {report['capped_at']:,} open runs were scored)", err=True)
+    heading = {"sla-breach": "breach probability", "remaining-time": "predicted end", "next-activity": "next step"}
+
+    def prediction(item: dict[str, Any]) -> str:
+        if task == "sla-breach":
+            return f"{item['breach_probability']:.0%}"
+        if task == "remaining-time":
+            end = item["predicted_end"][5:16].replace("T", " ")
+            return f"{end} ({'overdue' if item['overdue'] else 'in ' + readable_hours(item['remaining_hours'])})"
+        return f"{item['next_activity']} ({item['confidence']:.0%})"
+
+    columns = ["run", heading[task], "open for", "playbook", "last step", "steps ended"]
+    rows = [
+        (
+            item["run_id"],
+            prediction(item),
+            readable_hours(item["open_hours"]),
+            f"{item['playbook']} v{item['version']}",
+            item["last_activity"],
+            item["steps_ended"],
+        )
+        for item in report["runs"]
+    ]
+    version = report["model"]["version"]
+    table(
+        f"Open runs most at risk by {model}{f' v{version}' if version else ''} ({task}): "
+        f"{report['scored']} of {report['open_runs']} scored",
+        columns,
+        rows,
+        empty="no open run has a step that ended yet" if report["open_runs"] else "no run is open",
+        optional=("steps ended", "last step", "playbook"),
+    )
+
+
 def _size(count: int) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if count >= scale:
@@ -374,10 +429,18 @@ def export(
     until: Until = None,
     fmt: Annotated[LogFormat | None, typer.Option("--format", help="the format [default: from the file name]")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace the file if it exists")] = False,
+    include_open: Annotated[
+        bool,
+        typer.Option(
+            "--include-open",
+            help="also the runs still open (left out by default: a model trained on them would take their last "
+            "step for their end)",
+        ),
+    ] = False,
     json: JsonFlag = False,
 ) -> None:
-    """Write the runs started in the window as an event log (a case a run, an event a step end, oldest run first)
-    for process-mining tools, or to train a model on: `opsrail models train next-activity --log FILE`."""
+    """Write the finished runs started in the window as an event log (a case a run, an event a step end, oldest run
+    first) for process-mining tools, or to train a model on: `opsrail models train next-activity --log FILE`."""
     from opsrail.cli._output import progress_bar
 
     with opened(action="run.read") as container, progress_bar(not json) as progress:
@@ -389,6 +452,7 @@ def export(
             playbook_id=playbook,
             fmt=fmt.value if fmt else None,
             overwrite=force,
+            include_open=include_open,
             progress=progress,
         )
     if json:
@@ -399,6 +463,8 @@ def export(
         f"({written['format']}{', gzip' if written['gzip'] else ''}; {_size(written['bytes'])}) "
         f"in {written['seconds']:.1f} s"
     )
+    if written["open_runs_left_out"]:
+        typer.echo(f"({written['open_runs_left_out']:,} run(s) still open were left out; --include-open adds them)")
     if written["runs_without_step_ends"]:
         typer.echo(f"({written['runs_without_step_ends']:,} run(s) had no step end yet and are not in the log)")
     if written["runs"]:

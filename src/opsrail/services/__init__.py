@@ -2,6 +2,7 @@
 
 from opsrail.governance import ROLES
 from opsrail.services._alerts import Alert, escalation_alert
+from opsrail.services._at_risk import LOG_TASKS
 from opsrail.services._audit import Auditor, AuditService, AuditStore, not_audited
 from opsrail.services._authorization import AuthorizationService, PolicyStore, reference_cases, reference_policies
 from opsrail.services._automation import AutomationService, AutomationStore, describe
@@ -23,6 +24,7 @@ from opsrail.services._tokens import TokenService, hash_token
 
 __all__ = [
     "COLLECTIONS",
+    "LOG_TASKS",
     "MIN_PASSWORD",
     "RETAINED_KINDS",
     "ROLES",

@@ -38,6 +38,7 @@ from opsrail.insights import (
 from opsrail.ml import Progress, no_progress
 from opsrail.model import Clock, InvalidInput, NotFound, OpsrailError
 from opsrail.playbooks import Playbook
+from opsrail.services._at_risk import at_risk
 from opsrail.services._kpis import SEGMENTS, KpiService
 from opsrail.services._log_export import ExportStore, export_log, export_path, media_type
 
@@ -81,6 +82,8 @@ class PlaybookSource(Protocol):
 
 class DecisionSource(Protocol):
     def catalog(self) -> list[dict[str, Any]]: ...
+
+    def evaluate(self, name: str, inputs: dict[str, Any], *, version: int | None = None) -> Any: ...
 
     def table(self, name: str, version: int | None = None) -> tuple[Any, str]: ...
 
@@ -245,16 +248,28 @@ class InsightService:
         playbook_id: str | None = None,
         fmt: str | None = None,
         overwrite: bool = False,
+        include_open: bool = False,
         progress: Progress = no_progress,
     ) -> dict[str, Any]:
-        """Write the runs started in the window (all of them, oldest first) as an event log: CSV, XES or Parquet,
-        from ``fmt`` or the file name (``.csv``, ``.csv.gz``, ``.xes``, ``.xes.gz``, ``.parquet``); see
-        ``opsrail.services._log_export``."""
+        """Write the runs started in the window (those that finished, or all with ``include_open``; oldest first) as
+        an event log: CSV, XES or Parquet, from ``fmt`` or the file name (``.csv``, ``.csv.gz``, ``.xes``,
+        ``.xes.gz``, ``.parquet``); see ``opsrail.services._log_export``."""
         chosen, zipped = export_path(path, fmt, overwrite=overwrite)
         if playbook_id is not None:
             self._known_playbook(playbook_id, None)
         segmenters = {name: self.kpis.segmenter(name) for name in SEGMENTS}
-        written = export_log(self.store, segmenters, path, chosen, zipped, since, until, playbook_id, progress)
+        written = export_log(
+            self.store,
+            segmenters,
+            path,
+            chosen,
+            zipped,
+            since,
+            until,
+            playbook_id,
+            include_open=include_open,
+            progress=progress,
+        )
         return {"window": self._described(since, until, playbook=playbook_id), **written}
 
     def export_log_file(
@@ -265,6 +280,7 @@ class InsightService:
         until: datetime | None,
         *,
         playbook_id: str | None = None,
+        include_open: bool = False,
     ) -> tuple[Path, dict[str, Any]]:
         """:meth:`export_log` into a new temporary folder, for a download: the file (``runs.<fmt>[.gz]``) and what
         was written, with the ``media_type`` to serve it as. The caller removes the folder (``path.parent``) once
@@ -272,11 +288,23 @@ class InsightService:
         name = f"runs.{fmt}" + (".gz" if zipped and fmt != "parquet" else "")
         folder = Path(tempfile.mkdtemp(prefix="opsrail-log-"))
         try:
-            written = self.export_log(folder / name, since, until, playbook_id=playbook_id)
+            written = self.export_log(folder / name, since, until, playbook_id=playbook_id, include_open=include_open)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return folder / name, {**written, "media_type": media_type(written["format"], written["gzip"])}
+
+    def at_risk(self, model: str, *, playbook_id: str | None = None, limit: int = 20) -> dict[str, Any]:
+        """The open runs scored by an event-log model trained on an export of the finished ones, most at risk first
+        (``opsrail.services._at_risk``)."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be from 1 to 1000, not {limit}")
+        if playbook_id is not None:
+            self._known_playbook(playbook_id, None)
+        segmenters = {name: self.kpis.segmenter(name) for name in SEGMENTS}
+        return at_risk(
+            self.store, segmenters, self.decisions, self.clock.now(), model, playbook_id=playbook_id, limit=limit
+        )
 
     # -- model monitoring ---------------------------------------------------------------------------------------
 

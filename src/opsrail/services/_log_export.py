@@ -1,20 +1,22 @@
 """The runs as an event log file (CSV, XES or Parquet) for process-mining tools and for training models.
 
-A case is a run started in the window (oldest first, so a ``tax2017`` or ``temporal`` split trains on the earlier
-runs); its events are its step ends (``opsrail.insights.log_events``). Case attributes: the playbook, the pinned
-version, when it started, the account, the parent run (a ``call`` step's child), the segment by region, channel and
-tier (the run input's own, else the account's, as drift reads them), and the run's status and end as
-``outcome:status`` and ``outcome:finished``: how the case ended, which the model trainers never use as a feature
-(a prefix of an open case cannot know it). Event
-attributes: the step, its outcome, when the attempt's work started, who ended it, the attempt, and
-``lifecycle:transition`` ``complete``. The runs are read in batches, so the export's memory does not grow with
-the log (except Parquet's, which holds the rows in column chunks until it writes).
+A case is a run started in the window that has finished (oldest first, so a ``tax2017`` or ``temporal`` split
+trains on the earlier runs; runs still open are left out unless asked for, since a model would take their last
+event for their end); its events are its step ends (``opsrail.insights.log_events``). Case attributes: the
+playbook, the pinned version, when it started, the account, the parent run (a ``call`` step's child), the segment
+by region, channel and tier (the run input's own, else the account's, as drift reads them), and the run's status
+and end as ``outcome:status`` and ``outcome:finished``: how the case ended, which the model trainers never use as
+a feature (a prefix of an open case cannot know it). Event attributes: the step, its outcome, when the attempt's
+work started, who ended it, the attempt, and ``lifecycle:transition`` ``complete``. The runs are read in batches,
+so the export's memory does not grow with the log (except Parquet's, which holds the rows in column chunks until
+it writes).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +56,9 @@ EVENT_COLUMNS: dict[str, Any] = {
 
 
 class ExportStore(Protocol):
-    def count_runs(self, since: datetime | None, until: datetime | None, playbook_id: str | None) -> int: ...
+    def count_runs(
+        self, since: datetime | None, until: datetime | None, playbook_id: str | None, *, finished: bool | None = None
+    ) -> int: ...
 
     def export_runs(
         self,
@@ -63,6 +67,8 @@ class ExportStore(Protocol):
         playbook_id: str | None,
         after: tuple[datetime, str] | None,
         limit: int,
+        *,
+        finished: bool | None = None,
     ) -> list[dict[str, Any]]: ...
 
     def run_log_of(self, run_ids: list[str]) -> list[dict[str, Any]]: ...
@@ -96,6 +102,49 @@ def _segments(row: dict[str, Any], segmenters: dict[str, Segmenter]) -> dict[str
     return found
 
 
+def cases(
+    store: ExportStore, batch: list[dict[str, Any]], segmenters: dict[str, Segmenter]
+) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]]:
+    """Each run of ``batch`` with its case attributes and its events (``log_events``), as the export writes them."""
+    entries: dict[str, list[TraceEvent]] = defaultdict(list)
+    for entry in store.run_log_of([row["id"] for row in batch]):
+        entries[entry["run_id"]].append(TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"]))
+    for row in batch:
+        trace = Trace(
+            run_id=row["id"],
+            playbook_id=row["playbook_id"],
+            version=int(row["version"]),
+            status=row["status"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+            events=tuple(entries.get(row["id"], ())),
+        )
+        events = [
+            {
+                "concept:name": event.activity,
+                "time:timestamp": event.end,
+                "lifecycle:transition": "complete",
+                "org:resource": event.resource,
+                "start_timestamp": event.start,
+                "step": event.step,
+                "outcome": event.outcome,
+                "attempt": event.attempt,
+            }
+            for event in log_events(trace)
+        ]
+        attributes = {
+            "playbook": row["playbook_id"],
+            "version": int(row["version"]),
+            "started": row["created_at"],
+            "outcome:status": row["status"],
+            "outcome:finished": row["finished_at"],
+            "account": row["account_id"],
+            "parent_run": row["parent_run_id"],
+            **_segments(row, segmenters),
+        }
+        yield row, attributes, events
+
+
 def export_log(
     store: ExportStore,
     segmenters: dict[str, Segmenter],
@@ -105,61 +154,29 @@ def export_log(
     since: datetime | None,
     until: datetime | None,
     playbook_id: str | None,
+    *,
+    include_open: bool = False,
     progress: Progress = no_progress,
 ) -> dict[str, Any]:
-    """Write the window's runs to ``path``; returns what was written (``runs``, ``events``, ``bytes``, ...)."""
+    """Write the window's runs to ``path`` (finished ones only unless ``include_open``); returns what was written
+    (``runs``, ``events``, ``bytes``, ...)."""
     began = time.perf_counter()
-    total = store.count_runs(since, until, playbook_id)
+    finished = None if include_open else True
+    total = store.count_runs(since, until, playbook_id, finished=finished)
+    left_out = 0 if include_open else store.count_runs(since, until, playbook_id, finished=False)
     written_runs = events_written = empty = 0
     after: tuple[datetime, str] | None = None
     progress("export", 0.0)
     with writing_event_log(path, fmt, zipped=zipped, case_columns=CASE_COLUMNS, event_columns=EVENT_COLUMNS) as writer:
         while True:
-            batch = store.export_runs(since, until, playbook_id, after, BATCH_RUNS)
+            batch = store.export_runs(since, until, playbook_id, after, BATCH_RUNS, finished=finished)
             if not batch:
                 break
             after = (batch[-1]["created_at"], batch[-1]["id"])
-            entries: dict[str, list[TraceEvent]] = defaultdict(list)
-            for entry in store.run_log_of([row["id"] for row in batch]):
-                entries[entry["run_id"]].append(
-                    TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"])
-                )
-            for row in batch:
-                trace = Trace(
-                    run_id=row["id"],
-                    playbook_id=row["playbook_id"],
-                    version=int(row["version"]),
-                    status=row["status"],
-                    created_at=row["created_at"],
-                    finished_at=row["finished_at"],
-                    events=tuple(entries.get(row["id"], ())),
-                )
-                events = [
-                    {
-                        "concept:name": event.activity,
-                        "time:timestamp": event.end,
-                        "lifecycle:transition": "complete",
-                        "org:resource": event.resource,
-                        "start_timestamp": event.start,
-                        "step": event.step,
-                        "outcome": event.outcome,
-                        "attempt": event.attempt,
-                    }
-                    for event in log_events(trace)
-                ]
+            for row, attributes, events in cases(store, batch, segmenters):
                 if not events:
-                    empty += 1  # a run no step of which ended yet: a case needs an event
+                    empty += 1  # a run no step of which ended: a case needs an event
                     continue
-                attributes = {
-                    "playbook": row["playbook_id"],
-                    "version": int(row["version"]),
-                    "started": row["created_at"],
-                    "outcome:status": row["status"],
-                    "outcome:finished": row["finished_at"],
-                    "account": row["account_id"],
-                    "parent_run": row["parent_run_id"],
-                    **_segments(row, segmenters),
-                }
                 writer.case(row["id"], attributes, events)
                 written_runs += 1
                 events_written += len(events)
@@ -172,6 +189,7 @@ def export_log(
         "runs": written_runs,
         "events": events_written,
         "runs_without_step_ends": empty,
+        "open_runs_left_out": left_out,
         "bytes": path.stat().st_size,
         "seconds": round(time.perf_counter() - began, 3),
     }

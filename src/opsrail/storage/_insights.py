@@ -244,9 +244,21 @@ class SqlInsightStore:
 
     # -- the event log export ------------------------------------------------------------------------------------
 
-    def count_runs(self, since: datetime | None, until: datetime | None, playbook_id: str | None) -> int:
-        """How many runs started in the window (of one playbook, or all)."""
-        query = sa.select(sa.func.count()).select_from(runs).where(self._runs_in(since, until, playbook_id))
+    @staticmethod
+    def _finished(finished: bool | None) -> sa.ColumnElement[bool]:
+        if finished is None:
+            return sa.true()
+        return runs.c.status.in_(FINISHED) if finished else runs.c.status.not_in(FINISHED)
+
+    def count_runs(
+        self, since: datetime | None, until: datetime | None, playbook_id: str | None, *, finished: bool | None = None
+    ) -> int:
+        """How many runs started in the window (of one playbook, or all; finished, open, or either)."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(runs)
+            .where(self._runs_in(since, until, playbook_id), self._finished(finished))
+        )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -257,11 +269,13 @@ class SqlInsightStore:
         playbook_id: str | None,
         after: tuple[datetime, str] | None,
         limit: int,
+        *,
+        finished: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """The next ``limit`` runs started in the window, oldest first, after the run ``after`` (its ``created_at``
-        and ``id``): ``id``, ``playbook_id``, ``version``, ``status``, ``created_at``, ``finished_at``,
-        ``account_id``, ``segment`` (the run input's), ``parent_run_id``."""
-        condition = self._runs_in(since, until, playbook_id)
+        """The next ``limit`` runs started in the window (finished, open, or either), oldest first, after the run
+        ``after`` (its ``created_at`` and ``id``): ``id``, ``playbook_id``, ``version``, ``status``, ``created_at``,
+        ``finished_at``, ``account_id``, ``segment`` (the run input's), ``parent_run_id``."""
+        condition = sa.and_(self._runs_in(since, until, playbook_id), self._finished(finished))
         if after is not None:
             at, run_id = after
             condition = sa.and_(

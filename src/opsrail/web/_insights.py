@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, Response
 
 from opsrail.insights import readable_hours
 from opsrail.model import OpsrailError
+from opsrail.services import LOG_TASKS
 from opsrail.web._process_map import process_map_svg
 from opsrail.web._render import render
 from opsrail.web._routing import console_router
@@ -29,18 +30,20 @@ SEGMENTS = ("region", "channel", "tier")
 
 
 _CACHE_SECONDS = 20.0
-_cache: dict[tuple[int, str, str, str | None, str], tuple[float, dict[str, Any]]] = {}
+_cache: dict[tuple[int, str, str, str | None, str, str | None], tuple[float, dict[str, Any]]] = {}
 _cache_lock = threading.Lock()
 
 
-def _cached_view(viewer: Viewer, window: str, by: str, playbook: str | None, order: str) -> dict[str, Any]:
+def _cached_view(
+    viewer: Viewer, window: str, by: str, playbook: str | None, order: str, risk: str | None = None
+) -> dict[str, Any]:
     """:func:`_view`, kept for 20 s: three reports read the window's runs, and many people may open this page."""
-    key = (id(viewer.container), window, by, playbook, order)
+    key = (id(viewer.container), window, by, playbook, order, risk)
     with _cache_lock:
         found = _cache.get(key)
         if found is not None and time.monotonic() - found[0] < _CACHE_SECONDS:
             return found[1]
-    view = _view(viewer, window, by, playbook, order)
+    view = _view(viewer, window, by, playbook, order, risk)
     with _cache_lock:
         if len(_cache) > 64:
             _cache.clear()
@@ -48,7 +51,9 @@ def _cached_view(viewer: Viewer, window: str, by: str, playbook: str | None, ord
     return view
 
 
-def _view(viewer: Viewer, window: str, by: str, playbook: str | None, order: str) -> dict[str, Any]:
+def _view(
+    viewer: Viewer, window: str, by: str, playbook: str | None, order: str, risk: str | None = None
+) -> dict[str, Any]:
     insights = viewer.container.insights
     span = WINDOWS[window]
     since = insights.clock.now() - span if span is not None else None
@@ -61,7 +66,14 @@ def _view(viewer: Viewer, window: str, by: str, playbook: str | None, order: str
         "process": None,
         "process_svg": "",
         "process_error": None,
+        "at_risk": None,
+        "risk_error": None,
     }
+    if risk:
+        try:
+            view["at_risk"] = insights.at_risk(risk, playbook_id=playbook, limit=10)
+        except OpsrailError as error:
+            view["risk_error"] = str(error)
     if playbook:
         try:
             view["process"] = insights.process(playbook, since, None, top=10, order=order)
@@ -79,8 +91,15 @@ async def insights_page(
     by: Annotated[str, Query(pattern=r"^(region|channel|tier)$")] = "region",
     playbook: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
     order: Annotated[str, Query(pattern=r"^(ended|playbook)$")] = "ended",
+    risk: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
 ) -> Response:
-    view = await run_in_threadpool(_cached_view, viewer, window, by, playbook or None, order)
+    view = await run_in_threadpool(_cached_view, viewer, window, by, playbook or None, order, risk or None)
+    # Read on every request (one query): a model trained a moment ago is offered at once.
+    risk_models = [
+        item["name"]
+        for item in await run_in_threadpool(viewer.container.decisions.catalog)
+        if item.get("kind") == "model" and item.get("task") in LOG_TASKS
+    ]
     return render(
         "insights.html",
         {
@@ -93,6 +112,8 @@ async def insights_page(
             "segments": SEGMENTS,
             "playbook": playbook,
             "order": order,
+            "risk": risk,
+            "risk_models": risk_models,
             "duration": readable_hours,
             **view,
         },
