@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from opsrail.cli import app
-from opsrail.insights import MonitoringSettings, monitor, wilson
+from opsrail.insights import HealthInputs, MonitoringSettings, health, monitor, wilson
 from opsrail.model import InvalidInput, NotFound
 from opsrail.wiring import Container
 from tests.support import drain, ticket_sample
@@ -89,6 +89,14 @@ def test_an_overconfident_model_is_a_finding_and_a_calibrated_one_never_is() -> 
     assert (finding["n"], finding["agreement"]) == (60, 0.6)
     assert finding["agreement"] < finding["mean_confidence"] - 0.1 and finding["p_corrected"] < 0.01
     assert "people accepted" in finding["detail"] and "threshold" in finding["hint"]
+    # Health lists it with the other warnings about models.
+    [warning] = health(HealthInputs(overconfident=report["findings"]))["findings"]
+    assert (warning["kind"], warning["subject"], warning["severity"]) == (
+        "model_overconfident",
+        "ticket-topic v1",
+        "warning",
+    )
+    assert warning["n"] == 60 and warning["value"] == 0.6 and warning["detail"] == finding["detail"]
     # A small gap is no finding however many records it rests on; and a calibrated model, over many seeds, none.
     assert monitor(over, MonitoringSettings(min_gap=0.5))["findings"] == []
     for seed in range(20):
@@ -115,9 +123,9 @@ steps:
 """
 
 
-def test_a_trained_model_reviewed_through_the_engine(
-    container: Container, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def triage(container: Container, tmp_path: Path, unseen: int) -> list[str]:
+    """The ticket classifier trained on the first 1,200 tickets, every answer under 0.999 sent to an operator's
+    review, the triage playbook published; the texts of the next ``unseen`` tickets."""
     container.decisions.train_model(
         "text-classifier", ticket_sample(tmp_path), {"text": "Document", "label": "Topic_group"}, name="ticket-topic"
     )
@@ -125,8 +133,15 @@ def test_a_trained_model_reviewed_through_the_engine(
     container.decisions.apply_policies(tmp_path / "policy.yaml", "ops")
     (tmp_path / "triage.yaml").write_text(TRIAGE)
     container.automation.publish(tmp_path / "triage.yaml", "ops")
-    with ticket_sample(tmp_path / "..", rows=1240).open(encoding="utf-8") as handle:
-        unseen = [row["Document"] for row in csv.DictReader(handle)][1200:]
+    (tmp_path / "more").mkdir()
+    with ticket_sample(tmp_path / "more", rows=1200 + unseen).open(encoding="utf-8") as handle:
+        return [row["Document"] for row in csv.DictReader(handle)][1200:]
+
+
+def test_a_trained_model_reviewed_through_the_engine(
+    container: Container, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unseen = triage(container, tmp_path, 40)
     for n, text in enumerate(unseen):
         container.automation.start("ticket-triage", {"text": text, "segment": {"region": ("EU", "US")[n % 2]}})
     drain(container, 200)
@@ -178,15 +193,7 @@ def test_a_trained_model_reviewed_through_the_engine(
 def test_health_sees_people_overriding_a_model_more_and_more(container: Container, tmp_path: Path) -> None:
     """The newer half of the model's reviewed answers is overridden, the older half was accepted: the store, the
     service's ordering of records and the test together give ``overrides_rising``."""
-    container.decisions.train_model(
-        "text-classifier", ticket_sample(tmp_path), {"text": "Document", "label": "Topic_group"}, name="ticket-topic"
-    )
-    (tmp_path / "policy.yaml").write_text(POLICY)
-    container.decisions.apply_policies(tmp_path / "policy.yaml", "ops")
-    (tmp_path / "triage.yaml").write_text(TRIAGE)
-    container.automation.publish(tmp_path / "triage.yaml", "ops")
-    with ticket_sample(tmp_path / "..", rows=1280).open(encoding="utf-8") as handle:
-        unseen = [row["Document"] for row in csv.DictReader(handle)][1200:]
+    unseen = triage(container, tmp_path, 80)
     for text in unseen:
         container.automation.start("ticket-triage", {"text": text})
     drain(container, 300)

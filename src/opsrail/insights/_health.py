@@ -29,7 +29,10 @@ items it rests on, a severity (``warning``: something is likely wrong; ``info``:
 ``unresolved_reference``
     the active version names a decision, playbook, operation or channel this server cannot find;
 ``decision_unused``
-    a published decision table or model that no record in the window used.
+    a published decision table or model that no record in the window used;
+``model_overconfident``
+    a group of a model's settled answers people accepted well below the confidence it gave them (the models
+    report's finding: ``opsrail insights models``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class HealthInputs:
     """Every published decision table and registered model."""
     versions: list[dict[str, Any]] = field(default_factory=list)
     """Per playbook: ``playbook``, ``active_version``, ``in_flight`` (version to open runs)."""
+    overconfident: list[dict[str, Any]] = field(default_factory=list)
+    """The ``overconfident`` findings of the models report (``opsrail.insights._monitoring``)."""
     unresolved: list[dict[str, Any]] = field(default_factory=list)
     """Per active playbook version: ``playbook``, ``version``, ``warnings`` (each ``field`` and ``message``)."""
 
@@ -111,6 +116,18 @@ def health(inputs: HealthInputs, settings: HealthSettings = HealthSettings()) ->
     findings += _decisions(inputs, settings)
     findings += _steps(inputs, settings)
     findings += _versions(inputs)
+    for found in inputs.overconfident:
+        findings.append(
+            _finding(
+                "model_overconfident",
+                f"{found['decision']} v{found['version']}",
+                found["detail"],
+                int(found["n"]),
+                "warning",
+                found["hint"],
+                found["agreement"],
+            )
+        )
     used = {decision["name"] for decision in inputs.decisions if decision["records"]}
     for name in sorted(set(inputs.catalog) - used):
         findings.append(

@@ -40,7 +40,7 @@ from opsrail.model import Clock, InvalidInput, NotFound, OpsrailError
 from opsrail.playbooks import Playbook
 from opsrail.services._at_risk import at_risk
 from opsrail.services._kpis import SEGMENTS, KpiService
-from opsrail.services._log_export import ExportStore, export_log, export_path, media_type
+from opsrail.services._log_export import ExportStore, export_log, export_path, media_type, trace_of
 
 MAX_RUNS = 20_000
 """Runs one report mines at most (the newest of the window); a report says when it stopped there."""
@@ -152,18 +152,7 @@ class InsightService:
                 events[entry["run_id"]].append(
                     TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"])
                 )
-        traces = [
-            Trace(
-                run_id=row["id"],
-                playbook_id=row["playbook_id"],
-                version=int(row["version"]),
-                status=row["status"],
-                created_at=row["created_at"],
-                finished_at=row["finished_at"],
-                events=tuple(events.get(row["id"], ())),
-            )
-            for row in reversed(rows)  # oldest first
-        ]
+        traces = [trace_of(row, events.get(row["id"], ())) for row in reversed(rows)]  # oldest first
         return traces, capped
 
     def _known_playbook(self, playbook_id: str, version: int | None) -> None:
@@ -441,7 +430,12 @@ class InsightService:
             versions=self._versions(),
             unresolved=self._unresolved(ran),
         )
-        inputs.tables, inputs.decisions = self._decision_health(since, until)
+        records = self.store.records(since, until)
+        inputs.tables, inputs.decisions = self._decision_health(records)
+        # The models report's calibration findings, so that health lists every warning about a model.
+        inputs.overconfident = monitor(
+            [{**r, "segment": None} for r in records if r["source"] == "model"], MonitoringSettings()
+        )["findings"]
         return {"window": self._described(since, until), **health(inputs, settings)}
 
     def _playbook_or_none(self, playbook_id: str, version: int) -> Playbook | None:
@@ -483,12 +477,10 @@ class InsightService:
             )
         return steps
 
-    def _decision_health(
-        self, since: datetime | None, until: datetime | None
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _decision_health(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         tables: dict[tuple[str, int], dict[str, Any]] = {}
         decisions: dict[str, dict[str, Any]] = {}
-        for record in self.store.records(since, until):
+        for record in records:
             name = record["decision"]
             decision = decisions.setdefault(
                 name,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,6 +102,20 @@ def _segments(row: dict[str, Any], segmenters: dict[str, Segmenter]) -> dict[str
     return found
 
 
+def trace_of(row: dict[str, Any], events: Iterable[TraceEvent]) -> Trace:
+    """A run row (``id``, ``playbook_id``, ``version``, ``status``, ``created_at``, ``finished_at``) and its log
+    events as a trace."""
+    return Trace(
+        run_id=row["id"],
+        playbook_id=row["playbook_id"],
+        version=int(row["version"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        events=tuple(events),
+    )
+
+
 def cases(
     store: ExportStore, batch: list[dict[str, Any]], segmenters: dict[str, Segmenter]
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]]:
@@ -110,15 +124,7 @@ def cases(
     for entry in store.run_log_of([row["id"] for row in batch]):
         entries[entry["run_id"]].append(TraceEvent(entry["step_id"], entry["activity"], entry["at"], entry["actor"]))
     for row in batch:
-        trace = Trace(
-            run_id=row["id"],
-            playbook_id=row["playbook_id"],
-            version=int(row["version"]),
-            status=row["status"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
-            events=tuple(entries.get(row["id"], ())),
-        )
+        trace = trace_of(row, entries.get(row["id"], ()))
         events = [
             {
                 "concept:name": event.activity,

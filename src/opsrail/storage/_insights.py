@@ -104,9 +104,12 @@ class SqlInsightStore:
             .limit(limit)
             .scalar_subquery()
         )
+        return self._log_entries(run_log.c.run_id.in_(chosen))
+
+    def _log_entries(self, of_runs: sa.ColumnElement[bool]) -> list[dict[str, Any]]:
         query = (
             sa.select(run_log.c.run_id, run_log.c.step_id, run_log.c.activity, run_log.c.at, run_log.c.actor)
-            .where(run_log.c.run_id.in_(chosen), run_log.c.activity.in_(TRACE_ACTIVITIES))
+            .where(of_runs, run_log.c.activity.in_(TRACE_ACTIVITIES))
             .order_by(run_log.c.run_id, run_log.c.seq)
         )
         return self._rows(query, ("at",))
@@ -304,9 +307,4 @@ class SqlInsightStore:
         ``at``, ``actor``."""
         if not run_ids:
             return []
-        query = (
-            sa.select(run_log.c.run_id, run_log.c.step_id, run_log.c.activity, run_log.c.at, run_log.c.actor)
-            .where(run_log.c.run_id.in_(list(run_ids)), run_log.c.activity.in_(TRACE_ACTIVITIES))
-            .order_by(run_log.c.run_id, run_log.c.seq)
-        )
-        return self._rows(query, ("at",))
+        return self._log_entries(run_log.c.run_id.in_(list(run_ids)))
