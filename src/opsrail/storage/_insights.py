@@ -36,6 +36,16 @@ TRACE_ACTIVITIES = (
 
 _RUN_ACCOUNT = runs.c.input["account_id"].as_string()
 _RUN_SEGMENT = runs.c.input["segment"]
+_RUN_COLUMNS = (
+    runs.c.id,
+    runs.c.playbook_id,
+    runs.c.version,
+    runs.c.status,
+    runs.c.created_at,
+    runs.c.finished_at,
+    _RUN_ACCOUNT.label("account_id"),
+)
+"""What every reading of runs as traces needs."""
 
 
 def _within(column: Any, since: datetime | None, until: datetime | None) -> sa.ColumnElement[bool]:
@@ -77,15 +87,7 @@ class SqlInsightStore:
         """Runs started in the window (newest first, at most ``limit``): ``id``, ``playbook_id``, ``version``,
         ``status``, ``created_at``, ``finished_at``, ``account_id``."""
         query = (
-            sa.select(
-                runs.c.id,
-                runs.c.playbook_id,
-                runs.c.version,
-                runs.c.status,
-                runs.c.created_at,
-                runs.c.finished_at,
-                _RUN_ACCOUNT.label("account_id"),
-            )
+            sa.select(*_RUN_COLUMNS)
             .where(self._runs_in(since, until, playbook_id))
             .order_by(runs.c.created_at.desc(), runs.c.id.desc())
             .limit(limit)
@@ -285,17 +287,7 @@ class SqlInsightStore:
                 condition, sa.or_(runs.c.created_at > at, sa.and_(runs.c.created_at == at, runs.c.id > run_id))
             )
         query = (
-            sa.select(
-                runs.c.id,
-                runs.c.playbook_id,
-                runs.c.version,
-                runs.c.status,
-                runs.c.created_at,
-                runs.c.finished_at,
-                _RUN_ACCOUNT.label("account_id"),
-                _RUN_SEGMENT.label("segment"),
-                runs.c.parent_run_id,
-            )
+            sa.select(*_RUN_COLUMNS, _RUN_SEGMENT.label("segment"), runs.c.parent_run_id)
             .where(condition)
             .order_by(runs.c.created_at, runs.c.id)
             .limit(limit)
