@@ -81,6 +81,8 @@ def test_a_breach_model_trained_on_the_export_ranks_the_open_runs(
     assert first["last_activity"] == "assess" and first["steps_ended"] == 1
     assert first["open_hours"] == pytest.approx(2.0, abs=0.01)
     assert len(container.insights.at_risk("credit-sla", limit=3)["runs"]) == 3
+    # Scoring writes no decision record, and health does not call the model unused for that.
+    assert not [f for f in container.insights.health(None, None)["findings"] if f["subject"] == "credit-sla"]
 
     with pytest.raises(NotFound, match="no model named 'credit-slaa'"):
         container.insights.at_risk("credit-slaa")

@@ -213,3 +213,53 @@ def test_tasks_opened_by_different_approval_rules_are_compared_within_their_rule
         if c["point"] == "ruled-credit/approve" and c["measure"] == "share"
     ]
     assert comparison["test"] == "cmh" and comparison["strata"] == 2
+
+
+BANDS = """
+name: credit-band
+version: 1
+hit_policy: first
+inputs:
+  amount: {type: double}
+  account_id: {type: string}
+outputs:
+  band: {type: string}
+rules:
+  - id: large
+    when: "amount >= 1000.0"
+    then: {band: "large"}
+  - id: small
+    when: "true"
+    then: {band: "small"}
+"""
+BAND_POLICY = """
+decisions:
+  credit-band:
+    tier: approval
+    approval:
+      - when: "output.band == 'small'"
+        tier: autonomous
+      - roles: [finance_controller]
+"""
+
+
+def test_decisions_are_compared_within_the_rule_they_matched(container: Container, tmp_path: Path) -> None:
+    """The EU's credits are larger, so they match the rule that needs an approver four times as often; within each
+    rule both regions are routed alike: no finding. The plain shares, still reported, differ by 60 points."""
+    accounts(container)
+    (tmp_path / "bands.yaml").write_text(BANDS)
+    container.decisions.publish_table(tmp_path / "bands.yaml", "ops")
+    (tmp_path / "policy.yaml").write_text(BAND_POLICY)
+    container.decisions.apply_policies(tmp_path / "policy.yaml", "ops")
+    for region, large in (("EU", 24), ("US", 6)):
+        for n in range(30):
+            amount = 5000.0 if n < large else 50.0
+            record = container.decisions.evaluate_and_record(
+                "credit-band", {"amount": amount, "account_id": f"{region.lower()}-{n % 5}"}
+            )
+            assert record["route"] == ("approval" if amount >= 1000 else "acted")
+    report = container.insights.drift("region", None, None)
+    assert not [f for f in report["findings"] if f["point"] == "credit-band"], report["findings"]
+    [point] = [p for p in report["points"] if p["kind"] == "route" and p["point"] == "credit-band"]
+    assert point["segments"]["EU"]["outcomes"] == {"approval": 24, "acted": 6}
+    assert point["segments"]["US"]["outcomes"] == {"approval": 6, "acted": 24}

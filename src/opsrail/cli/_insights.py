@@ -1,5 +1,6 @@
 """``opsrail insights``: process maps and variants, conformance to the pinned version, outcome drift between
-segments and automation health (see ``opsrail.services._insights`` and ``opsrail.insights``)."""
+segments, automation health, models in production, open runs at risk, and the event log export (see
+``opsrail.services._insights`` and ``opsrail.insights``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from opsrail.cli._kpis import Segment
 from opsrail.cli._output import emit_json, table
 
 insights_app = typer.Typer(
-    help="What the runs, tasks and decisions say: process maps, conformance, drift, automation health.",
+    help="What the runs, tasks and decisions say: process maps, conformance, drift, automation health, models in "
+    "production, open runs at risk; and the runs as an event log.",
     no_args_is_help=True,
 )
 

@@ -13,10 +13,10 @@ blamed on a segment that can), on two measures:
 * ``share``: the outcome whose share differs most between the segment and the others, with Fisher's exact test on
   that 2-by-2 table (two-sided); the point also gets a chi-square test of its whole segment-by-outcome table. When
   a point's observations fall into two or more *strata* (an approval task's rule: the same thresholds, so the same
-  kind of input), the segment is compared with the others within each stratum instead: the Cochran-Mantel-Haenszel
-  test, and the Mantel-Haenszel difference of the shares as the effect (``test`` says which; ``value`` and
-  ``rest_value`` stay the plain shares). A region whose credits are larger, and so go to a stricter rule more
-  often, is then not a finding for that alone;
+  kind of input; a decision record's matched rule or a model's answer), the segment is compared with the others
+  within each stratum instead: the Cochran-Mantel-Haenszel test, and the Mantel-Haenszel difference of the shares as
+  the effect (``test`` says which; ``value`` and ``rest_value`` stay the plain shares). A region whose credits are
+  larger, and so go to a stricter rule more often, is then not a finding for that alone;
 * ``median_hours``: the median duration of the segment and of the others, with the Mann-Whitney U test.
 
 Many comparisons are made at once, so a comparison's p-value is corrected (Bonferroni: times the number of
@@ -54,8 +54,8 @@ class Observation:
     outcome: str
     hours: float | None = None
     stratum: str | None = None
-    """What makes observations comparable (an approval's rule); outcomes are compared within strata when a point has
-    two or more."""
+    """What makes observations comparable (an approval's rule, a record's rule or answer); outcomes are compared
+    within strata when a point has two or more."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from opsrail.insights import (
 from opsrail.ml import Progress, no_progress
 from opsrail.model import Clock, InvalidInput, NotFound, OpsrailError
 from opsrail.playbooks import Playbook
-from opsrail.services._at_risk import at_risk
+from opsrail.services._at_risk import LOG_TASKS, at_risk
 from opsrail.services._kpis import SEGMENTS, KpiService
 from opsrail.services._log_export import ExportStore, export_log, export_path, media_type, trace_of
 
@@ -358,9 +358,14 @@ class InsightService:
             )
         for record in self.store.records(since, until):
             where = segment(record)
-            found.append(Observation("route", record["decision"], where, record["route"]))
+            # Like cases: a table's records by the rule they matched, a model's by its answer. A region whose tickets
+            # are of a harder topic, and so go to review more often, is not a finding for that alone.
+            rules = record.get("matched_rules") or []
+            answer = record.get("answer")
+            like = f"rule {rules[0]}" if rules else (f"answer {answer}" if answer is not None else None)
+            found.append(Observation("route", record["decision"], where, record["route"], stratum=like))
             if record["status"] in SETTLED:
-                found.append(Observation("settlement", record["decision"], where, record["status"]))
+                found.append(Observation("settlement", record["decision"], where, record["status"], stratum=like))
         kinds: dict[tuple[str, int], dict[str, str]] = {}
         for end in self.store.step_ends(since, until):
             key = (end["playbook_id"], int(end["version"]))
@@ -426,7 +431,12 @@ class InsightService:
         ran = {(s["playbook"], s["version"], s["step"]) for s in steps if s["succeeded"]}
         inputs = HealthInputs(
             steps=steps,
-            catalog=[item["name"] for item in self.decisions.catalog()],
+            # Event-log models also score open runs (`insights at-risk`), which writes no record: never "unused".
+            catalog=[
+                item["name"]
+                for item in self.decisions.catalog()
+                if not (item.get("kind") == "model" and item.get("task") in LOG_TASKS)
+            ],
             versions=self._versions(),
             unresolved=self._unresolved(ran),
         )

@@ -139,8 +139,8 @@ class SqlInsightStore:
 
     def records(self, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
         """Decision records created in the window, oldest first: ``decision``, ``source``, ``version``,
-        ``created_at``, ``route``, ``status``, ``confidence``, ``matched_rules``, ``account_id`` (the run input's,
-        else the record's input), ``segment`` (the run input's)."""
+        ``created_at``, ``route``, ``status``, ``confidence``, ``matched_rules``, ``answer`` (a model's label, if it
+        gives one), ``account_id`` (the run input's, else the record's input), ``segment`` (the run input's)."""
         account = sa.func.coalesce(_RUN_ACCOUNT, decision_records.c.inputs["account_id"].as_string())
         query = (
             sa.select(
@@ -152,6 +152,7 @@ class SqlInsightStore:
                 decision_records.c.status,
                 decision_records.c.confidence,
                 decision_records.c.matched_rules,
+                decision_records.c.outputs["label"].as_string().label("answer"),
                 account.label("account_id"),
                 _RUN_SEGMENT.label("segment"),
             )
