@@ -10,9 +10,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opsrail.insights import Trace, TraceEvent, log_events
 from opsrail.ml import EventLogError, format_of, read_event_log, writing_event_log
+from opsrail.ml._eventlog_writer import _NOT_XML
 from opsrail.model import InvalidInput, NotFound
 from opsrail.wiring import Container
 from tests.insights.test_insights_store import RUNS_PER_REGION, run_credits
@@ -300,3 +303,32 @@ def test_outcome_attributes_are_never_features(tmp_path: Path) -> None:
             writer.case(f"run-{n}", {"outcome:status": status, "region": ("EU", "US")[n % 2]}, events)
     encoder = PrefixEncoder().fit(read_event_log(path).cases)
     assert sorted(f.key for f in encoder.attributes) == ["case:region", "step"]
+
+
+TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cases=st.lists(
+        st.tuples(TEXT, TEXT, st.lists(TEXT, min_size=1, max_size=3)), min_size=1, max_size=4, unique_by=lambda c: c[0]
+    ),
+    fmt=st.sampled_from(["csv", "xes", "parquet"]),
+)
+def test_any_text_survives_the_round_trip(tmp_path: Path, cases: list[tuple[str, str, list[str]]], fmt: str) -> None:
+    """Case ids, attributes and activity names of any text (quotes, commas, newlines, markup, other scripts) read
+    back as written, but for the characters XML 1.0 cannot hold."""
+    path = tmp_path / f"any.{fmt}"
+    with writing_event_log(path, fmt, zipped=False, case_columns={"note": "string"}, event_columns={}) as writer:
+        for case_id, note, activities in cases:
+            events = [{"concept:name": name, "time:timestamp": at(i)} for i, name in enumerate(activities)]
+            writer.case(case_id, {"note": note}, events)
+
+    def kept(value: str) -> str:
+        return _NOT_XML.sub("", value) if fmt == "xes" else value
+
+    log = read_event_log(path)
+    assert [c.case_id for c in log.cases] == [kept(c[0]) for c in cases]
+    for case, (_, note, activities) in zip(log.cases, cases, strict=True):
+        assert case.attributes.get("case:note", "") == kept(note)
+        assert [e.activity for e in case.events] == [kept(a) for a in activities]

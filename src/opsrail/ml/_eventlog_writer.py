@@ -78,7 +78,8 @@ class _CsvWriter:
     def __init__(self, stream: IO[str], case_columns: Sequence[str], event_columns: Sequence[str]) -> None:
         self.case_columns = list(case_columns)
         self.event_columns = ["concept:name", "time:timestamp", *event_columns]
-        self.writer = csv.writer(stream, lineterminator="\n")
+        # CRLF, as RFC 4180 has it: the writer then quotes a value holding a lone \r as well as one holding \n.
+        self.writer = csv.writer(stream, lineterminator="\r\n")
         self.writer.writerow(["case:concept:name", *(f"case:{c}" for c in case_columns), *self.event_columns])
 
     def case(self, case_id: str, attributes: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> None:
