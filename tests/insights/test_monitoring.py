@@ -18,6 +18,7 @@ from opsrail.cli import app
 from opsrail.insights import HealthInputs, MonitoringSettings, health, monitor, wilson
 from opsrail.model import InvalidInput, NotFound
 from opsrail.wiring import Container
+from tests.storage.test_decisions import TRIAGE
 from tests.support import drain, ticket_sample
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -109,18 +110,6 @@ def test_an_overconfident_model_is_a_finding_and_a_calibrated_one_never_is() -> 
 
 
 POLICY = "decisions:\n  ticket-topic: {tier: autonomous, min_confidence: 0.999, review: {roles: [operator]}}\n"
-TRIAGE = """
-id: ticket-triage
-version: 1
-steps:
-  - id: classify
-    decide: ticket-topic
-    with: {text: "${ run.input.text }"}
-  - id: route
-    needs: [classify]
-    action: core.set
-    with: {queue: "${ steps.classify.output.label }"}
-"""
 
 
 def triage(container: Container, tmp_path: Path, unseen: int) -> list[str]:
