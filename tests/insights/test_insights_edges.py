@@ -3,6 +3,8 @@ and decided more slowly (``tests.insights.test_insights_store.run_credits``)."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +132,17 @@ def test_the_cli_exports_the_runs_and_a_model_trains_on_them(tmp_path: Path, mon
     assert model["columns"] == {"case": "case:concept:name", "activity": "concept:name", "timestamp": "time:timestamp"}
     # How a run ended is never a feature: a prefix of an open run cannot know it.
     assert not any("outcome:" in name for name in model["params"]["attributes"])
+    # An event without a time in a file scored later is left out and named, not a failure.
+    with gzip.open(path, "rt", newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows[1][rows[0].index("time:timestamp")] = ""
+    damaged = tmp_path / "damaged.csv"
+    with damaged.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    scored = run.invoke(app, ["models", "evaluate", "remaining-time", "--data", str(damaged)])
+    assert scored.exit_code == 0, scored.output
+    assert "events_left_out: 1" in scored.stdout
+    assert "warning: 1 event without a value in 'time:timestamp' left out (the first: row 2)" in scored.stdout
 
 
 def test_the_api_serves_the_event_log_file(server: Server, tmp_path: Path) -> None:

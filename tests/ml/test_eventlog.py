@@ -135,6 +135,51 @@ def test_unreadable_timestamp_names_the_row(tmp_path: Path) -> None:
         read_event_log(path)
 
 
+def test_csv_events_without_a_case_activity_or_time_are_left_out_and_counted(tmp_path: Path) -> None:
+    text = (
+        "case,activity,timestamp\n"
+        "1,a,2024-01-01 10:00\n"
+        "1,b,\n"
+        "1,c,NULL\n"
+        "2,a, n/a \n"
+        ",a,2024-01-01 11:00\n"
+        "2, ,2024-01-01 11:00\n"
+        "2,b,2024-01-02 09:00\n"
+        "3,a,02/01/2024 08:00\n"
+        "3,b,-\n"
+        "3,c,2024-01-03 08:00\n"
+        "4,a,2024-01-04 08:00\n"
+        "4,b,2024-01-04 09:00\n"
+        "4,c,2024-01-04 10:00\n"
+    )
+    log = read_event_log(write(tmp_path / "log.csv", text))
+    assert [(case.case_id, [event.activity for event in case.events]) for case in log.cases] == [
+        ("1", ["a"]),
+        ("2", ["b"]),
+        ("3", ["a", "c"]),
+        ("4", ["a", "b", "c"]),
+    ]
+    assert log.cases[2].events[0].timestamp == epoch(2024, 1, 2, 8)  # the layout is chosen on the values kept
+    assert log.left_out == {"timestamp": 4, "case": 1, "activity": 1}
+    assert log.left_out_first == {"timestamp": "row 3", "case": "row 6", "activity": "row 7"}
+    assert log.notes()[0] == "4 events without a value in 'timestamp' left out (the first: row 3)"
+    assert read_event_log(write(tmp_path / "full.csv", CSV)).left_out == {}
+
+
+def test_a_csv_log_that_would_lose_most_events_is_refused(tmp_path: Path) -> None:
+    text = (
+        "case,activity,timestamp,closed\n"
+        "1,a,2024-01-01 10:00,\n1,b,2024-01-01 11:00,\n2,a,2024-01-01 12:00,2024-01-02\n"
+    )
+    with pytest.raises(
+        EventLogError,
+        match=r"2 of 3 events have no value in a column they need \(2 in 'closed', the first at row 2\).*--timestamp",
+    ):
+        read_event_log(write(tmp_path / "log.csv", text), timestamp="closed")
+    with pytest.raises(EventLogError, match="3 of 3 events"):
+        read_event_log(write(tmp_path / "log.csv", "case,activity,timestamp\n1,a,\n1,b,\n2,a,\n"))
+
+
 def test_a_long_cell_is_read(tmp_path: Path) -> None:
     note = "customer wrote back " * 20_000  # 400 KB, past the csv module's default field limit
     path = write(tmp_path / "log.csv", f"case,activity,timestamp,note\n1,a,2024-01-01 10:00,{note}\n1,b,2024-01-02,x\n")
@@ -277,10 +322,29 @@ def test_xes_with_comments_reads_the_same_through_the_general_parser(tmp_path: P
     assert other.cases == plain.cases
 
 
-def test_xes_missing_timestamp_is_an_error(tmp_path: Path) -> None:
-    text = XES.replace('<date key="time:timestamp" value="2011-09-30T12:00:00"/>', "")
-    with pytest.raises(EventLogError, match=r"trace 2, event 1: no 'time:timestamp' attribute"):
-        read_event_log(write(tmp_path / "log.xes", text))
+@pytest.mark.parametrize("odd", [False, True], ids=["scanner", "general parser"])
+def test_xes_events_without_a_time_or_a_name_are_left_out_and_counted(tmp_path: Path, odd: bool) -> None:
+    text = XES.replace('<date key="time:timestamp" value="2011-10-01T00:30:00Z"/>', "")
+    if odd:
+        text = text.replace("<event>", "<!-- comment --><event>", 1)
+    log = read_event_log(write(tmp_path / "log.xes", text))
+    assert [[event.activity for event in case.events] for case in log.cases] == [["A & B"], ["Review"]]
+    assert log.left_out == {"time:timestamp": 1}
+    assert log.notes() == ["1 event without a value in 'time:timestamp' left out (the first: trace 1, event 2)"]
+    # a trace whose every event goes is no case, and the traces keep their numbers in what is reported
+    text = XES.replace(
+        '<string key="concept:name" value="Review"/>\n      <date key="time:timestamp" value="2011-09-30',
+        '<string key="concept:name" value=" "/>\n      <date key="time:timestamp" value="2011-09-30',
+    )
+    log = read_event_log(write(tmp_path / "log.xes", text.replace("<trace>", "<trace></trace><trace>", 1)))
+    assert [case.case_id for case in log.cases] == ["trace 1", "t1"]  # an empty trace stays, as before
+    assert log.left_out == {"concept:name": 1}
+    assert log.left_out_first == {"concept:name": "trace 3, event 1"}
+
+
+def test_a_xes_log_that_would_lose_most_events_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(EventLogError, match=r"3 of 3 events .* \(3 in 'when', the first at trace 1, event 1\)"):
+        read_event_log(write(tmp_path / "log.xes", XES), timestamp="when")
 
 
 def test_events_from_records_accepts_iso_epoch_and_column_names() -> None:

@@ -424,3 +424,19 @@ def test_held_out_figures_without_both_outcomes_are_called_undefined() -> None:
     [warning] = target_warnings(params, {"n": 976, "positive_share": 1.0, "auc": None})
     assert warning.startswith("every held-out prefix would breach the target, so AUC and recall are undefined")
     assert target_warnings(params, {"n": 976, "positive_share": 0.4, "auc": 0.71}) == []
+
+
+def test_events_without_a_time_are_left_out_and_named_in_the_warnings(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    path = _synthetic_log(tmp_path / "log.csv", rng, 400, 4, lambda _c, _s: "abcd"[int(rng.integers(4))])
+    lines = path.read_text().splitlines()
+    for row in (10, 20, 30, 40, 50):  # file rows 11, 21 …: their timestamps emptied
+        lines[row] = lines[row].rsplit(",", 1)[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    model = train_sla_breach(path, target_seconds=0.6 * 3600)
+    assert model.metrics["events_left_out"] == 5
+    left, target = model.metrics["warnings"]  # both the reader's note and the target's warning are kept
+    assert left == "5 events without a value in 'timestamp' left out (the first: row 11)"
+    assert "of the training prefixes breach the target" in target
+    figures = model.evaluate(path)
+    assert figures["events_left_out"] == 5 and figures["warnings"] == [left]

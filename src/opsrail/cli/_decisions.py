@@ -464,6 +464,8 @@ def models_evaluate(
     for key, value in figures.items():
         if not isinstance(value, (dict, list)):
             typer.echo(f"{key:>28}: {value}")
+    for warning in figures.get("warnings", []):
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW)
 
 
 @models_app.command("list")

@@ -126,13 +126,63 @@ class EventLog:
     cases: list[Case]
     columns: dict[str, str]
     format: str = "csv"
+    left_out: dict[str, int] = field(default_factory=dict)
+    """Events left out because a value they need is empty: how many for each column (or XES attribute)."""
+    left_out_first: dict[str, str] = field(default_factory=dict)
+    """Where the first event left out for each column was (``row 108``, ``trace 3, event 2``)."""
 
     @property
     def n_events(self) -> int:
         return sum(len(case.events) for case in self.cases)
 
+    def notes(self) -> list[str]:
+        """One sentence for each column that left events out, for a model's warnings."""
+        return [
+            f"{count:,} event{'s' if count != 1 else ''} without a value in {name!r} left out "
+            f"(the first: {self.left_out_first[name]})"
+            for name, count in self.left_out.items()
+        ]
+
     def __len__(self) -> int:
         return len(self.cases)
+
+
+_MISSING_TIMES = frozenset({"", "null", "none", "nan", "nat", "n/a", "na", "-"})
+"""Timestamp cells that mean "no value", compared without case or surrounding spaces: such events are left out."""
+
+
+def is_missing_time(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _MISSING_TIMES)
+
+
+class _LeftOut:
+    """Counts the events a reader leaves out for want of a value, and refuses a log that would lose most of them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: dict[str, int] = {}
+        self.first: dict[str, str] = {}
+
+    def add(self, column: str, where: str) -> None:
+        self.counts[column] = self.counts.get(column, 0) + 1
+        self.first.setdefault(column, where)
+
+    def check(self, kept: int) -> None:
+        """Refuse the log when the events left out are as many as those kept: the column is likely the wrong one."""
+        lost = sum(self.counts.values())
+        if lost and lost >= kept:
+            where = "; ".join(
+                f"{count:,} in {column!r}, the first at {self.first[column]}" for column, count in self.counts.items()
+            )
+            raise EventLogError(
+                f"{self.path}: {lost:,} of {lost + kept:,} events have no value in a column they need ({where}); are "
+                "these the right columns? Name them with --case, --activity and --timestamp"
+            )
+
+    def into(self, log: EventLog) -> EventLog:
+        log.left_out = dict(self.counts)
+        log.left_out_first = dict(self.first)
+        return log
 
 
 # --------------------------------------------------------------------------------------------------------- times
@@ -335,7 +385,9 @@ def read_event_log(
 
     XES defaults: the trace's ``concept:name`` (``case:concept:name``), the event's ``concept:name`` and
     ``time:timestamp``. CSV: the given columns, or the first match in ``CASE_NAMES``/``ACTIVITY_NAMES``/
-    ``TIMESTAMP_NAMES``. Raises ``EventLogError`` for an unreadable file, a missing column or an unreadable time.
+    ``TIMESTAMP_NAMES``. An event without a case, an activity or a time (an empty cell, or a time written ``null``,
+    ``NaN``, ``N/A``, ``-``…) is left out and counted in ``EventLog.left_out``; a log that would lose as many events
+    as it keeps is refused. Raises ``EventLogError`` for an unreadable file, a missing column or an unreadable time.
     """
     path = Path(path)
     if _is_parquet(path):
@@ -448,6 +500,7 @@ def _read_csv(
     stamps: list[str] = []
     events: list[Event] = []
     rows: list[int] = []
+    left_out = _LeftOut(path)
     number = 1
     try:
         for number, record in enumerate(reader, start=2):
@@ -456,6 +509,10 @@ def _read_csv(
             if len(record) < width:
                 record = record + [""] * (width - len(record))
             case_id = record[case_at]
+            empty = _empty_column(record, case_at, activity_at, time_at)
+            if empty is not None:
+                left_out.add(header[empty], f"row {number}")
+                continue
             found = by_id.get(case_id)
             if found is None:
                 found = by_id[case_id] = Case(case_id, [], {})
@@ -477,6 +534,7 @@ def _read_csv(
                 progress("read", min(counted.count / max(size, 1), 1.0) * 0.9)
     except csv.Error as exc:
         raise EventLogError(f"{path}: row {number}: {exc}") from None
+    left_out.check(len(events))
     if not events:
         raise EventLogError(f"{path}: no events (only a header)")
     times = parse_timestamps(stamps, row=lambda index: f"{path}: row {rows[index]}, column {header[time_at]!r}")
@@ -484,7 +542,18 @@ def _read_csv(
         event.timestamp = seconds
     progress("read", 1.0)
     columns = {"case": header[case_at], "activity": header[activity_at], "timestamp": header[time_at]}
-    return EventLog(_finish(by_id.values()), columns, "csv")
+    return left_out.into(EventLog(_finish(by_id.values()), columns, "csv"))
+
+
+def _empty_column(record: Sequence[str], case_at: int, activity_at: int, time_at: int) -> int | None:
+    """The first of the case, activity and time columns that has no value in this row, if any."""
+    if not record[case_at].strip():
+        return case_at
+    if not record[activity_at].strip():
+        return activity_at
+    if is_missing_time(record[time_at]):
+        return time_at
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- Parquet
@@ -515,11 +584,24 @@ def _read_parquet(
     time_at = _pick(header, timestamp, TIMESTAMP_NAMES, "timestamp", path)
     if frame.height == 0:
         raise EventLogError(f"{path}: no events (no rows)")
+    left_out = _LeftOut(path)
+    rows_kept = pl.Series("kept", [True] * frame.height)
+    for at in (case_at, activity_at, time_at):
+        column = frame.get_column(header[at])
+        if column.dtype == pl.String:
+            missing = column.is_null() | column.str.strip_chars().str.to_lowercase().is_in(
+                sorted(_MISSING_TIMES) if at == time_at else [""]
+            )
+        else:
+            missing = column.is_null()
+        missing = missing & rows_kept
+        for row in missing.arg_true().to_list():
+            left_out.add(header[at], f"row {row + 1}")
+        rows_kept = rows_kept & ~missing
+    left_out.check(int(rows_kept.sum()))
+    if not rows_kept.all():
+        frame = frame.filter(rows_kept)
     stamp = frame.get_column(header[time_at])
-    nulls = stamp.is_null()
-    if nulls.any():
-        row = int(nulls.arg_true()[0]) + 1
-        raise EventLogError(f"{path}: row {row}, column {header[time_at]!r}: empty timestamp")
     if isinstance(stamp.dtype, pl.Datetime):
         if stamp.dtype.time_zone is None:
             stamp = stamp.dt.replace_time_zone("UTC")
@@ -544,9 +626,6 @@ def _read_parquet(
     by_id: dict[str, Case] = {}
     for row in range(frame.height):
         case_id = cases_at[row]
-        if case_id is None or activities[row] is None:
-            missing = header[case_at] if case_id is None else header[activity_at]
-            raise EventLogError(f"{path}: row {row + 1}: no value in column {missing!r}")
         found = by_id.get(case_id)
         if found is None:
             found = by_id[case_id] = Case(case_id, [], {})
@@ -564,7 +643,7 @@ def _read_parquet(
         found.events.append(Event(activities[row], times[row], attributes))
     progress("read", 1.0)
     columns = {"case": header[case_at], "activity": header[activity_at], "timestamp": header[time_at]}
-    return EventLog(_finish(by_id.values()), columns, "parquet")
+    return left_out.into(EventLog(_finish(by_id.values()), columns, "parquet"))
 
 
 def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
@@ -640,29 +719,38 @@ class _XesBuilder:
         self.pending: list[Event] = []
         self.stamps: list[str] = []
         self.where: list[tuple[int, int]] = []
+        self.left_out = _LeftOut(path)
+        self.traces = 0  # traces closed so far, kept or not
+        self.seen = 0  # events of the current trace, kept or not
 
     def event(self, attributes: dict[str, Any]) -> None:
+        self.seen += 1
         name = attributes.pop(self.activity_key, None)
         stamp = attributes.pop(self.time_key, None)
-        if name is None or stamp is None:
-            missing = self.activity_key if name is None else self.time_key
-            here = f"{self.path}: trace {len(self.cases) + 1}, event {len(self.pending) + 1}"
-            raise EventLogError(f"{here}: no {missing!r} attribute")
+        if name is None or not str(name).strip() or is_missing_time(stamp):
+            missing = self.activity_key if name is None or not str(name).strip() else self.time_key
+            self.left_out.add(missing, f"trace {self.traces + 1}, event {self.seen}")
+            return
         self.pending.append(Event(str(name), 0.0, attributes))
         self.stamps.append(str(stamp))
-        self.where.append((len(self.cases) + 1, len(self.pending)))
+        self.where.append((self.traces + 1, self.seen))
 
     def trace(self, attributes: dict[str, Any]) -> None:
-        number = len(self.cases) + 1
+        self.traces += 1
+        number = self.traces
         case_id = attributes.pop(self.trace_key, None)
         if case_id is None:
             if self.given_case is not None:
                 raise EventLogError(f"{self.path}: trace {number}: no {self.trace_key!r} attribute")
             case_id = f"trace {number}"
-        self.cases.append(Case(str(case_id), self.pending, {f"case:{key}": value for key, value in attributes.items()}))
+        if self.pending or not self.seen:  # a trace whose every event was left out is no case
+            case = Case(str(case_id), self.pending, {f"case:{key}": value for key, value in attributes.items()})
+            self.cases.append(case)
         self.pending = []
+        self.seen = 0
 
     def log(self) -> EventLog:
+        self.left_out.check(len(self.stamps))
         if not self.cases:
             raise EventLogError(f"{self.path}: no traces found (is this a XES event log?)")
         where = self.where
@@ -676,7 +764,7 @@ class _XesBuilder:
                 event.timestamp = times[position]
                 position += 1
         columns = {"case": self.case_key, "activity": self.activity_key, "timestamp": self.time_key}
-        return EventLog(_finish(_merge(self.cases)), columns, "xes")
+        return self.left_out.into(EventLog(_finish(_merge(self.cases)), columns, "xes"))
 
 
 def _read_xes(
@@ -824,7 +912,7 @@ def _parse_xes(
             element.clear()
             while element.getprevious() is not None:
                 del element.getparent()[0]
-            if len(builder.cases) % 2000 == 0:
+            if builder.traces % 2000 == 0:
                 progress("read", min(counted.count / max(size, 1), 1.0) * 0.9)
     except etree.XMLSyntaxError as exc:
         raise EventLogError(f"{path}: not a readable XES file: {exc}") from None

@@ -36,6 +36,7 @@ from opsrail.ml._process import (
     make_encoder,
     prefix_context,
     prefix_inputs,
+    read_notes,
     refit_rounds,
     run_protocol,
     threshold_for_precision,
@@ -233,6 +234,7 @@ class NextActivityModel(Registration):
         )
         figures = self.score(log.cases)
         figures["cases"] = len(log.cases)
+        figures.update(read_notes(log))
         progress("done", 1.0)
         return figures
 

@@ -49,6 +49,7 @@ __all__ = [
     "mean_metrics",
     "prefix_context",
     "prefix_inputs",
+    "read_notes",
     "run_protocol",
     "threshold_for_precision",
     "top_contributions",
@@ -324,8 +325,16 @@ def run_protocol(
         metrics = runs[0]
     assert model is not None
     metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+    metrics.update(read_notes(log))
     progress("done", 1.0)
     return model, metrics
+
+
+def read_notes(log: EventLog) -> dict[str, Any]:
+    """What reading the log left out, for a model's metrics or an evaluation's figures (nothing when complete)."""
+    if not log.left_out:
+        return {}
+    return {"events_left_out": sum(log.left_out.values()), "warnings": log.notes()}
 
 
 def prefix_context(inputs: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -41,6 +41,7 @@ from opsrail.ml._process import (
     make_encoder,
     prefix_context,
     prefix_inputs,
+    read_notes,
     refit_rounds,
     run_protocol,
     top_contributions,
@@ -144,6 +145,7 @@ class RemainingTimeModel(Registration):
         )
         figures = self.score(log.cases)
         figures["cases"] = len(log.cases)
+        figures.update(read_notes(log))
         progress("done", 1.0)
         return figures
 

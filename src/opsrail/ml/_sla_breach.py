@@ -45,6 +45,7 @@ from opsrail.ml._process import (
     make_encoder,
     prefix_context,
     prefix_inputs,
+    read_notes,
     refit_rounds,
     run_protocol,
     threshold_for_precision,
@@ -204,6 +205,7 @@ class SlaBreachModel(Registration):
         )
         figures = self.score(log.cases)
         figures["cases"] = len(log.cases)
+        figures.update(read_notes(log))
         progress("done", 1.0)
         return figures
 
@@ -352,7 +354,7 @@ def train_sla_breach(
     model.record_protocol(held_out, log.columns, split, "lengths 1 … n-1, not already past the target")
     warnings = target_warnings(model.params, held_out)
     if warnings:
-        model._metrics["warnings"] = warnings
+        model._metrics["warnings"] = [*model._metrics.get("warnings", []), *warnings]
     return model
 
 
