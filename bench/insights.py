@@ -5,7 +5,8 @@ that runs (and fails) in a seventh of the runs, a quarter of APAC's (the inputs 
 ``--tasks`` runs of a playbook with an approval, decided through the service (the EU's rejected more often).
 Then times each report over the whole store (median of ``--repeat``), and the export of every run as an event log
 in each format (once each; the file's size, and the seconds ``read_event_log`` takes to read it back); then trains a
-remaining-time model on the CSV export and times scoring ``--open`` runs left waiting for an approval.
+remaining-time model on the CSV export and times scoring ``--open`` runs left waiting for an approval; last, times
+retention archiving and deleting every finished run (``OPSRAIL_RETENTION='{"runs": …}'``).
 Usage: python -m bench.insights [--runs 20000] [--tasks 2000] [--database-url postgresql://…]
 """
 
@@ -18,12 +19,17 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from bench._servers import scratch_database
 from opsrail.ml import read_event_log
+from opsrail.services import RetentionService
 from opsrail.settings import Settings
+from opsrail.storage import SqlRetentionStore
 from opsrail.wiring import Container, build
 
 FLOW = """
@@ -175,6 +181,7 @@ def main() -> None:
                 "read_back_seconds": round(read_seconds, 2),
             }
         figures["at_risk"] = at_risk(home, container, args.open)
+        figures["retention"] = retention(home, container)
         container.close()
     print(json.dumps(figures, indent=2))
 
@@ -198,6 +205,42 @@ def at_risk(home: Path, container: Container, open_runs: int) -> dict[str, Any]:
         "scored": report["scored"],
         "seconds": round(seconds, 2),
         "runs_per_second": round(report["scored"] / seconds),
+    }
+
+
+def retention(home: Path, container: Container) -> dict[str, Any]:
+    """Archive and delete every finished run (a retention period of nothing), as ``opsrail retention run`` does."""
+    folder = home / "archive"
+    folder.mkdir()
+    service = RetentionService(
+        SqlRetentionStore(container.engine), container.retention.clock, {"runs": timedelta(0)}, archive_dir=folder
+    )
+    archive_seconds: list[float] = []
+
+    def archive(path: Path, run_ids: list[str]) -> dict[str, Any]:
+        began = time.perf_counter()
+        written = container.insights.archive_runs(path, run_ids)
+        archive_seconds.append(time.perf_counter() - began)
+        return written
+
+    service.archive_runs = archive
+    started = time.perf_counter()
+    chosen = len(service.store.runs_to_purge(container.retention.clock.now()))
+    choose_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    done = service.run(actor="bench")["kinds"]["runs"]
+    seconds = time.perf_counter() - started
+    assert done["rows"] == chosen == done["archived_runs"] + done["runs_without_step_ends"]
+    with container.engine.connect() as conn:
+        runs_left = conn.execute(sa.text("SELECT count(*) FROM runs")).scalar_one()
+    return {
+        "runs_deleted": done["rows"],
+        "choose_seconds": round(choose_seconds, 2),
+        "seconds": round(seconds, 2),
+        "archive_seconds": round(sum(archive_seconds), 2),
+        "archive_megabytes": round(done["bytes"] / 1e6, 2),
+        "runs_per_second": round(done["rows"] / seconds),
+        "runs_left": runs_left,
     }
 
 

@@ -56,8 +56,11 @@ class Settings(BaseSettings):
     summary_model: str = Field(default="gpt-4o-mini", description="model name sent to OPSRAIL_SUMMARY_URL")
     retention: dict[str, timedelta] = Field(
         default_factory=dict,
-        description="how long payloads are kept per kind (events, dead_letters, decision_records, model_versions), "
-        'e.g. \'{"events": "P365D", "dead_letters": "P30D"}\'',
+        description="how long payloads are kept per kind (events, dead_letters, decision_records, model_versions, "
+        'runs), e.g. \'{"events": "P365D", "dead_letters": "P30D", "runs": "P730D"}\'',
+    )
+    retention_archive: Path | None = Field(
+        default=None, description="folder where retention writes old runs (an event log file) before deleting them"
     )
     redact_fields: list[str] = Field(
         default_factory=list,

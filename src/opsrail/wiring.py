@@ -184,7 +184,9 @@ def build(
     tokens = TokenService(SqlTokenStore(engine), clock, ids)
     automation.token_roles = tokens.roles_of
     automation.token_accounts = tokens.accounts
-    retention = RetentionService(SqlRetentionStore(engine), clock, settings.retention)
+    retention = RetentionService(
+        SqlRetentionStore(engine), clock, settings.retention, archive_dir=settings.retention_archive
+    )
     retention.prune_models = decisions.prune_models
     authorization = AuthorizationService(SqlGovernanceStore(engine), clock)
     directory = DirectoryService(SqlGovernanceStore(engine), clock, ids)
@@ -210,6 +212,7 @@ def build(
         service.audit = audit
     kpis = KpiService(SqlKpiStore(engine), clock)
     insights = InsightService(SqlInsightStore(engine), clock, kpis, automation, decisions)
+    retention.archive_runs = insights.archive_runs
     return Container(
         settings=settings,
         engine=engine,

@@ -186,6 +186,22 @@ def test_the_application_works_as_the_role(
         steps = conn.execute(sa.text("SELECT count(*) FROM run_log WHERE run_id = :id"), {"id": run_id}).scalar()
         event = conn.execute(sa.text("SELECT event_id, data FROM events")).one()
     assert status == "running" and steps and event == ("as-role-1", None)
+    # Old finished runs go too: the role may delete them, with their steps, tasks and log, once archived.
+    [task] = as_role.automation.tasks()
+    as_role.automation.decide(task["id"], approve=True, by="fiona", comment="checked")
+    asyncio.run(as_role.runner.tick())
+    clock.advance(days=40)
+    old_runs = RetentionService(
+        SqlRetentionStore(as_role.engine), clock, {"runs": timedelta(days=30)}, archive_dir=tmp_path
+    )
+    old_runs.archive_runs = as_role.insights.archive_runs
+    assert old_runs.run(actor="ops")["kinds"]["runs"]["archived_runs"] == 1
+    with container.engine.connect() as conn:
+        left = [
+            conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {column} = :id"), {"id": run_id}).scalar()
+            for table, column in (("runs", "id"), ("run_steps", "run_id"), ("tasks", "run_id"), ("run_log", "run_id"))
+        ]
+    assert left == [0, 0, 0, 0]
 
 
 @POSTGRES

@@ -76,8 +76,8 @@ def test_old_payloads_are_purged_or_anonymised(container: Container, clock: Fake
 def test_unknown_kinds_are_refused_and_the_cli_needs_policies(
     container: Container, clock: FakeClock, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(InvalidInput, match="no retention for runs"):
-        RetentionService(SqlRetentionStore(container.engine), clock, {"runs": timedelta(days=1)})
+    with pytest.raises(InvalidInput, match="no retention for sessions"):
+        RetentionService(SqlRetentionStore(container.engine), clock, {"sessions": timedelta(days=1)})
     monkeypatch.setenv("OPSRAIL_HOME", str(tmp_path))
     monkeypatch.setenv("OPSRAIL_DATABASE_URL", database_url)
     runner = CliRunner()

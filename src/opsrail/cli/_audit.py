@@ -107,22 +107,47 @@ retention_app = typer.Typer(
 @handled
 def retention_run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would change, change nothing")] = False,
+    archive: Annotated[
+        Path | None,
+        typer.Option(
+            "--archive",
+            metavar="DIR",
+            help="folder for the archive of deleted runs [default: OPSRAIL_RETENTION_ARCHIVE]",
+        ),
+    ] = None,
+    no_archive: Annotated[
+        bool, typer.Option("--no-archive", help="delete old runs without writing an archive first")
+    ] = False,
     json: JsonFlag = False,
 ) -> None:
     """Apply the retention policies once (events lose their payload, dead letters go, decision inputs are dropped,
-    old model versions are pruned)."""
+    old model versions are pruned, old finished runs are archived and deleted)."""
+    if archive is not None and no_archive:
+        raise InvalidInput("--archive and --no-archive contradict each other", hint="pass one of them")
     with opened(action="retention.run") as container:
         if not container.retention.policies:
             raise InvalidInput(
                 "no retention policies are set",
                 hint="set OPSRAIL_RETENTION, e.g. "
-                '\'{"events": "P365D", "dead_letters": "P30D", "decision_records": "P730D"}\'',
+                '\'{"events": "P365D", "dead_letters": "P30D", "decision_records": "P730D", "runs": "P730D"}\'',
             )
-        done = container.retention.run(dry_run=dry_run, actor=getpass.getuser())
+        done = container.retention.run(
+            dry_run=dry_run, actor=getpass.getuser(), archive_dir=archive, no_archive=no_archive
+        )
     if json:
         emit_json(done)
         return
     verb = "would change" if dry_run else "changed"
     for kind, item in done["kinds"].items():
+        if kind == "runs":
+            typer.echo(
+                f"runs: {'would delete' if dry_run else 'deleted'} {item['rows']} that ended before {item['before']}"
+            )
+            if item.get("archive"):
+                typer.echo(
+                    f"  archived {item['archived_runs']} run(s), {item['archived_events']} event(s) to "
+                    f"{item['archive']} (sha256 {item['sha256'][:16]}…)"
+                )
+            continue
         what = "versions" if kind == "model_versions" else "rows"
         typer.echo(f"{kind}: {verb} {item['rows']} {what} older than {item['before']}")

@@ -40,7 +40,14 @@ from opsrail.model import Clock, InvalidInput, NotFound, OpsrailError
 from opsrail.playbooks import Playbook
 from opsrail.services._at_risk import LOG_TASKS, at_risk
 from opsrail.services._kpis import SEGMENTS, KpiService
-from opsrail.services._log_export import ExportStore, export_log, export_path, media_type, trace_of
+from opsrail.services._log_export import (
+    ExportStore,
+    archive_runs,
+    export_log,
+    export_path,
+    media_type,
+    trace_of,
+)
 
 MAX_RUNS = 20_000
 """Runs one report mines at most (the newest of the window); a report says when it stopped there."""
@@ -260,6 +267,12 @@ class InsightService:
             progress=progress,
         )
         return {"window": self._described(since, until, playbook=playbook_id), **written}
+
+    def archive_runs(self, path: Path, run_ids: list[str], *, progress: Progress = no_progress) -> dict[str, Any]:
+        """Write these runs to a new file ``path`` as the export writes them: retention's archive of what it deletes."""
+        export_path(path, None, overwrite=False)
+        segmenters = {name: self.kpis.segmenter(name) for name in SEGMENTS}
+        return archive_runs(self.store, segmenters, path, run_ids, progress=progress)
 
     def export_log_file(
         self,

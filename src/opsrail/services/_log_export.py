@@ -71,6 +71,8 @@ class ExportStore(Protocol):
         finished: bool | None = None,
     ) -> list[dict[str, Any]]: ...
 
+    def runs_by_id(self, run_ids: list[str]) -> list[dict[str, Any]]: ...
+
     def run_log_of(self, run_ids: list[str]) -> list[dict[str, Any]]: ...
 
 
@@ -166,19 +168,55 @@ def export_log(
 ) -> dict[str, Any]:
     """Write the window's runs to ``path`` (finished ones only unless ``include_open``); returns what was written
     (``runs``, ``events``, ``bytes``, ...)."""
-    began = time.perf_counter()
     finished = None if include_open else True
     total = store.count_runs(since, until, playbook_id, finished=finished)
     left_out = 0 if include_open else store.count_runs(since, until, playbook_id, finished=False)
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        after: tuple[datetime, str] | None = None
+        while batch := store.export_runs(since, until, playbook_id, after, BATCH_RUNS, finished=finished):
+            after = (batch[-1]["created_at"], batch[-1]["id"])
+            yield batch
+
+    written = _write(store, segmenters, path, fmt, zipped, batches(), total, progress)
+    return {**written, "open_runs_left_out": left_out, "bytes": path.stat().st_size}
+
+
+def archive_runs(
+    store: ExportStore,
+    segmenters: dict[str, Segmenter],
+    path: Path,
+    run_ids: list[str],
+    *,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    """Write exactly these runs to ``path`` (format from its name), as the export writes runs: the archive that
+    retention keeps of the runs it deletes."""
+    fmt, zipped = format_of(path, None)
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        for start in range(0, len(run_ids), BATCH_RUNS):
+            yield store.runs_by_id(run_ids[start : start + BATCH_RUNS])
+
+    written = _write(store, segmenters, path, fmt, zipped, batches(), len(run_ids), progress)
+    return {**written, "bytes": path.stat().st_size}
+
+
+def _write(
+    store: ExportStore,
+    segmenters: dict[str, Segmenter],
+    path: Path,
+    fmt: str,
+    zipped: bool,
+    batches: Iterable[list[dict[str, Any]]],
+    total: int,
+    progress: Progress,
+) -> dict[str, Any]:
+    began = time.perf_counter()
     written_runs = events_written = empty = 0
-    after: tuple[datetime, str] | None = None
     progress("export", 0.0)
     with writing_event_log(path, fmt, zipped=zipped, case_columns=CASE_COLUMNS, event_columns=EVENT_COLUMNS) as writer:
-        while True:
-            batch = store.export_runs(since, until, playbook_id, after, BATCH_RUNS, finished=finished)
-            if not batch:
-                break
-            after = (batch[-1]["created_at"], batch[-1]["id"])
+        for batch in batches:
             for row, attributes, events in cases(store, batch, segmenters):
                 if not events:
                     empty += 1  # a run no step of which ended: a case needs an event
@@ -195,7 +233,5 @@ def export_log(
         "runs": written_runs,
         "events": events_written,
         "runs_without_step_ends": empty,
-        "open_runs_left_out": left_out,
-        "bytes": path.stat().st_size,
         "seconds": round(time.perf_counter() - began, 3),
     }

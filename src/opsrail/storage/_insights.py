@@ -295,6 +295,17 @@ class SqlInsightStore:
         )
         return self._rows(query, ("created_at", "finished_at"))
 
+    def runs_by_id(self, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """These runs, with the columns of ``export_runs``, oldest first."""
+        if not run_ids:
+            return []
+        query = (
+            sa.select(*_RUN_COLUMNS, _RUN_SEGMENT.label("segment"), runs.c.parent_run_id)
+            .where(runs.c.id.in_(list(run_ids)))
+            .order_by(runs.c.created_at, runs.c.id)
+        )
+        return self._rows(query, ("created_at", "finished_at"))
+
     def run_log_of(self, run_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The run-log entries mining reads of these runs, in log order: ``run_id``, ``step_id``, ``activity``,
         ``at``, ``actor``."""

@@ -323,7 +323,10 @@ class SqlRunStore:
         with self._autocommit.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).mappings().first()
             if row is None:
-                raise NotFound(f"no run {run_id!r}", hint="list runs with `opsrail runs list`")
+                raise NotFound(
+                    f"no run {run_id!r}",
+                    hint="list runs with `opsrail runs list`; runs deleted by retention are in its archive files",
+                )
             steps = conn.execute(sa.select(run_steps).where(run_steps.c.run_id == run_id)).mappings().all()
         return _run_state(row, {s["step_id"]: _step_state(s) for s in steps}), int(row["state_version"])
 
