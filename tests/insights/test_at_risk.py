@@ -80,6 +80,9 @@ def test_a_breach_model_trained_on_the_export_ranks_the_open_runs(
     assert first["breach_probability"] > 0.5 > report["runs"][-1]["breach_probability"]
     assert first["last_activity"] == "assess" and first["steps_ended"] == 1
     assert first["open_hours"] == pytest.approx(2.0, abs=0.01)
+    # The runs shown say why: the features that pushed their answer most, the region among them for the EU's.
+    assert 1 <= len(first["why"]) <= 3 and all({"feature", "value", "weight"} <= set(part) for part in first["why"])
+    assert any(part["feature"] == "case:region" and part["value"] == "EU" for part in first["why"]), first["why"]
     assert len(container.insights.at_risk("credit-sla", limit=3)["runs"]) == 3
     # Scoring writes no decision record, and health does not call the model unused for that.
     assert not [f for f in container.insights.health(None, None)["findings"] if f["subject"] == "credit-sla"]
@@ -97,6 +100,7 @@ def test_a_breach_model_trained_on_the_export_ranks_the_open_runs(
     assert shown.exit_code == 0, shown.output
     assert "Open runs most at risk by credit-sla v1 (sla-breach): 10 of 10 scored" in shown.stdout
     assert "breach probability" in shown.stdout and "credit-check v1" in shown.stdout
+    assert "mostly because of" in shown.stdout
     as_json = json.loads(run.invoke(app, ["insights", "at-risk", "credit-sla", "--json"]).stdout)
     assert [regions[item["run_id"]] for item in as_json["runs"]][:5] == ["EU"] * 5
 
@@ -130,6 +134,22 @@ def test_other_event_log_models_and_what_cannot_score(container: Container, cloc
         container.insights.at_risk("credit-band")
     with pytest.raises(InvalidInput, match="limit must be from 1 to 1000"):
         container.insights.at_risk("credit-time", limit=0)
+
+    # Many inputs at once answer as one at a time (without explanations); a table answers one at a time anyway.
+    prefix = {"events": [{"activity": "assess", "timestamp": "2026-01-01T00:00:00+00:00"}]}
+    [many] = container.decisions.evaluate_many("credit-time", [prefix])
+    one = container.decisions.evaluate("credit-time", prefix)
+    assert (many.outputs, many.version, many.confidence, many.accepted) == (
+        one.outputs,
+        one.version,
+        one.confidence,
+        one.accepted,
+    )
+    assert many.explanation == [] and one.explanation
+    bands = container.decisions.evaluate_many("credit-band", [{"amount": 5.0}, {"amount": 500.0}])
+    assert [(e.outputs["band"], e.matched_rules) for e in bands] == [("small", ["small"]), ("large", ["large"])]
+    with pytest.raises(InvalidInput, match="model credit-time cannot score these inputs"):
+        container.decisions.evaluate_many("credit-time", [prefix, {"events": "nothing"}])
 
 
 TABLE = """

@@ -7,6 +7,7 @@ import gzip
 import math
 import pickle
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def test_prefix_encoding_counts_window_times_and_unseen_activities() -> None:
     row = dict(zip(names, single[0], strict=True))
     assert row["activity[-1]"] == UNSEEN and row["activity[-2]"] == PAD
     assert row["count unseen activities"] == 1
-    assert row["case case:tier"] == 0.0  # an unseen value is "other"
+    assert row["case:tier"] == 0.0  # an unseen value is "other"
     assert math.isnan(row["since_previous_seconds"])
     assert len(encoder.categorical) == 3 + 2 + 3  # window, categorical attributes, activities of earlier runs
     assert len(PrefixEncoder(window=3, min_count=5, sequence=None).fit(cases).categorical) == 3 + 2
@@ -308,6 +309,21 @@ def test_pickle_round_trip_and_evaluate(which: str, request: pytest.FixtureReque
     assert figures["cases"] == 1200
 
 
+@pytest.mark.parametrize("which", ["next_activity", "remaining", "breach"])
+def test_many_open_cases_at_once_answer_as_one_at_a_time(which: str, request: pytest.FixtureRequest) -> None:
+    model = request.getfixturevalue(which)
+    past_target = {  # open for five days: past the breach model's target of four
+        "events": [{"activity": "step 1", "timestamp": 1333472138}, {"activity": "step 8", "timestamp": 1333904138}]
+    }
+    inputs = [OPEN, UNSEEN_PREFIX, {**OPEN, "context": {"open_cases": 3}}, {"events": OPEN["events"][:1]}, past_target]
+    one_by_one = [model.predict(one) for one in inputs]
+    assert all(answer.explanation for answer in one_by_one)
+    assert model.predict_many(inputs) == [replace(answer, explanation=()) for answer in one_by_one]
+    assert model.predict_many([]) == []
+    if which == "breach":
+        assert one_by_one[-1].value == 1.0
+
+
 def test_sla_target_from_a_deadline_or_a_flag() -> None:
     one = case("c", [("a", 0.0), ("b", 5 * DAY)], **{"case:due": "1970-01-03T00:00:00", "case:made_sla": "false"})
     assert SlaTarget(seconds=4 * DAY).label(one) == (True, 4 * DAY)
@@ -377,6 +393,9 @@ def test_next_activity_falls_back_to_the_follower_table_when_that_answers_better
     assert model.predict({"events": [{"activity": "never seen", "timestamp": 1_600_000_000}]}).confidence == 1.0
     restored = pickle.loads(pickle.dumps(model))
     assert restored.predict({"events": [{"activity": "a11", "timestamp": 1_600_000_000}]}).label == "a0"
+    many = [{"events": [{"activity": f"a{n}", "timestamp": 1_600_000_000}]} for n in (3, 11)]
+    assert [answer.label for answer in restored.predict_many(many)] == ["a4", "a0"]
+    assert restored.predict_many(many)[0] == replace(restored.predict(many[0]), explanation=())
     assert restored.evaluate(path)["accuracy"] == 1.0
 
 

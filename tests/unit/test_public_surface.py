@@ -134,6 +134,7 @@ SURFACE = {
         "EventLogError",
         "NextActivityModel",
         "Prediction",
+        "PredictsMany",
         "Progress",
         "RemainingTimeModel",
         "SlaBreachModel",

@@ -469,5 +469,7 @@ def test_the_insights_page_scores_open_runs_with_an_event_log_model(console: Con
     assert "Open runs at risk (console-credit): credit-next v1, next-activity" in scored.text
     row = scored.text.split(f'<a href="/runs/{run_id}">')[1].split("</tr>")[0]
     assert "approve (" in row and "console-credit v1" in row and "<td>tier</td>" in row
+    why = row.split("<td>tier</td>")[1]
+    assert "Mostly because of" in scored.text and "tier" in why, why  # the last step is what decides the next
     wrong = client.get("/insights", params={"window": "all", "risk": "credit-tier"})
     assert wrong.status_code == 200 and "credit-tier is a decision table" in wrong.text

@@ -386,7 +386,14 @@ def at_risk(
             return f"{end} ({'overdue' if item['overdue'] else 'in ' + readable_hours(item['remaining_hours'])})"
         return f"{item['next_activity']} ({item['confidence']:.0%})"
 
-    columns = ["run", heading[task], "open for", "playbook", "last step", "steps ended"]
+    def why(item: dict[str, Any]) -> str:
+        strongest = item.get("why") or []
+        if not strongest:
+            return ""
+        part = strongest[0]
+        return part["feature"] if part.get("value") is None else f"{part['feature']} = {part['value']}"
+
+    columns = ["run", heading[task], "open for", "playbook", "last step", "steps ended", "mostly because of"]
     rows = [
         (
             item["run_id"],
@@ -395,6 +402,7 @@ def at_risk(
             f"{item['playbook']} v{item['version']}",
             item["last_activity"],
             item["steps_ended"],
+            why(item),
         )
         for item in report["runs"]
     ]
@@ -405,7 +413,7 @@ def at_risk(
         columns,
         rows,
         empty="no open run has a step that ended yet" if report["open_runs"] else "no run is open",
-        optional=("steps ended", "last step", "playbook"),
+        optional=("mostly because of", "steps ended", "last step", "playbook"),
     )
 
 

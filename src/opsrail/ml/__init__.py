@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from opsrail.ml._types import Prediction, Progress, TrainedModel, no_progress
+from opsrail.ml._types import Prediction, PredictsMany, Progress, TrainedModel, no_progress
 
 if TYPE_CHECKING:
     from opsrail.ml._eventlog import EventLog, EventLogError, read_event_log
@@ -54,6 +54,7 @@ __all__ = [
     "EventLogError",
     "NextActivityModel",
     "Prediction",
+    "PredictsMany",
     "Progress",
     "RemainingTimeModel",
     "SlaBreachModel",

@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from opsrail.ml._eventlog import Case
+from opsrail.ml._eventlog import Case, Event
 from opsrail.ml._prefixes import PrefixEncoder, Prefixes, prefix_lengths
 from opsrail.ml._process import (
     DEFAULT_FEATURE_SET,
@@ -30,11 +30,12 @@ from opsrail.ml._process import (
     GRID,
     Registration,
     base_params,
+    encoded,
+    encoded_many,
     feature_views,
     fit_booster,
     load_log,
     make_encoder,
-    prefix_context,
     prefix_inputs,
     read_notes,
     refit_rounds,
@@ -183,33 +184,58 @@ class NextActivityModel(Registration):
         return _softmax(_raw(self.booster, features, len(self.classes)), self.temperature)
 
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
-        events, attributes = prefix_inputs(inputs, self._columns, self.encoder)
         if self.follower_precision is not None:
-            last = events[-1].activity
-            label = self.follower.get(last, self.most_frequent)
-            confidence = self.follower_precision.get(last, self.follower_precision.get("", 0.0))
-            return Prediction(
-                label=label,
-                value=None,
-                confidence=confidence,
-                accepted=confidence >= self._thresholds.get(label, 1.0),
-                probabilities={label: round(confidence, 6)},
-                explanation=({"feature": f"last activity = {last}", "weight": round(confidence, 6)},),
-            )
-        row = self.encoder.encode_one(events, attributes, prefix_context(inputs))
-        probabilities = self.probabilities(row)[0]
-        best = int(np.argmax(probabilities))
-        label = self.classes[best]
-        confidence = float(probabilities[best])
-        ranked = np.argsort(-probabilities)[:5]
+            events, _ = prefix_inputs(inputs, self._columns, self.encoder)
+            return self._follow_answer(events)
+        _, row = encoded(inputs, self._columns, self.encoder)
+        [answer] = self._answers(row)
+        best = self.classes.index(str(answer.label))
+        return replace(answer, explanation=top_contributions(self.booster, row, self.encoder, block=best))
+
+    def predict_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+        """``predict`` for many open cases in one call of the trees, without explanations."""
+        if not inputs:
+            return []
+        if self.follower_precision is not None:
+            return [
+                replace(self._follow_answer(prefix_inputs(one, self._columns, self.encoder)[0]), explanation=())
+                for one in inputs
+            ]
+        _, rows = encoded_many(inputs, self._columns, self.encoder)
+        return self._answers(rows)
+
+    def _follow_answer(self, events: Sequence[Event]) -> Prediction:
+        """The follower table's answer (a model that fell back to it)."""
+        assert self.follower_precision is not None
+        last = events[-1].activity
+        label = self.follower.get(last, self.most_frequent)
+        confidence = self.follower_precision.get(last, self.follower_precision.get("", 0.0))
         return Prediction(
             label=label,
             value=None,
             confidence=confidence,
             accepted=confidence >= self._thresholds.get(label, 1.0),
-            probabilities={self.classes[int(index)]: round(float(probabilities[index]), 6) for index in ranked},
-            explanation=top_contributions(self.booster, row, self.encoder, block=best),
+            probabilities={label: round(confidence, 6)},
+            explanation=({"feature": f"last activity = {last}", "weight": round(confidence, 6)},),
         )
+
+    def _answers(self, rows: F) -> list[Prediction]:
+        answers = []
+        for probabilities in self.probabilities(rows):
+            best = int(np.argmax(probabilities))
+            label = self.classes[best]
+            confidence = float(probabilities[best])
+            ranked = np.argsort(-probabilities)[:5]
+            answers.append(
+                Prediction(
+                    label=label,
+                    value=None,
+                    confidence=confidence,
+                    accepted=confidence >= self._thresholds.get(label, 1.0),
+                    probabilities={self.classes[int(index)]: round(float(probabilities[index]), 6) for index in ranked},
+                )
+            )
+        return answers
 
     def score(self, cases: Sequence[Case]) -> dict[str, Any]:
         """Figures over every prefix of length 2 … n-1: accuracy, macro-F1, and the last-activity baseline."""

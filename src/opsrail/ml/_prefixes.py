@@ -77,7 +77,10 @@ class AttributeFeature:
 
     @property
     def name(self) -> str:
-        return f"{'case' if self.level == 'case' else 'last event'} {self.key}"
+        """``case:region`` (a case attribute's key, which says it), ``case tier`` or ``last event org:resource``."""
+        if self.level == "case":
+            return self.key if self.key.startswith("case:") else f"case {self.key}"
+        return f"last event {self.key}"
 
     def encode(self, value: Any) -> float:
         if value is None:

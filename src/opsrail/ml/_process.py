@@ -42,6 +42,8 @@ __all__ = [
     "GRID",
     "THREADS",
     "Columns",
+    "encoded",
+    "encoded_many",
     "feature_views",
     "fit_booster",
     "load_log",
@@ -345,6 +347,22 @@ def prefix_context(inputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not isinstance(context, Mapping):
         raise EventLogError('"context" must be an object of system-state values (open_cases, …)')
     return context
+
+
+def encoded(inputs: Mapping[str, Any], columns: Mapping[str, str], encoder: PrefixEncoder) -> tuple[list[Event], F]:
+    """The events of one open case and its feature row (shape ``(1, width)``)."""
+    events, attributes = prefix_inputs(inputs, columns, encoder)
+    return events, encoder.encode_one(events, attributes, prefix_context(inputs))
+
+
+def encoded_many(
+    inputs: Sequence[Mapping[str, Any]], columns: Mapping[str, str], encoder: PrefixEncoder
+) -> tuple[list[list[Event]], F]:
+    """The events of each open case and their feature rows, one matrix (for one model call over them all)."""
+    pairs = [encoded(one, columns, encoder) for one in inputs]
+    if not pairs:
+        return [], np.zeros((0, len(encoder.feature_names)), dtype=np.float64)
+    return [events for events, _ in pairs], np.vstack([row for _, row in pairs])
 
 
 def prefix_inputs(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,12 +35,12 @@ from opsrail.ml._process import (
     GRID,
     Registration,
     base_params,
+    encoded,
+    encoded_many,
     feature_views,
     fit_booster,
     load_log,
     make_encoder,
-    prefix_context,
-    prefix_inputs,
     read_notes,
     refit_rounds,
     run_protocol,
@@ -112,18 +112,29 @@ class RemainingTimeModel(Registration):
         return float(self.confidence_shares[min(position, len(self.confidence_shares) - 1)])
 
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
-        events, attributes = prefix_inputs(inputs, self._columns, self.encoder)
-        row = self.encoder.encode_one(events, attributes, prefix_context(inputs))
-        value = float(self.seconds(row)[0])
-        confidence = self.confidence(value)
-        explanation = () if self.booster is None else top_contributions(self.booster, row, self.encoder)
-        return Prediction(
-            label=None,
-            value=round(value, 3),
-            confidence=round(confidence, 6),
-            accepted=confidence >= ACCEPT,
-            explanation=explanation,
-        )
+        _, row = encoded(inputs, self._columns, self.encoder)
+        [answer] = self._answers(row)
+        if self.booster is None:
+            return answer
+        return replace(answer, explanation=top_contributions(self.booster, row, self.encoder))
+
+    def predict_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+        """``predict`` for many open cases in one call of the trees, without explanations."""
+        if not inputs:
+            return []
+        _, rows = encoded_many(inputs, self._columns, self.encoder)
+        return self._answers(rows)
+
+    def _answers(self, rows: F) -> list[Prediction]:
+        answers = []
+        for value in self.seconds(rows).tolist():
+            confidence = self.confidence(value)
+            answers.append(
+                Prediction(
+                    label=None, value=round(value, 3), confidence=round(confidence, 6), accepted=confidence >= ACCEPT
+                )
+            )
+        return answers
 
     def score(self, cases: Sequence[Case]) -> dict[str, Any]:
         """MAE in days over every prefix of length 2 … n-1, and the same for the training median."""

@@ -7,7 +7,7 @@ picklable: the registry stores it as bytes next to its SHA-256 and loads only ar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -79,3 +79,11 @@ class TrainedModel(Protocol):
 
     def evaluate(self, path: Path, *, progress: Progress = no_progress) -> dict[str, Any]:
         """Score every row or case prefix of a file with the training columns; JSON-serialisable figures."""
+
+
+@runtime_checkable
+class PredictsMany(Protocol):
+    """A model that scores many inputs at once, faster than one at a time, without explanations."""
+
+    def predict_many(self, inputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+        """One prediction per input, in order, each as ``predict`` gives it but with an empty ``explanation``."""

@@ -4,11 +4,14 @@ The loop: ``opsrail insights export runs.csv`` writes the finished runs; ``opsra
 runs.csv --target PT8H --name run-sla`` (or ``remaining-time``, ``next-activity``) learns from them; ``opsrail
 insights at-risk run-sla`` gives each open run's prefix (its step ends so far, as the export writes them, with its
 case attributes) to that model. Runs are read oldest first (the longest open are the likeliest to be late), at
-most ``MAX_OPEN`` of them; a run none of whose steps has ended has no prefix to score and is counted.
+most ``MAX_OPEN`` of them; a run none of whose steps has ended has no prefix to score and is counted. Each batch of
+runs is scored in one call of the model (``evaluate_many``, no explanations); only the runs the report shows are
+explained (the features that pushed each answer most, ``why``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,6 +27,10 @@ class Scorer(Protocol):
     def catalog(self) -> list[dict[str, Any]]: ...
 
     def evaluate(self, name: str, inputs: dict[str, Any], *, version: int | None = None) -> Any: ...
+
+    def evaluate_many(
+        self, name: str, inputs: Sequence[dict[str, Any]], *, version: int | None = None
+    ) -> list[Any]: ...
 
 
 def _task_of(scorer: Scorer, model: str) -> str:
@@ -76,6 +83,7 @@ def at_risk(
     """The open runs (of one playbook, or all) scored by ``model``, most at risk first, at most ``limit``."""
     task = _task_of(scorer, model)
     scored: list[dict[str, Any]] = []
+    prefixes: dict[str, dict[str, Any]] = {}
     not_scored = seen = 0
     version: int | None = None
     after: tuple[datetime, str] | None = None
@@ -85,21 +93,27 @@ def at_risk(
             break
         seen += len(batch)
         after = (batch[-1]["created_at"], batch[-1]["id"])
-        for row, attributes, events in cases(store, batch, segmenters):
-            if not events:
-                not_scored += 1
-                continue
-            try:
-                evaluation = scorer.evaluate(model, _inputs(attributes, events), version=version)
-            except InvalidInput as exc:
-                raise InvalidInput(
-                    f"{exc.detail}; was {model} trained on runs exported by `opsrail insights export`?",
-                    hint="train it on an export of the finished runs",
-                ) from None
-            version = evaluation.version  # every run scored by the same version
+        runs = [
+            (row, events, _inputs(attributes, events)) for row, attributes, events in cases(store, batch, segmenters)
+        ]
+        not_scored += sum(1 for _, events, _ in runs if not events)
+        runs = [run for run in runs if run[1]]
+        if not runs:
+            continue
+        evaluations = _scored(scorer, model, [inputs for _, _, inputs in runs], version)
+        version = evaluations[0].version  # every run scored by the same version
+        for (row, events, inputs), evaluation in zip(runs, evaluations, strict=True):
             scored.append(_row(task, row, events, evaluation, now))
+            prefixes[row["id"]] = inputs
     capped = seen >= MAX_OPEN and bool(store.export_runs(None, None, playbook_id, after, 1, finished=False))
     scored.sort(key=_risk_order(task))
+    shown = scored[:limit]
+    for item in shown:  # only what is shown is explained: the explanation costs more than the answer
+        explained = scorer.evaluate(model, prefixes[item["run_id"]], version=version)
+        item["why"] = [
+            {"feature": part["feature"], "value": part.get("value"), "weight": part["weight"]}
+            for part in explained.explanation[:3]
+        ]
     return {
         "model": {"name": model, "version": version, "task": task},
         "as_of": now.isoformat(),
@@ -107,8 +121,18 @@ def at_risk(
         "scored": len(scored),
         "not_scored": not_scored,
         "capped_at": MAX_OPEN if capped else None,
-        "runs": scored[:limit],
+        "runs": shown,
     }
+
+
+def _scored(scorer: Scorer, model: str, inputs: list[dict[str, Any]], version: int | None) -> list[Any]:
+    try:
+        return scorer.evaluate_many(model, inputs, version=version)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"{exc.detail}; was {model} trained on runs exported by `opsrail insights export`?",
+            hint="train it on an export of the finished runs",
+        ) from None
 
 
 def _row(

@@ -40,7 +40,7 @@ from opsrail.knowledge import (
     SummaryRequest,
     load_markdown_folder,
 )
-from opsrail.ml import Prediction, Progress, TrainedModel, no_progress
+from opsrail.ml import Prediction, PredictsMany, Progress, TrainedModel, no_progress
 from opsrail.model import Clock, Conflict, FieldError, IdFactory, InvalidInput, NotFound, OpsrailError
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._automation import AutomationService
@@ -527,6 +527,39 @@ class DecisionService:
             query_text=str(inputs[text_key]) if text_key else _as_text(inputs),
             text_key=text_key,
         )
+
+    def evaluate_many(
+        self, name: str, inputs: Sequence[dict[str, Any]], *, version: int | None = None
+    ) -> list[Evaluation]:
+        """Evaluate many inputs with one version, without recording or explaining anything: a model that scores
+        many at once (the event-log models) does so in one call; a table or another model answers one at a time."""
+        table_version, model_version = self._latest_versions(name)
+        if table_version is not None or model_version is None:
+            return [self.evaluate(name, one, version=version) for one in inputs]
+        model, _, found = self._model(name, version or model_version)
+        if not isinstance(model, PredictsMany):
+            return [self.evaluate(name, one, version=found) for one in inputs]
+        try:
+            predictions = model.predict_many(inputs)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"model {name} cannot score these inputs: {exc}",
+                hint='an event-log model takes {"events": [{"activity", "timestamp"}]}',
+            ) from None
+        return [
+            Evaluation(
+                source="model",
+                name=name,
+                version=found,
+                outputs=_prediction_outputs(prediction),
+                matched_rules=[],
+                confidence=float(prediction.confidence),
+                accepted=bool(prediction.accepted),
+                explanation=[],
+                query_text=_as_text(one),
+            )
+            for prediction, one in zip(predictions, inputs, strict=True)
+        ]
 
     def decide(
         self,

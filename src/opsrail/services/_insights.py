@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,6 +91,10 @@ class DecisionSource(Protocol):
     def catalog(self) -> list[dict[str, Any]]: ...
 
     def evaluate(self, name: str, inputs: dict[str, Any], *, version: int | None = None) -> Any: ...
+
+    def evaluate_many(
+        self, name: str, inputs: Sequence[dict[str, Any]], *, version: int | None = None
+    ) -> list[Any]: ...
 
     def table(self, name: str, version: int | None = None) -> tuple[Any, str]: ...
 
