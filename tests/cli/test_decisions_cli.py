@@ -191,6 +191,31 @@ def test_a_semicolon_windows_export_with_a_one_off_label_trains_and_finds_simila
     assert similar and similar[0]["source"] == "export.csv#line-2"  # the accented text read back intact
 
 
+def test_a_title_and_body_export_trains_on_both_columns_and_answers_from_them(run: CliRunner, tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "it_tickets" / "tickets_train.csv.gz"
+    with gzip.open(source, "rt", encoding="utf-8") as handle:
+        tickets = [row for _, row in zip(range(600), csv.DictReader(handle), strict=False)]
+    data = tmp_path / "jira.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Summary", "Description", "Queue"])
+        for row in tickets:  # the first four words as the title, the rest as the body
+            words = row["Document"].split()
+            writer.writerow([" ".join(words[:4]), " ".join(words[4:]), row["Topic_group"]])
+    options = ["--data", str(data), "--text", "Summary,Description", "--label", "Queue", "--name", "queue", "--json"]
+    trained = run.invoke(app, ["models", "train", "text-classifier", *options])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["columns"] == {"text": "Summary,Description", "label": "Queue"}
+    first = tickets[0]["Document"].split()
+    ticket = {"Summary": " ".join(first[:4]), "Description": " ".join(first[4:]), "priority": "high"}
+    decided = run.invoke(app, ["decisions", "evaluate", "queue", "--input", json.dumps(ticket), "--json"])
+    assert decided.exit_code == 0, decided.output
+    answer = json.loads(decided.stdout)
+    assert answer["similar"][0]["source"] == "jira.csv#line-2"  # the same ticket, found from both columns
+    missing = run.invoke(app, ["decisions", "evaluate", "queue", "--input", '{"title": "printer"}'])
+    assert missing.exit_code == 2 and '"Summary": str, "Description": str' in missing.stderr
+
+
 def test_knowledge_search_cites_runbooks(run: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     found = run.invoke(app, ["decisions", "knowledge", "SAML assertion failed during SSO setup", "-k", "2", "--json"])
     assert found.exit_code == 0, found.output

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.svm import LinearSVC
 
-from opsrail.ml._labelled_csv import TrainingDataError
+from opsrail.ml._labelled_csv import TrainingDataError, labelled_records
 from opsrail.ml._nb_svm import (
     MAX_WORKERS,
     MIN_PARALLEL_NONZEROS,
@@ -330,6 +330,31 @@ def test_two_class_file_trains_and_answers_both_ways(tmp_path: Path) -> None:
     assert model.predict({"text": "need folder access"}).label == "access"
     probs = model.probabilities(["paper jammed again", "need folder access"])
     assert probs.shape == (2, 2) and probs[0, model.classes.index("hardware")] > 0.5
+
+
+def test_a_text_in_two_columns_is_read_joined_in_their_order(tmp_path: Path) -> None:
+    """A ticket export with a title and a body column (Jira's Summary, Description): `--text Summary,Description`."""
+    rows = [[f"printer {i}", f"paper jammed in tray {i % 3}", "hardware"] for i in range(30)]
+    rows += [[f"access {i}", f"grant me the shared folder {i % 3}", "access"] for i in range(30)]
+    rows += [["", "toner empty on the printer", "hardware"], ["folder", "", "access"]]
+    path = _write(tmp_path / "tickets.csv", ["Summary", "Description", "Type"], rows)
+    records = list(labelled_records(path, text="Summary, Description", label="Type"))
+    assert records[0] == (2, "printer 0\npaper jammed in tray 0", "hardware")
+    assert records[-2:] == [(62, "toner empty on the printer", "hardware"), (63, "folder", "access")]  # no empty half
+    model = train_text_classifier(path, text="Summary,Description", label="Type")
+    assert model.columns["text"] == "Summary,Description"
+    both = {"Summary": "printer", "Description": "paper jammed again"}
+    assert model.predict(both) == model.predict({"text": "printer\npaper jammed again"})
+    assert model.text_keys(both) == ["Summary", "Description"] and model.text_of(both) == "printer\npaper jammed again"
+    assert model.predict({"Description": "grant me the folder"}).label == "access"  # one column is enough
+    with pytest.raises(TypeError, match=r'\{"Summary": str, "Description": str\}, the training columns'):
+        model.predict({"title": "printer"})
+    assert model.evaluate(path)["accuracy"] == 1.0
+    # A column whose own name holds a comma is that column; a missing one is named.
+    path = _write(tmp_path / "odd.csv", ["a,b", "label"], [["printer jammed", "hw"], ["folder access", "acc"]])
+    assert next(iter(labelled_records(path, text="a,b", label="label"))) == (2, "printer jammed", "hw")
+    with pytest.raises(TrainingDataError, match=r"no column 'Body'; its columns are 'Summary', 'Description'"):
+        labelled_records(tmp_path / "tickets.csv", text="Summary,Body", label="Type")
 
 
 def test_missing_column_names_the_columns(slices: tuple[Path, Path]) -> None:

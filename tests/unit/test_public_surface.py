@@ -130,6 +130,7 @@ SURFACE = {
         "tokenize",
     },
     "opsrail.ml": {
+        "TEXT_JOINER",
         "EventLog",
         "EventLogError",
         "NextActivityModel",

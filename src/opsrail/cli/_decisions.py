@@ -403,7 +403,10 @@ def models_train(
     task: Annotated[str, typer.Argument(help="text-classifier, next-activity, remaining-time or sla-breach")],
     data: Annotated[Path | None, typer.Option("--data", help="CSV of labelled texts (gzip allowed)")] = None,
     log: Annotated[Path | None, typer.Option("--log", help="event log: CSV or XES (gzip allowed), or Parquet")] = None,
-    text: Annotated[str | None, typer.Option(help="text column (text-classifier)")] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(help="text column (text-classifier); several joined with commas, e.g. Summary,Description"),
+    ] = None,
     label: Annotated[str | None, typer.Option(help="label column (text-classifier)")] = None,
     case: Annotated[str | None, typer.Option(help="case id column [XES: case:concept:name]")] = None,
     activity: Annotated[str | None, typer.Option(help="activity column [XES: concept:name]")] = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from opsrail.ml._labelled_csv import TEXT_JOINER
 from opsrail.ml._types import Prediction, PredictsMany, Progress, TrainedModel, no_progress
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TEXT_JOINER",
     "EventLog",
     "EventLogError",
     "NextActivityModel",

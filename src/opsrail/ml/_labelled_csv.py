@@ -3,6 +3,8 @@
 Plain or gzip (by the magic bytes); UTF-8 with or without a byte-order mark, else Windows-1252 (what spreadsheet
 programs on Windows write as "CSV"), else Latin-1; the delimiter is the most frequent of ``, ; TAB |`` in the header
 line. A column is found by its exact name, else by the one name that matches ignoring case and surrounding spaces.
+The text may span several columns, named together with commas (``Summary,Description``, as Jira and ServiceNow
+export a ticket's title and body): their cells are joined, in that order, with a line break (``TEXT_JOINER``).
 """
 
 from __future__ import annotations
@@ -50,11 +52,30 @@ def _decoded(path: Path) -> tuple[str, str]:
     raise AssertionError("Latin-1 decodes any byte")  # pragma: no cover
 
 
+TEXT_JOINER = "\n"
+"""What joins the cells of a text that spans several columns (training and prediction alike)."""
+
+
+def text_columns(spec: str) -> list[str]:
+    """The column names of a text spec: one name, or several joined with commas (``Summary,Description``)."""
+    names = [name.strip() for name in spec.split(",")]
+    return [name for name in names if name] or [spec]
+
+
 def _column(header: list[str], name: str) -> int | None:
     if name in header:
         return header.index(name)
     loose = [i for i, h in enumerate(header) if h.strip().casefold() == name.strip().casefold()]
     return loose[0] if len(loose) == 1 else None
+
+
+def _text_at(header: list[str], spec: str) -> tuple[list[int], list[str]]:
+    """The indices of the text column(s), and the names not found. A column whose own name holds a comma wins."""
+    whole = _column(header, spec)
+    if whole is not None:
+        return [whole], []
+    found = [(name, _column(header, name)) for name in text_columns(spec)]
+    return [at for _, at in found if at is not None], [name for name, at in found if at is None]
 
 
 @dataclass(frozen=True)
@@ -65,17 +86,22 @@ class LabelledRecords:
     encoding: str
     delimiter: str
     _reader: Iterator[list[str]]
-    _text_at: int
+    _text_at: list[int]
     _label_at: int
 
     def __iter__(self) -> Iterator[tuple[int, str, str]]:
-        width = max(self._text_at, self._label_at) + 1
+        width = max(*self._text_at, self._label_at) + 1
+        single = self._text_at[0] if len(self._text_at) == 1 else None
         for number, row in enumerate(self._reader, start=2):
             if not row:
                 continue  # a blank line
             if len(row) < width:
                 row = row + [""] * (width - len(row))
-            yield number, row[self._text_at], row[self._label_at].strip()
+            if single is not None:
+                text = row[single]
+            else:
+                text = TEXT_JOINER.join(cell for cell in (row[at] for at in self._text_at) if cell.strip())
+            yield number, text, row[self._label_at].strip()
 
 
 def labelled_records(path: Path, *, text: str, label: str) -> LabelledRecords:
@@ -91,9 +117,10 @@ def labelled_records(path: Path, *, text: str, label: str) -> LabelledRecords:
     header = next(reader, None)
     if not header:
         raise TrainingDataError(f"{path} is empty: expected a header row with columns {text!r} and {label!r}")
-    text_at, label_at = _column(header, text), _column(header, label)
-    if text_at is None or label_at is None:
-        missing = [name for name, at in ((text, text_at), (label, label_at)) if at is None]
+    text_at, missing = _text_at(header, text)
+    label_at = _column(header, label)
+    if missing or label_at is None:
+        missing += [label] if label_at is None else []
         raise TrainingDataError(
             f"{path} has no column {' or '.join(repr(m) for m in missing)}; its columns are "
             + ", ".join(repr(h) for h in header)

@@ -30,7 +30,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.naive_bayes import ComplementNB
 from threadpoolctl import threadpool_limits
 
-from opsrail.ml._labelled_csv import TrainingDataError, read_labelled_csv, read_labelled_texts
+from opsrail.ml._labelled_csv import (
+    TEXT_JOINER,
+    TrainingDataError,
+    read_labelled_csv,
+    read_labelled_texts,
+    text_columns,
+)
 from opsrail.ml._metrics import summary
 from opsrail.ml._nb_svm import NB_SVM_ALPHA, FitPool, default_workers
 from opsrail.ml._text_features import TextFeatures
@@ -139,21 +145,34 @@ class TextClassifier:
         nb = _nb_scores(self.nb_weights, features)
         return _softmax(self._combine(svm, nb))
 
-    def text_key(self, inputs: Mapping[str, Any]) -> str | None:
-        """The input holding the text: ``text``, else the column the model was trained on; None when neither holds
-        a string."""
-        for key in ("text", self._columns.get("text", "text")):
+    def text_keys(self, inputs: Mapping[str, Any]) -> list[str]:
+        """The inputs holding the text: ``text``, else the column the model was trained on, else those of its
+        columns (a text trained on ``Summary,Description``) that hold a string, in the training order; empty when
+        none does."""
+        spec = self._columns.get("text", "text")
+        for key in ("text", spec):
             if isinstance(inputs.get(key), str):
-                return key
-        return None
+                return [key]
+        return [name for name in text_columns(spec) if isinstance(inputs.get(name), str)]
+
+    def text_of(self, inputs: Mapping[str, Any]) -> str | None:
+        """The text to classify (several columns joined as in training); None when the inputs hold none."""
+        keys = self.text_keys(inputs)
+        if not keys:
+            return None
+        if len(keys) == 1:
+            return str(inputs[keys[0]])
+        return TEXT_JOINER.join(part for part in (str(inputs[key]) for key in keys) if part.strip())
 
     def predict(self, inputs: Mapping[str, Any]) -> Prediction:
-        key = self.text_key(inputs)
-        if key is None:
-            column = self._columns.get("text", "text")
-            also = f' (or {{"{column}": str}}, the training column)' if column != "text" else ""
+        text = self.text_of(inputs)
+        if text is None:
+            columns = text_columns(self._columns.get("text", "text"))
+            also = ""
+            if columns != ["text"]:
+                fields = ", ".join(f'"{name}": str' for name in columns)
+                also = f" (or {{{fields}}}, the training column{'s' if len(columns) > 1 else ''})"
             raise TypeError(f'predict expects {{"text": str}}{also}')
-        text = inputs[key]
         cols, values = self.features.vector(text)
         # Feature-major copies of the weights: a ticket's columns are then contiguous rows, not strided reads
         # across every class (made on first use, so pickled models stay as they are).

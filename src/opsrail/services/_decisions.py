@@ -40,7 +40,7 @@ from opsrail.knowledge import (
     SummaryRequest,
     load_markdown_folder,
 )
-from opsrail.ml import Prediction, PredictsMany, Progress, TrainedModel, no_progress
+from opsrail.ml import TEXT_JOINER, Prediction, PredictsMany, Progress, TrainedModel, no_progress
 from opsrail.model import Clock, Conflict, FieldError, IdFactory, InvalidInput, NotFound, OpsrailError
 from opsrail.services._audit import Auditor, not_audited
 from opsrail.services._automation import AutomationService
@@ -131,7 +131,7 @@ class Evaluation:
     accepted: bool
     explanation: list[dict[str, Any]]
     query_text: str
-    text_key: str | None = None  # the input a text model read its text from ("text" or its training column)
+    text_keys: tuple[str, ...] = ()  # the inputs a text model read its text from ("text" or its training columns)
 
 
 class DecisionService:
@@ -506,8 +506,8 @@ class DecisionService:
                 hint="publish a table with `opsrail decisions publish` or train a model with `opsrail models train`",
             )
         model, _, found = self._model(name, version or model_version)
-        reads_text = getattr(model, "text_key", None)  # text models say which input holds the text
-        text_key: str | None = reads_text(inputs) if reads_text is not None else None
+        reads_text = getattr(model, "text_keys", None)  # text models say which inputs hold the text
+        text_keys: tuple[str, ...] = tuple(reads_text(inputs)) if reads_text is not None else ()
         try:
             prediction = model.predict(inputs)
         except (KeyError, ValueError, TypeError) as exc:
@@ -524,8 +524,8 @@ class DecisionService:
             confidence=float(prediction.confidence),
             accepted=bool(prediction.accepted),
             explanation=[dict(item) for item in prediction.explanation],
-            query_text=str(inputs[text_key]) if text_key else _as_text(inputs),
-            text_key=text_key,
+            query_text=_joined(inputs, text_keys) if text_keys else _as_text(inputs),
+            text_keys=text_keys,
         )
 
     def evaluate_many(
@@ -725,11 +725,11 @@ class DecisionService:
             **{
                 k: v
                 for k, v in inputs.items()
-                if isinstance(v, (str, int, float, bool)) and k not in ("text", evaluation.text_key)
+                if isinstance(v, (str, int, float, bool)) and k not in ("text", *evaluation.text_keys)
             },
         }
-        text_key = evaluation.text_key or "text"
-        texts = [str(inputs[text_key])] if isinstance(inputs.get(text_key), str) else []
+        keys = evaluation.text_keys or ("text",)
+        texts = [_joined(inputs, keys)] if any(isinstance(inputs.get(key), str) for key in keys) else []
         texts.extend(h.snippet for h in similar)
         request = SummaryRequest(
             title=f"{name}: {_headline(evaluation)}", facts=facts, texts=texts, citations=list(similar)
@@ -930,6 +930,11 @@ def _hit_dict(hit: Hit) -> dict[str, Any]:
         "snippet": hit.snippet,
         "metadata": _jsonable(dict(hit.metadata)),
     }
+
+
+def _joined(inputs: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """The text a text model read: its input, or its inputs joined as the training columns were."""
+    return TEXT_JOINER.join(str(inputs[key]) for key in keys if isinstance(inputs.get(key), str))
 
 
 def _as_text(inputs: Mapping[str, Any]) -> str:
