@@ -261,6 +261,9 @@ def _broken_gzip(tmp_path: Path) -> Path:
         ("3 April 2012 16:55", epoch(2012, 4, 3, 16, 55)),
         ("Apr 3, 2012 4:55:38 PM", epoch(2012, 4, 3, 16, 55, 38)),
         ("03 Apr 2012", epoch(2012, 4, 3)),
+        ("2012-04-03 16:55:38 UTC", epoch(2012, 4, 3, 16, 55, 38)),  # as SQL consoles print times
+        ("2012-04-03 16:55:38.250 gmt", epoch(2012, 4, 3, 16, 55, 38) + 0.25),
+        ("03/04/2012 16:55 UTC", epoch(2012, 4, 3, 16, 55)),
     ],
 )
 def test_parse_timestamp(text: str, expected: float) -> None:

@@ -207,6 +207,15 @@ _FORMATS = (
 """Layouts tried after ISO 8601 and epoch numbers; for a column the first layout that reads every value wins."""
 
 
+_UTC_SUFFIX = re.compile(r"\s+(?:UTC|GMT|UT)$", re.IGNORECASE)
+"""A zone written after the time (``2012-04-03 16:55:38 UTC``, as SQL consoles and warehouses print times): naive
+times are UTC already, so it is dropped."""
+
+
+def _plain(text: str) -> str:
+    return _UTC_SUFFIX.sub("", text.strip())
+
+
 def _seconds(moment: datetime) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -255,7 +264,7 @@ def parse_timestamp(value: object) -> float:
         return _epoch(float(value))
     if not isinstance(value, str):
         raise ValueError(f"not a timestamp: {value!r}")
-    text = value.strip()
+    text = _plain(value)
     seconds = _iso(text)
     if seconds is not None:
         return seconds
@@ -272,11 +281,12 @@ def parse_timestamps(values: Sequence[str], *, row: Callable[[int], str] = str) 
     Choosing one layout for the column settles day-first versus month-first: ``03/05/2016`` is read the way the
     rest of the column needs (day-first when nothing decides). ``row(i)`` names value ``i`` in error messages.
     """
+    values = [_plain(value) for value in values]
     out: list[float] = [0.0] * len(values)
     pending: list[int] = []
     for index, raw in enumerate(values):
         try:
-            seconds = _iso(raw.strip())
+            seconds = _iso(raw)
         except ValueError as exc:
             raise EventLogError(f"{row(index)}: {exc}") from None
         if seconds is None:
