@@ -81,7 +81,7 @@ def test_a_breach_model_trained_on_the_export_ranks_the_open_runs(
     assert first["last_activity"] == "assess" and first["steps_ended"] == 1
     assert first["open_hours"] == pytest.approx(2.0, abs=0.01)
     # The runs shown say why: the features that pushed their answer most, the region among them for the EU's.
-    assert 1 <= len(first["why"]) <= 3 and all({"feature", "value", "weight"} <= set(part) for part in first["why"])
+    assert len(first["why"]) in (1, 2, 3) and all({"feature", "value", "weight"} <= set(part) for part in first["why"])
     assert any(part["feature"] == "case:region" and part["value"] == "EU" for part in first["why"]), first["why"]
     assert len(container.insights.at_risk("credit-sla", limit=3)["runs"]) == 3
     # Scoring writes no decision record, and health does not call the model unused for that.

@@ -511,22 +511,8 @@ class DecisionService:
         try:
             prediction = model.predict(inputs)
         except (KeyError, ValueError, TypeError) as exc:
-            raise InvalidInput(
-                f"model {name} cannot score these inputs: {exc}",
-                hint='a text classifier takes {"text": …}; an event-log model {"events": [{"activity", "timestamp"}]}',
-            ) from None
-        return Evaluation(
-            source="model",
-            name=name,
-            version=found,
-            outputs=_prediction_outputs(prediction),
-            matched_rules=[],
-            confidence=float(prediction.confidence),
-            accepted=bool(prediction.accepted),
-            explanation=[dict(item) for item in prediction.explanation],
-            query_text=_joined(inputs, text_keys) if text_keys else _as_text(inputs),
-            text_keys=text_keys,
-        )
+            raise _cannot_score(name, exc) from None
+        return _model_evaluation(name, found, prediction, inputs, text_keys)
 
     def evaluate_many(
         self, name: str, inputs: Sequence[dict[str, Any]], *, version: int | None = None
@@ -542,23 +528,9 @@ class DecisionService:
         try:
             predictions = model.predict_many(inputs)
         except (KeyError, ValueError, TypeError) as exc:
-            raise InvalidInput(
-                f"model {name} cannot score these inputs: {exc}",
-                hint='an event-log model takes {"events": [{"activity", "timestamp"}]}',
-            ) from None
+            raise _cannot_score(name, exc) from None
         return [
-            Evaluation(
-                source="model",
-                name=name,
-                version=found,
-                outputs=_prediction_outputs(prediction),
-                matched_rules=[],
-                confidence=float(prediction.confidence),
-                accepted=bool(prediction.accepted),
-                explanation=[],
-                query_text=_as_text(one),
-            )
-            for prediction, one in zip(predictions, inputs, strict=True)
+            _model_evaluation(name, found, prediction, one) for prediction, one in zip(predictions, inputs, strict=True)
         ]
 
     def decide(
@@ -930,6 +902,30 @@ def _hit_dict(hit: Hit) -> dict[str, Any]:
         "snippet": hit.snippet,
         "metadata": _jsonable(dict(hit.metadata)),
     }
+
+
+def _cannot_score(name: str, exc: Exception) -> InvalidInput:
+    return InvalidInput(
+        f"model {name} cannot score these inputs: {exc}",
+        hint='a text classifier takes {"text": …}; an event-log model {"events": [{"activity", "timestamp"}]}',
+    )
+
+
+def _model_evaluation(
+    name: str, version: int, prediction: Prediction, inputs: Mapping[str, Any], text_keys: tuple[str, ...] = ()
+) -> Evaluation:
+    return Evaluation(
+        source="model",
+        name=name,
+        version=version,
+        outputs=_prediction_outputs(prediction),
+        matched_rules=[],
+        confidence=float(prediction.confidence),
+        accepted=bool(prediction.accepted),
+        explanation=[dict(item) for item in prediction.explanation],
+        query_text=_joined(inputs, text_keys) if text_keys else _as_text(inputs),
+        text_keys=text_keys,
+    )
 
 
 def _joined(inputs: Mapping[str, Any], keys: Sequence[str]) -> str:
