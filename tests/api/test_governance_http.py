@@ -127,6 +127,10 @@ def test_credits_are_approved_by_the_right_people_and_the_auditor_sees_it_all(se
         assert operator.get("/v1/audit:verify").status_code == 403
         verified = auditor.get("/v1/audit:verify").json()
         assert verified["ok"] is True and verified["checked"] > 0
+        assert operator.get("/v1/decision-records:verify").status_code == 403
+        records = auditor.get("/v1/decision-records:verify").json()
+        assert records["ok"] is True and records["chain"]["checked"] == verified["checked"]
+        assert records["checked"] == records["audited"] and records["problems"] == []
         trail = [e for e in every_audit_entry(auditor) if e["subject"] == task["id"]]
         assert [(e["actor"], e["action"]) for e in trail] == [
             ("approver-token", "task.approved"),

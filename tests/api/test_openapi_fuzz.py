@@ -58,6 +58,7 @@ ROUTES = [
     ("GET", "/v1/decisions/{name}"),
     ("POST", "/v1/decisions/{name}:evaluate"),
     ("GET", "/v1/decision-records"),
+    ("GET", "/v1/decision-records:verify"),
     ("GET", "/v1/decision-records/{record_id}"),
     ("POST", "/v1/decision-records/{record_id}:override"),
     ("GET", "/v1/models"),

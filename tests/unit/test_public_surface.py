@@ -59,6 +59,7 @@ SURFACE = {
         "ItemResult",
         "ParsedBatch",
         "RetentionService",
+        "with_chain",
         "RetentionStore",
         "TokenService",
         "TokenStore",

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from opsrail.api._auth import PLAIN_TEXT, container_of, requires
 from opsrail.governance import Principal
+from opsrail.services import with_chain
 
 router = APIRouter(tags=["decisions"])
 Name = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
@@ -101,6 +102,20 @@ async def list_records(
         lambda: service.records(decision=decision, status=status, run_id=run, tier=tier, version=version, limit=limit)
     )
     return _json({"items": items})
+
+
+@router.get(
+    "/v1/decision-records:verify",
+    summary="Check every decision record against the audit log (and the log's chain); names what differs",
+)
+async def verify_records(request: Request, _who: Annotated[Principal, Depends(requires("audit.read"))]) -> Response:
+    container = container_of(request)
+
+    def check() -> dict[str, Any]:
+        chain = container.audit.verify()
+        return with_chain(container.decisions.verify_records(container.audit.export()), chain.as_dict())
+
+    return _json(await run_in_threadpool(check))
 
 
 @router.get("/v1/decision-records/{record_id}", summary="One decision record in full")

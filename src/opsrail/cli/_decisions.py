@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, json_object, plain, progress_bar, short_time, table
 from opsrail.model import InvalidInput
+from opsrail.services import with_chain
 
 decisions_app = typer.Typer(help="Decision tables, decision policies and decision records.", no_args_is_help=True)
 records_app = typer.Typer(help="Decision records: every decision, machine or human.", no_args_is_help=True)
@@ -354,6 +355,44 @@ def records_show(record_id: str, json: JsonFlag = False) -> None:
         typer.echo(f"      similar: [{hit['kind']}] {hit['score']:.2f} {hit['title']} ({hit['source']})")
     if record["summary"]:
         typer.echo(f"      summary: {record['summary']['text']}")
+
+
+@records_app.command("verify")
+@handled
+def records_verify(json: JsonFlag = False) -> None:
+    """Check every decision record against the audit log (whose own chain is checked too): exits 1 and names the
+    records whose decision or settlement differs from what was audited, was settled without an entry, or is gone."""
+    with opened(action="audit.read") as container:
+        chain = container.audit.verify()
+        report = with_chain(container.decisions.verify_records(container.audit.export()), chain.as_dict())
+    if json:
+        emit_json(plain(report))
+    else:
+        if chain.ok:
+            typer.echo(f"audit chain verified: {chain.checked} entries, up to entry {chain.last_seq or 0}")
+        else:
+            typer.secho(f"audit chain broken at entry {chain.first_bad_seq}: {chain.problem}", fg=typer.colors.RED)
+        typer.echo(f"{report['checked']} decision record(s) checked against {report['audited']} audited decision(s)")
+        for item in report["problems"][:_SHOWN_PROBLEMS]:
+            typer.secho(f"  {_problem_line(item)}", fg=typer.colors.RED)
+        left = sum(report["problems_by_kind"].values()) - min(len(report["problems"]), _SHOWN_PROBLEMS)
+        if left > 0:
+            typer.echo(f"  … and {left} more (--json lists {len(report['problems'])})")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+_SHOWN_PROBLEMS = 20
+
+
+def _problem_line(item: dict[str, Any]) -> str:
+    record = item["record"]
+    if item["kind"] in ("not_audited", "missing"):
+        return f"{record}: {item['detail']}"
+    recorded = orjson.dumps(plain(item["recorded"])).decode()
+    audited = orjson.dumps(plain(item["audited"])).decode()
+    where = f"audit entry {item['entry']}" if item.get("entry") else "the audit log (no settlement entry)"
+    return f"{record}: {item['field']} is {recorded} in the record, {audited} in {where}"
 
 
 @decisions_app.command("override")

@@ -18,6 +18,7 @@ from opsrail.services._kpis import KpiService, KpiStore
 from opsrail.services._ledger import COLLECTIONS, LedgerService, LedgerStore
 from opsrail.services._oidc import OidcIdentity, OidcVerifier
 from opsrail.services._ports import ApiToken, DeadLetterStore, EventQuery, EventStore, Health, TokenStore
+from opsrail.services._record_check import with_chain
 from opsrail.services._retention import RETAINED_KINDS, RetentionService, RetentionStore
 from opsrail.services._sessions import MIN_PASSWORD, SESSION_HOURS, Session, SessionService
 from opsrail.services._tokens import TokenService, hash_token
@@ -77,4 +78,5 @@ __all__ = [
     "not_audited",
     "reference_cases",
     "reference_policies",
+    "with_chain",
 ]

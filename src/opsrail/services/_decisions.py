@@ -15,11 +15,13 @@ import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 from opsrail.decisions import (
     CompiledTable,
@@ -47,6 +49,7 @@ from opsrail.services._automation import AutomationService
 from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
 from opsrail.services._model_training import TASKS, case_documents, file_error, train
 from opsrail.services._override_checks import model_override_problems, override_hint
+from opsrail.services._record_check import CHECKED_COLUMNS, audited_decisions, check_records
 
 log = logging.getLogger("opsrail.decisions")
 
@@ -104,6 +107,8 @@ class DecisionStore(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def settled_since(self, decision: str, since: Any, limit: int = 5000) -> list[dict[str, Any]]: ...
+
+    def each_record(self, columns: Sequence[str]) -> Iterator[dict[str, Any]]: ...
 
     def settle_record(
         self,
@@ -720,6 +725,17 @@ class DecisionService:
 
     def records(self, **filters: Any) -> list[dict[str, Any]]:
         return self.store.records(**{k: v for k, v in filters.items() if v is not None})
+
+    def verify_records(self, entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Every record compared with its audit entries (``entries``: the audit log, oldest first); see
+        ``opsrail.services._record_check``."""
+        made, settled = audited_decisions(entries)
+        fields = self.redact_fields
+
+        def normal(value: Any) -> Any:  # as the audit log stores a detail: plain JSON, masked
+            return redact(orjson.loads(orjson.dumps(value, default=str)), fields)
+
+        return check_records(self.store.each_record(CHECKED_COLUMNS), made, settled, normal)
 
     def record(self, record_id: str) -> dict[str, Any]:
         record = self.store.record(record_id)

@@ -6,7 +6,7 @@ the step's result (``opsrail.engine.hold``): the record and the outcome it produ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -275,6 +275,29 @@ class SqlDecisionStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [_record(r) for r in rows]
+
+    def each_record(self, columns: Sequence[str], page: int = 2000) -> Iterator[dict[str, Any]]:
+        """These columns (and ``id``, ``created_at``) of every record, oldest first, read ``page`` rows at a time
+        (keyset on creation time and id); values as stored."""
+        selected = [decision_records.c[name] for name in dict.fromkeys(["id", "created_at", *columns])]
+        after: tuple[datetime, str] | None = None
+        while True:
+            query = sa.select(*selected).order_by(decision_records.c.created_at, decision_records.c.id)
+            if after is not None:
+                at, record_id = after
+                query = query.where(
+                    sa.or_(
+                        decision_records.c.created_at > at,
+                        sa.and_(decision_records.c.created_at == at, decision_records.c.id > record_id),
+                    )
+                )
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.limit(page)).mappings().all()
+            for row in rows:
+                yield dict(row)
+            if len(rows) < page:
+                return
+            after = (rows[-1]["created_at"], rows[-1]["id"])
 
     def settled_since(self, decision: str, since: datetime | None, limit: int = 5000) -> list[dict[str, Any]]:
         """Records of a decision that a person settled (accepted, overrode, rejected) after ``since``, oldest first."""
