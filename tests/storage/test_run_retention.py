@@ -135,9 +135,14 @@ def test_a_family_stays_while_one_of_its_runs_is_open(container: Container, cloc
     going = store.runs_to_purge(clock.now() - timedelta(days=30))
     assert set(going) == {ids["quick-0"], ids["quick-1"], ids["quick-2"]}
     assert going == [ids["quick-0"], ids["quick-1"], ids["quick-2"]]  # oldest first
+    # A run asked for that is no longer finished before the cut-off (retried meanwhile) stays.
+    cut = clock.now() - timedelta(days=30)
+    assert store.purge_runs([ids["waiting"], ids["recent"], ids["done-child"]], cut) == 0
     # Once the parent is gone, its old child may go on its own.
-    store.purge_runs([ids["waiting"]])
-    assert ids["waiting-child"] in store.runs_to_purge(clock.now() - timedelta(days=30))
+    with container.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM runs WHERE id = :id"), {"id": ids["waiting"]})
+    assert ids["waiting-child"] in store.runs_to_purge(cut)
+    assert store.purge_runs([ids["waiting-child"]], cut) == 1
 
 
 def test_runs_go_only_with_an_archive_unless_told_otherwise(

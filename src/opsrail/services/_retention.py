@@ -29,7 +29,7 @@ class RetentionStore(Protocol):
 
     def runs_to_purge(self, before: datetime) -> list[str]: ...
 
-    def purge_runs(self, run_ids: Sequence[str]) -> int: ...
+    def purge_runs(self, run_ids: Sequence[str], before: datetime) -> int: ...
 
 
 class RetentionService:
@@ -127,7 +127,7 @@ class RetentionService:
             }
         else:
             extra = {"archive": None}
-        return self.store.purge_runs(run_ids), extra
+        return self.store.purge_runs(run_ids, before), extra
 
 
 def _archive_path(folder: Path, before: datetime) -> Path:

@@ -96,14 +96,23 @@ class SqlRetentionStore:
                     pending.append(parent)
         return [run_id for run_id in order if run_id in chosen]
 
-    def purge_runs(self, run_ids: Sequence[str]) -> int:
-        """Delete these runs with their steps, tasks and run log; returns how many runs were deleted."""
+    def purge_runs(self, run_ids: Sequence[str], before: datetime) -> int:
+        """Delete these runs with their steps, tasks and run log, those still finished before ``before`` (a failed
+        run retried meanwhile stays); returns how many runs were deleted."""
         deleted = 0
         for start in range(0, len(run_ids), PURGE_BATCH):
             batch = list(run_ids[start : start + PURGE_BATCH])
             with write_transaction(self.engine) as conn:
-                conn.execute(run_log.delete().where(run_log.c.run_id.in_(batch)))
-                conn.execute(tasks.delete().where(tasks.c.run_id.in_(batch)))
-                conn.execute(run_steps.delete().where(run_steps.c.run_id.in_(batch)))
-                deleted += conn.execute(runs.delete().where(runs.c.id.in_(batch))).rowcount
+                still = (
+                    sa.select(runs.c.id)
+                    .where(runs.c.id.in_(batch), runs.c.status.in_(FINISHED), runs.c.finished_at < before)
+                    .with_for_update()
+                )
+                going = list(conn.execute(still).scalars())
+                if not going:
+                    continue
+                conn.execute(run_log.delete().where(run_log.c.run_id.in_(going)))
+                conn.execute(tasks.delete().where(tasks.c.run_id.in_(going)))
+                conn.execute(run_steps.delete().where(run_steps.c.run_id.in_(going)))
+                deleted += conn.execute(runs.delete().where(runs.c.id.in_(going))).rowcount
         return deleted
