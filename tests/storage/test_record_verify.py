@@ -65,6 +65,7 @@ def test_what_opsrail_does_verifies(container: Container, clock: FakeClock, tmp_
     # Retention drops the records' inputs; what was audited is untouched.
     clock.advance(days=40)
     retention = RetentionService(SqlRetentionStore(container.engine), clock, {"decision_records": timedelta(days=30)})
+    retention.audit = container.audit  # its entry says which records lost their inputs
     assert retention.run()["kinds"]["decision_records"]["rows"] == 3
     assert container.decisions.record(ids["acted"])["inputs"] == {}
     assert verified(container)["ok"]
@@ -85,6 +86,19 @@ def test_a_record_changed_behind_opsrails_back_is_named(container: Container, tm
     who = found["settlement_altered", ids["approved"], "reviewed_by"]
     assert (who["recorded"], who["audited"]) == ("mallory", "fiona")
     assert report["problems_by_kind"] == {"altered": 2, "settled_without_audit": 1, "settlement_altered": 1}
+
+
+def test_inputs_changed_or_emptied_without_retention_are_named(container: Container, tmp_path: Path) -> None:
+    ids = decisions(container, tmp_path)
+    inputs = json.dumps({"amount": 10.0, "premium": True})
+    change(container, "UPDATE decision_records SET inputs = :inputs WHERE id = :id", id=ids["acted"], inputs=inputs)
+    change(container, "UPDATE decision_records SET inputs = :inputs WHERE id = :id", id=ids["approved"], inputs="{}")
+    report = verified(container)
+    assert {(p["kind"], p["record"], p["field"]) for p in report["problems"]} == {
+        ("altered", ids["acted"], "inputs"),
+        ("altered", ids["approved"], "inputs"),  # emptied, but no retention says so
+    }
+    assert all(len(p["recorded"]) == len(p["audited"]) == 64 for p in report["problems"])  # digests, not the data
 
 
 def test_a_record_removed_or_slipped_in_is_named(container: Container, tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ from opsrail.services._automation import AutomationService
 from opsrail.services._decision_policies import DEFAULT_POLICY, DecisionPolicy, load_policies, parse_policy, route
 from opsrail.services._model_training import TASKS, case_documents, file_error, train
 from opsrail.services._override_checks import model_override_problems, override_hint
-from opsrail.services._record_check import CHECKED_COLUMNS, audited_decisions, check_records
+from opsrail.services._record_check import CHECKED_COLUMNS, audited_decisions, check_records, inputs_digest
 
 log = logging.getLogger("opsrail.decisions")
 
@@ -597,6 +597,7 @@ class DecisionService:
                 "outputs": record["outputs"],
                 "confidence": record["confidence"],
                 "route": route_taken,
+                "inputs_sha256": inputs_digest(record["inputs"]),
             },
         )
         return record, evaluation, roles, count, why
@@ -729,13 +730,13 @@ class DecisionService:
     def verify_records(self, entries: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         """Every record compared with its audit entries (``entries``: the audit log, oldest first); see
         ``opsrail.services._record_check``."""
-        made, settled = audited_decisions(entries)
+        audited = audited_decisions(entries)
         fields = self.redact_fields
 
         def normal(value: Any) -> Any:  # as the audit log stores a detail: plain JSON, masked
             return redact(orjson.loads(orjson.dumps(value, default=str)), fields)
 
-        return check_records(self.store.each_record(CHECKED_COLUMNS), made, settled, normal)
+        return check_records(self.store.each_record(CHECKED_COLUMNS), audited, normal)
 
     def record(self, record_id: str) -> dict[str, Any]:
         record = self.store.record(record_id)
