@@ -39,7 +39,7 @@ MADE_FIELDS = {
 """``decision.made`` detail → record column."""
 SETTLEMENT_COLUMNS = ("status", "reviewed_by", "final_outputs", "reason")
 CHECKED_COLUMNS = (*MADE_FIELDS.values(), *SETTLEMENT_COLUMNS, "inputs", "created_at")
-"""The record columns compared (a record's inputs, explanation, similar cases and summary are not read)."""
+"""The record columns read (inputs by their digest; a record's explanation, similar cases and summary are not read)."""
 MAX_PROBLEMS = 1000
 
 Normal = Callable[[Any], Any]
