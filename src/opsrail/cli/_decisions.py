@@ -15,7 +15,6 @@ from pydantic import TypeAdapter, ValidationError
 from opsrail.cli._common import JsonFlag, handled, opened
 from opsrail.cli._output import emit_json, json_object, plain, progress_bar, short_time, table
 from opsrail.model import InvalidInput
-from opsrail.services import with_chain
 
 decisions_app = typer.Typer(help="Decision tables, decision policies and decision records.", no_args_is_help=True)
 records_app = typer.Typer(help="Decision records: every decision, machine or human.", no_args_is_help=True)
@@ -362,6 +361,8 @@ def records_show(record_id: str, json: JsonFlag = False) -> None:
 def records_verify(json: JsonFlag = False) -> None:
     """Check every decision record against the audit log (whose own chain is checked too): exits 1 and names the
     records whose decision or settlement differs from what was audited, was settled without an entry, or is gone."""
+    from opsrail.services import with_chain  # the services load with the container, not with `--help`
+
     with opened(action="audit.read") as container:
         chain = container.audit.verify()
         report = with_chain(container.decisions.verify_records(container.audit.export()), chain.as_dict())
