@@ -112,7 +112,7 @@ class RetentionService:
         run_ids = self.store.runs_to_purge(before)
         if dry_run or not run_ids:
             return len(run_ids), {}
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"archive": None}
         if folder is not None:
             assert self.archive_runs is not None  # checked before anything changed
             path = _archive_path(folder, before)
@@ -125,8 +125,6 @@ class RetentionService:
                 "archived_events": written["events"],
                 "runs_without_step_ends": written["runs_without_step_ends"],
             }
-        else:
-            extra = {"archive": None}
         return self.store.purge_runs(run_ids, before), extra
 
 
